@@ -1,0 +1,141 @@
+"""The data products: the only code that knows whether X is dense or sparse.
+
+A solver asks a data object for ``X @ F`` (``side=0``, F is n×r) or
+``Xᵀ @ F`` (``side=1``, F is m×r), for ``‖X‖²``, and for the squared error
+computed directly.  Sparsity is decided once, in :func:`make_data`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+from . import kernels
+from ._chunks import nnz_bounds, row_bounds
+
+# Below this fraction of nonzeros a dense ndarray is factorized with the
+# sparse kernels (backend="auto").  Measured on the development machine (AMD
+# EPYC, 2 cores, OpenBLAS): see docs/algorithms.md, "Dense or sparse".
+SPARSE_DENSITY_THRESHOLD = 0.05
+
+# Rows per block when a dense product is evaluated blockwise (direct loss).
+_BLOCK_ELEMENTS = 1 << 22
+
+
+def _sqnorm_f64(values: np.ndarray) -> float:
+    """‖values‖² accumulated in float64 without a full-size float64 copy."""
+    flat = values.ravel(order="K")  # a view for C- or F-contiguous input
+    if flat.dtype == np.float64:
+        return float(flat @ flat)
+    total = 0.0
+    for start in range(0, flat.size, _BLOCK_ELEMENTS):
+        block = flat[start : start + _BLOCK_ELEMENTS].astype(np.float64)
+        total += float(block @ block)
+    return total
+
+
+class DenseData:
+    """Dense X: products by BLAS (NumPy ``@``), already multi-threaded."""
+
+    is_sparse = False
+    backend = "dense"
+
+    def __init__(self, X: np.ndarray):
+        if not (X.flags.c_contiguous or X.flags.f_contiguous):
+            X = np.ascontiguousarray(X)
+        self.X = X
+        self.shape = X.shape
+        self.dtype = X.dtype
+        self.nnz = X.size
+        self.sqnorm = _sqnorm_f64(X)
+
+    def product(self, F: np.ndarray, side: int, out: np.ndarray) -> np.ndarray:
+        X = self.X if side == 0 else self.X.T
+        return np.matmul(X, F, out=out)
+
+    def direct_sqerr(self, W: np.ndarray, Ht: np.ndarray) -> float:
+        """‖X − W Hᵀᵀ‖² evaluated block by block, accumulated in float64."""
+        m, n = self.shape
+        step = max(1, _BLOCK_ELEMENTS // n)
+        total = 0.0
+        for start in range(0, m, step):
+            R = self.X[start : start + step] - W[start : start + step] @ Ht.T
+            total += _sqnorm_f64(R)
+        return total
+
+
+class SparseData:
+    """Sparse X: held as canonical CSR and as CSR of Xᵀ; products by Numba kernels.
+
+    The CSR of ``X`` is the user's own arrays when they are already canonical
+    CSR of the right dtype (no copy); ``Xᵀ`` is one extra copy.
+    """
+
+    is_sparse = True
+    backend = "sparse"
+
+    def __init__(self, X):
+        csr = _canonical_csr(X)
+        csr_t = _canonical_csr(X.T) if X.format == "csc" else _canonical_csr(csr.T)
+        self.shape = csr.shape
+        self.dtype = csr.dtype
+        self.nnz = csr.nnz
+        self._arrays = (
+            (csr.indptr, csr.indices, csr.data),
+            (csr_t.indptr, csr_t.indices, csr_t.data),
+        )
+        self._bounds = (nnz_bounds(csr.indptr), nnz_bounds(csr_t.indptr))
+        self.sqnorm = _sqnorm_f64(csr.data)
+
+    def product(self, F: np.ndarray, side: int, out: np.ndarray) -> np.ndarray:
+        indptr, indices, data = self._arrays[side]
+        return kernels.csr_matmul(indptr, indices, data, F, self._bounds[side], out)
+
+    def direct_sqerr(self, W: np.ndarray, Ht: np.ndarray) -> float:
+        indptr, indices, data = self._arrays[0]
+        res, fit = kernels.csr_residual(indptr, indices, data, W, Ht, self._bounds[0]).sum(0)
+        WtW = W.T.astype(np.float64) @ W
+        HHt = Ht.T.astype(np.float64) @ Ht
+        return float(res + np.vdot(WtW, HHt) - fit)
+
+
+def _canonical_csr(X):
+    """CSR with sorted, unique indices and index arrays of one dtype; never modifies X."""
+    csr = X.tocsr()
+    if not csr.has_canonical_format:
+        csr = csr.copy()  # the arrays may be the caller's: never sort them in place
+        csr.sum_duplicates()  # also sorts the indices
+    if csr.indices.dtype != csr.indptr.dtype:
+        idx = np.promote_types(csr.indices.dtype, csr.indptr.dtype)
+        csr = sp.csr_matrix(
+            (csr.data, csr.indices.astype(idx), csr.indptr.astype(idx)), shape=csr.shape
+        )
+    return csr
+
+
+BACKENDS = ("auto", "dense", "sparse")
+
+
+def make_data(X, is_sparse: bool, backend: str = "auto"):
+    """Choose the data products once per fit.
+
+    ``auto``: sparse input stays sparse (never densified); a dense array with
+    fewer than ``SPARSE_DENSITY_THRESHOLD`` nonzeros goes to the sparse kernels.
+    ``dense``/``sparse`` force the choice (``dense`` densifies sparse input).
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}.")
+    if backend == "auto":
+        if is_sparse:
+            backend = "sparse"
+        else:
+            density = np.count_nonzero(X) / X.size
+            backend = "sparse" if density < SPARSE_DENSITY_THRESHOLD else "dense"
+    if backend == "sparse":
+        return SparseData(X if is_sparse else sp.csr_matrix(X))
+    return DenseData(X.toarray() if is_sparse else X)
+
+
+def factor_bounds(n_rows: int) -> np.ndarray:
+    """Chunks for the factor updates: rows cost the same, so equal ranges."""
+    return row_bounds(n_rows)

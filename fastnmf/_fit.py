@@ -1,0 +1,224 @@
+"""``nmf()``: validate, choose the data products, initialize, run a solver, report."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import _validation as v
+from ._data import BACKENDS, make_data
+from ._threads import thread_limits
+from .init import INIT_METHODS, initialize
+from .solvers import SOLVERS, Monitor, fit_frobenius
+
+SOLVER_ALIASES = {"cd": "hals"}
+
+
+@dataclass
+class NMFResult:
+    """The outcome of :func:`nmf`.
+
+    Attributes
+    ----------
+    W : ndarray of shape (n_samples, rank)
+    H : ndarray of shape (rank, n_features)
+    loss : float
+        The objective at the end: ``½‖X − WH‖²_F`` plus the penalties.
+    reconstruction_err : float
+        ``‖X − WH‖_F`` (scikit-learn's ``reconstruction_err_``).
+    relative_error : float
+        ``‖X − WH‖_F / ‖X‖_F``.
+    n_iter : int
+        Iterations run.
+    converged : bool
+        True when the stopping rule on ``tol`` was met (not ``max_iter``,
+        ``max_time`` or a callback).
+    stop_reason : {"tol", "max_iter", "max_time", "callback"}
+    history : dict of ndarrays
+        ``iteration``, ``time`` (seconds since the solver started) and
+        ``loss`` (the objective), starting at iteration 0 (the initial factors).
+    solver, backend : str
+        What ran.
+    elapsed : float
+        Wall time of the whole call, in seconds (validation and init included).
+    """
+
+    W: np.ndarray
+    H: np.ndarray
+    loss: float
+    reconstruction_err: float
+    relative_error: float
+    n_iter: int
+    converged: bool
+    stop_reason: str
+    history: dict = field(repr=False)
+    solver: str = "hals"
+    backend: str = "dense"
+    elapsed: float = 0.0
+
+
+def regularization(shape, alpha_W, alpha_H, l1_ratio):
+    """scikit-learn's scaling: penalties grow with the other dimension of X.
+
+    Returns ``(l1_W, l1_H, l2_W, l2_H)`` for the objective
+    ``½‖X − WH‖² + l1_W‖W‖₁ + ½l2_W‖W‖² + l1_H‖H‖₁ + ½l2_H‖H‖²``.
+    """
+    n_samples, n_features = shape
+    alpha_W = v.check_nonneg_float(alpha_W, "alpha_W")
+    alpha_H = alpha_W if isinstance(alpha_H, str) and alpha_H == "same" else (
+        v.check_nonneg_float(alpha_H, "alpha_H"))
+    l1_ratio = v.check_nonneg_float(l1_ratio, "l1_ratio")
+    if l1_ratio > 1:
+        raise ValueError(f"l1_ratio must be in [0, 1], got {l1_ratio}.")
+    return (
+        n_features * alpha_W * l1_ratio,
+        n_samples * alpha_H * l1_ratio,
+        n_features * alpha_W * (1.0 - l1_ratio),
+        n_samples * alpha_H * (1.0 - l1_ratio),
+    )
+
+
+def _starting_point(X, rank, init, W, H, random_state, solver, update_H, dtype):
+    m, n = X.shape
+    if not update_H:
+        H = v.check_factor(H, (rank, n), "H", dtype)
+        if solver == "mu":  # MU cannot move away from zero: start from the mean level
+            W = np.full((m, rank), np.sqrt(max(_mean_of(X), 0.0) / rank), dtype=dtype)
+        else:
+            W = np.zeros((m, rank), dtype=dtype)
+        return W, H
+    if init is None and (W is not None or H is not None):
+        init = "custom"
+    if init == "custom":
+        if W is None or H is None:
+            raise ValueError("init='custom' needs both W and H.")
+        return (v.check_factor(W, (m, rank), "W", dtype),
+                v.check_factor(H, (rank, n), "H", dtype))
+    if init is not None and init not in INIT_METHODS:
+        raise ValueError(
+            f"init must be one of {(*INIT_METHODS, 'custom')} or None, got {init!r}.")
+    return initialize(X, rank, init, random_state)
+
+
+def _mean_of(X) -> float:
+    return float(X.sum(dtype=np.float64)) / (X.shape[0] * X.shape[1])
+
+
+def nmf(X, rank, *, solver="hals", init=None, max_iter=200, tol=1e-4, random_state=None,
+        alpha_W=0.0, alpha_H="same", l1_ratio=0.0, W=None, H=None, update_H=True,
+        n_threads=None, backend="auto", max_time=None, callback=None, progress=False,
+        verbose=0) -> NMFResult:
+    """Nonnegative matrix factorization ``X ≈ W H`` under the Frobenius norm.
+
+    Minimizes ``½‖X − WH‖²_F + l1_W‖W‖₁ + ½l2_W‖W‖²_F + l1_H‖H‖₁ + ½l2_H‖H‖²_F``
+    over ``W ≥ 0``, ``H ≥ 0``, with the penalties scaled as in scikit-learn
+    (see ``alpha_W``).
+
+    Parameters
+    ----------
+    X : array-like or scipy sparse matrix/array of shape (n_samples, n_features)
+        Nonnegative data.  float32 stays float32; integer and boolean data
+        become float64.  Any sparse format; sparse X is never densified unless
+        ``backend="dense"``.  X is never modified.
+    rank : int
+        Number of components ``r``.
+    solver : {"hals", "mu"}, default="hals"
+        ``"hals"`` (alias ``"cd"``): hierarchical alternating least squares,
+        i.e. exact cyclic coordinate descent, as scikit-learn's ``cd``.
+        ``"mu"``: Lee & Seung's multiplicative updates.
+    init : {None, "random", "nndsvd", "nndsvda", "nndsvdar", "custom"}
+        ``None`` is ``"custom"`` when W or H is given, else ``"nndsvda"`` when
+        ``rank <= min(X.shape)``, else ``"random"`` (scikit-learn's rule).
+    max_iter : int, default=200
+        Most iterations (one iteration updates W, then H).
+    tol : float, default=1e-4
+        Stop when the objective decreased by at most ``tol`` relative to its
+        previous value during the last iteration: ``(L[k-1] - L[k]) / L[k-1] <= tol``.
+        ``tol=0`` runs all ``max_iter`` iterations unless the loss stalls exactly.
+    random_state : int, RandomState instance or None
+        Seed for the initialization.  A fixed seed gives the same result.
+    alpha_W, alpha_H, l1_ratio : float
+        Regularization as in scikit-learn: ``l1_W = alpha_W·l1_ratio·n_features``,
+        ``l2_W = alpha_W·(1 − l1_ratio)·n_features``, and likewise for H with
+        ``n_samples``.  ``alpha_H="same"`` uses ``alpha_W``.
+    W, H : ndarray, optional
+        Custom initial factors (copied, never modified).  With
+        ``update_H=False``, H is kept fixed and only W is solved for.
+    update_H : bool, default=True
+    n_threads : int or None
+        Threads for the Numba kernels and BLAS together (restored afterwards).
+        ``None``: all of Numba's threads.
+    backend : {"auto", "dense", "sparse"}
+        Which data products to use; ``auto`` keeps sparse input sparse and
+        sends dense arrays with under 5 % nonzeros to the sparse kernels.
+    max_time : float, optional
+        Stop after this many seconds of iterations.
+    callback : callable, optional
+        ``callback(info)`` after each iteration with an :class:`IterationInfo`;
+        return True to stop (the result is then marked not converged).
+    progress : bool
+        Show a progress bar (tqdm) with the iteration and loss.
+    verbose : int
+        Print the loss at every iteration.
+
+    Returns
+    -------
+    NMFResult
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastnmf
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.random((60, 5)) @ rng.random((5, 40))
+    >>> res = fastnmf.nmf(X, 5, random_state=0, max_iter=500, tol=1e-10)
+    >>> res.W.shape, res.H.shape
+    ((60, 5), (5, 40))
+    >>> bool(res.relative_error < 1e-2)
+    True
+    """
+    t0 = time.perf_counter()
+    X, is_sparse = v.check_X(X)
+    rank = v.check_rank(rank)
+    solver = SOLVER_ALIASES.get(solver, solver)
+    v.check_option(solver, "solver", SOLVERS)
+    v.check_option(backend, "backend", BACKENDS)
+    max_iter = v.check_positive_int(max_iter, "max_iter")
+    tol = v.check_nonneg_float(tol, "tol")
+    if max_time is not None:
+        max_time = v.check_nonneg_float(max_time, "max_time")
+    if callback is not None and not callable(callback):
+        raise TypeError("callback must be callable.")
+    reg = regularization(X.shape, alpha_W, alpha_H, l1_ratio)
+    dtype = X.dtype
+
+    with thread_limits(n_threads):
+        W0, H0 = _starting_point(X, rank, init, W, H, random_state, solver, update_H, dtype)
+        data = make_data(X, is_sparse, backend)
+        W0 = np.ascontiguousarray(W0)
+        Ht = np.ascontiguousarray(H0.T)
+        monitor = Monitor(max_iter=max_iter, tol=tol, max_time=max_time, callback=callback,
+                          progress=progress, verbose=verbose)
+        try:
+            sqerr = fit_frobenius(data, W0, Ht, solver=solver, monitor=monitor, reg=reg,
+                                  update_H=update_H)
+        finally:
+            history = monitor.close()
+
+    err = float(np.sqrt(sqerr))
+    return NMFResult(
+        W=W0,
+        H=np.ascontiguousarray(Ht.T),
+        loss=float(history["loss"][-1]),
+        reconstruction_err=err,
+        relative_error=err / np.sqrt(data.sqnorm) if data.sqnorm > 0 else 0.0,
+        n_iter=monitor.n_iter,
+        converged=monitor.converged,
+        stop_reason=monitor.stop_reason,
+        history=history,
+        solver=solver,
+        backend=data.backend,
+        elapsed=time.perf_counter() - t0,
+    )

@@ -1,0 +1,112 @@
+"""Initial factors: ``random``, ``nndsvd``, ``nndsvda``, ``nndsvdar``.
+
+The formulas, and the order in which random numbers are drawn, are those of
+scikit-learn, so the same ``random_state`` starts both packages from the same
+point.  NNDSVD uses a randomized truncated SVD, which only multiplies by ``X``
+and so never densifies a sparse matrix.
+
+References
+----------
+C. Boutsidis, E. Gallopoulos (2008). SVD based initialization: a head start for
+nonnegative matrix factorization. Pattern Recognition 41(4), 1350–1362.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.utils import check_random_state
+from sklearn.utils.extmath import randomized_svd
+
+INIT_METHODS = ("random", "nndsvd", "nndsvda", "nndsvdar")
+
+
+def default_init(rank: int, shape) -> str:
+    """scikit-learn's default: ``nndsvda`` when the rank allows an SVD, else ``random``."""
+    return "nndsvda" if rank <= min(shape) else "random"
+
+
+def _mean(X) -> float:
+    if sp.issparse(X):
+        return float(X.sum(dtype=np.float64)) / (X.shape[0] * X.shape[1])
+    return float(X.mean(dtype=np.float64))
+
+
+def initialize(X, rank: int, init: str | None = None, random_state=None, eps: float = 1e-6):
+    """Initial ``(W, H)`` for ``X ≈ W H``, in the dtype of ``X``.
+
+    Parameters
+    ----------
+    X : ndarray or sparse matrix of shape (m, n)
+        Nonnegative data (already validated).
+    rank : int
+        Number of components.
+    init : {"random", "nndsvd", "nndsvda", "nndsvdar"} or None
+        ``None`` picks :func:`default_init`.
+    random_state : int, RandomState instance or None
+        Seed for ``random``, ``nndsvdar`` and the randomized SVD.
+    eps : float
+        NNDSVD entries below ``eps`` are set to zero.
+
+    Returns
+    -------
+    W : ndarray of shape (m, rank), C-contiguous
+    H : ndarray of shape (rank, n), C-contiguous
+    """
+    m, n = X.shape
+    dtype = X.dtype
+    if init is None:
+        init = default_init(rank, X.shape)
+    if init not in INIT_METHODS:
+        raise ValueError(f"init must be one of {INIT_METHODS} or 'custom', got {init!r}.")
+    if init != "random" and rank > min(m, n):
+        raise ValueError(
+            f"init={init!r} can only be used when rank <= min(n_samples, n_features) "
+            f"= {min(m, n)}; got rank={rank}. Use init='random'."
+        )
+
+    if init == "random":
+        avg = np.sqrt(_mean(X) / rank)
+        rng = check_random_state(random_state)
+        H = avg * rng.standard_normal(size=(rank, n)).astype(dtype, copy=False)
+        W = avg * rng.standard_normal(size=(m, rank)).astype(dtype, copy=False)
+        np.abs(H, out=H)
+        np.abs(W, out=W)
+        return np.ascontiguousarray(W, dtype=dtype), np.ascontiguousarray(H, dtype=dtype)
+
+    U, S, V = randomized_svd(X, rank, random_state=random_state)
+    W = np.zeros_like(U)
+    H = np.zeros_like(V)
+    # The leading singular pair of a nonnegative matrix is nonnegative.
+    W[:, 0] = np.sqrt(S[0]) * np.abs(U[:, 0])
+    H[0, :] = np.sqrt(S[0]) * np.abs(V[0, :])
+    for j in range(1, rank):
+        x, y = U[:, j], V[j, :]
+        x_p, y_p = np.maximum(x, 0), np.maximum(y, 0)
+        x_n, y_n = np.abs(np.minimum(x, 0)), np.abs(np.minimum(y, 0))
+        x_p_nrm, y_p_nrm = np.sqrt(x_p @ x_p), np.sqrt(y_p @ y_p)
+        x_n_nrm, y_n_nrm = np.sqrt(x_n @ x_n), np.sqrt(y_n @ y_n)
+        m_p, m_n = x_p_nrm * y_p_nrm, x_n_nrm * y_n_nrm
+        # Keep the sign pattern carrying more of the singular pair.
+        if m_p > m_n:
+            u, v, sigma = x_p / x_p_nrm, y_p / y_p_nrm, m_p
+        elif m_n > 0:
+            u, v, sigma = x_n / x_n_nrm, y_n / y_n_nrm, m_n
+        else:  # a singular pair with no mass on either sign pattern: leave it zero
+            continue
+        lbd = np.sqrt(S[j] * sigma)
+        W[:, j] = lbd * u
+        H[j, :] = lbd * v
+    W[W < eps] = 0
+    H[H < eps] = 0
+
+    if init == "nndsvda":
+        avg = _mean(X)
+        W[W == 0] = avg
+        H[H == 0] = avg
+    elif init == "nndsvdar":
+        rng = check_random_state(random_state)
+        avg = _mean(X)
+        W[W == 0] = abs(avg * rng.standard_normal(size=len(W[W == 0])) / 100)
+        H[H == 0] = abs(avg * rng.standard_normal(size=len(H[H == 0])) / 100)
+    return np.ascontiguousarray(W, dtype=dtype), np.ascontiguousarray(H, dtype=dtype)

@@ -1,0 +1,14 @@
+"""Numba kernels: plain arrays in, arrays out (or updated in place).
+
+Nothing here knows about sparse-matrix objects, estimators or options.  Every
+parallel loop runs over *chunks* of rows given as an ``int64`` array of row
+boundaries (``bounds[c]:bounds[c + 1]`` is chunk ``c``); chunks write disjoint
+rows, so there are no races, and balancing the chunks (by nonzeros for sparse
+X) is decided once, outside, by :func:`fastnmf._chunks.row_bounds`.
+"""
+
+from .factor_updates import hals_update, mu_update
+from .reductions import inner_f64
+from .sparse import csr_matmul, csr_residual
+
+__all__ = ["csr_matmul", "csr_residual", "hals_update", "inner_f64", "mu_update"]

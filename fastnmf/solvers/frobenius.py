@@ -1,0 +1,119 @@
+"""The outer loop for the Frobenius objective, shared by HALS and MU.
+
+One iteration = two half-steps.  Each computes a data product and a Gram
+matrix, then hands them to a factor update that never sees X::
+
+    A = X Hᵀ,  B = H Hᵀ   →  W  ← update(W, A, B)
+    A = Xᵀ W,  B = Wᵀ W   →  Hᵀ ← update(Hᵀ, A, B)
+
+H is kept transposed (``Ht``, n×r, C-contiguous) so both half-steps run the
+same kernel on the same layout.  The loss comes from products already made:
+``‖X − WH‖² = ‖X‖² − 2⟨Xᵀ W, Hᵀ⟩ + ⟨Wᵀ W, H Hᵀ⟩``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import kernels
+from .._data import factor_bounds
+
+# scikit-learn's guard for a zero MU denominator (float32 machine epsilon).
+MU_EPS = float(np.finfo(np.float32).eps)
+
+# When ‖X − WH‖² < CANCEL[dtype]·‖X‖², the cheap formula has lost too many
+# digits to cancellation: evaluate the error directly instead.
+CANCEL = {np.dtype(np.float64): 1e-9, np.dtype(np.float32): 1e-3}
+
+
+def _hals(F, A, B, l1, l2, bounds):
+    kernels.hals_update(F, A, B, l1, l2, bounds)
+
+
+def _mu(F, A, B, l1, l2, bounds):
+    kernels.mu_update(F, A, B, l1, l2, F.dtype.type(MU_EPS), bounds)
+
+
+UPDATES = {"hals": _hals, "mu": _mu}
+
+
+class _Loss:
+    """½‖X − WH‖² plus the penalties, from the products at hand."""
+
+    def __init__(self, data, reg):
+        self.data = data
+        self.reg = reg  # (l1_W, l1_H, l2_W, l2_H)
+        self.cancel = CANCEL[np.dtype(data.dtype)] * data.sqnorm
+
+    def sqerr(self, A, F, WtW, HHt, W, Ht, bounds):
+        """‖X − WH‖² given A = the product that pairs with factor F (⟨A, F⟩ = ⟨X, WH⟩)."""
+        cross = kernels.inner_f64(A, F, bounds)
+        gram = float(np.vdot(WtW.astype(np.float64), HHt.astype(np.float64)))
+        err = self.data.sqnorm - 2.0 * cross + gram
+        if err < self.cancel:
+            err = self.data.direct_sqerr(W, Ht)
+        return max(err, 0.0)
+
+    def objective(self, sqerr, W, Ht):
+        l1_W, l1_H, l2_W, l2_H = self.reg
+        obj = 0.5 * sqerr
+        if l1_W:
+            obj += l1_W * float(W.sum(dtype=np.float64))
+        if l1_H:
+            obj += l1_H * float(Ht.sum(dtype=np.float64))
+        if l2_W:
+            obj += 0.5 * l2_W * float(np.vdot(W, W))
+        if l2_H:
+            obj += 0.5 * l2_H * float(np.vdot(Ht, Ht))
+        return obj
+
+
+def fit_frobenius(data, W, Ht, *, solver, monitor, reg=(0.0, 0.0, 0.0, 0.0),
+                  update_H=True):
+    """Minimize ``½‖X − W Htᵀ‖² + penalties`` in place over ``W`` (and ``Ht``).
+
+    Parameters
+    ----------
+    data : DenseData or SparseData
+    W, Ht : C-contiguous ndarrays (m×r, n×r) of ``data.dtype``; updated in place.
+    solver : {"hals", "mu"}
+    monitor : Monitor
+    reg : (l1_W, l1_H, l2_W, l2_H), already scaled.
+    update_H : bool
+        False solves for W with H fixed (``transform``).
+
+    Returns
+    -------
+    sqerr : float
+        ``‖X − W Htᵀ‖²`` at the returned factors.
+    """
+    update = UPDATES[solver]
+    m, r = W.shape
+    n = Ht.shape[0]
+    dtype = W.dtype.type
+    l1_W, l1_H, l2_W, l2_H = (dtype(v) for v in reg)
+    bounds_W, bounds_H = factor_bounds(m), factor_bounds(n)
+    loss = _Loss(data, reg)
+
+    XHt = np.empty((m, r), dtype=W.dtype)
+    XtW = np.empty((n, r), dtype=W.dtype)
+    HHt = Ht.T @ Ht
+    data.product(Ht, 0, out=XHt)  # the first W half-step's product, also gives L[0]
+    sqerr = loss.sqerr(XHt, W, W.T @ W, HHt, W, Ht, bounds_W)
+    monitor.start(loss.objective(sqerr, W, Ht))
+
+    for it in range(1, monitor.max_iter + 1):
+        if it > 1 and update_H:  # with H fixed, X Hᵀ never changes
+            data.product(Ht, 0, out=XHt)
+        update(W, XHt, HHt, l1_W, l2_W, bounds_W)
+        WtW = W.T @ W
+        if update_H:
+            data.product(W, 1, out=XtW)
+            update(Ht, XtW, WtW, l1_H, l2_H, bounds_H)
+            HHt = Ht.T @ Ht
+            sqerr = loss.sqerr(XtW, Ht, WtW, HHt, W, Ht, bounds_H)
+        else:
+            sqerr = loss.sqerr(XHt, W, WtW, HHt, W, Ht, bounds_W)
+        if monitor.step(it, loss.objective(sqerr, W, Ht), W, Ht.T):
+            break
+    return sqerr
