@@ -11,7 +11,7 @@ from . import _validation as v
 from ._data import BACKENDS, make_data
 from ._threads import thread_limits
 from .init import INIT_METHODS, initialize
-from .solvers import SOLVERS, Monitor, fit_frobenius
+from .solvers import SOLVERS, STOP_RULES, Monitor, fit_frobenius
 
 SOLVER_ALIASES = {"cd": "hals"}
 
@@ -134,9 +134,14 @@ def nmf(X, rank, *, solver="hals", init=None, max_iter=200, tol=1e-4, random_sta
     max_iter : int, default=200
         Most iterations (one iteration updates W, then H).
     tol : float, default=1e-4
-        Stop when the objective decreased by at most ``tol`` relative to its
-        previous value during the last iteration: ``(L[k-1] - L[k]) / L[k-1] <= tol``.
-        ``tol=0`` runs all ``max_iter`` iterations unless the loss stalls exactly.
+        Tolerance of the stopping rule, with scikit-learn's meaning for each
+        solver.  HALS: stop when the projected-gradient violation of an
+        iteration (the sum over all entries of W and H of the gradient's
+        component that the nonnegativity constraint does not block, measured
+        during the sweep) falls to ``tol`` times that of the first iteration.
+        MU: every 10 iterations, stop when ``‖X − WH‖_F`` decreased by less
+        than ``tol`` times its initial value since the last check.
+        ``tol=0`` runs ``max_iter`` iterations.
     random_state : int, RandomState instance or None
         Seed for the initialization.  A fixed seed gives the same result.
     alpha_W, alpha_H, l1_ratio : float
@@ -199,8 +204,9 @@ def nmf(X, rank, *, solver="hals", init=None, max_iter=200, tol=1e-4, random_sta
         data = make_data(X, is_sparse, backend)
         W0 = np.ascontiguousarray(W0)
         Ht = np.ascontiguousarray(H0.T)
-        monitor = Monitor(max_iter=max_iter, tol=tol, max_time=max_time, callback=callback,
-                          progress=progress, verbose=verbose)
+        monitor = Monitor(max_iter=max_iter, tol=tol, rule=STOP_RULES[solver],
+                          max_time=max_time, callback=callback, progress=progress,
+                          verbose=verbose)
         try:
             sqerr = fit_frobenius(data, W0, Ht, solver=solver, monitor=monitor, reg=reg,
                                   update_H=update_H)

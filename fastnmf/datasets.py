@@ -31,35 +31,50 @@ def make_low_rank(n_samples=5000, n_features=2000, rank=20, *, noise=0.1, random
 
 
 def make_sparse_counts(n_samples=100_000, n_features=20_000, nnz=10_000_000, rank=32, *,
-                       random_state=0, dtype=np.float64, chunk=1_000_000):
-    """Sparse count matrix with planted nonnegative low-rank structure.
+                       random_state=0, dtype=np.float64, chunk=2_000_000):
+    """Sparse count matrix drawn from a planted Poisson factorization.
 
-    Each row and column has a popularity drawn from a log-normal law (a few
-    rows and columns hold many of the entries, as in text and single-cell
-    data); about ``nnz`` positions are drawn with those weights; a stored
-    value is ``1 + Poisson(λ)`` with ``λ = (W H)_ij`` from sparse-ish gamma
-    factors, so the nonzeros carry the low-rank signal.
+    The generative story of topic models and single-cell programs: every
+    count picks a row ``i`` (rows have log-normal activity, so a few rows hold
+    many counts), a component ``k`` with probability ∝ ``W[i, k]``, and a
+    column ``j`` with probability ∝ ``H[k, j]``.  ``W`` and ``H`` are sparse-ish
+    gamma draws (shape 0.3) and columns also have log-normal popularity.
+    Counts landing on the same ``(i, j)`` add up, so the expected matrix is
+    exactly rank ``rank`` and the nonzero pattern itself carries the structure.
+    Draws continue in chunks until at least ``nnz`` distinct entries exist.
 
     Returns
     -------
-    X : scipy.sparse.csr_matrix of shape (n_samples, n_features)
-        Duplicate positions are summed, so ``X.nnz`` is slightly below ``nnz``.
+    X : scipy.sparse.csr_matrix of shape (n_samples, n_features), canonical,
+        int32 indices when they fit, about ``nnz`` stored entries (≥ 1 each).
     """
     rng = np.random.default_rng(random_state)
-    W = rng.gamma(0.3, 1.0, size=(n_samples, rank))
-    H = rng.gamma(0.3, 1.0, size=(rank, n_features))
+    W = rng.gamma(0.3, 1.0, size=(n_samples, rank)) + 1e-3
+    H = rng.gamma(0.3, 1.0, size=(rank, n_features)) * rng.lognormal(0.0, 1.0, n_features)
     row_p = rng.lognormal(0.0, 1.0, n_samples)
-    col_p = rng.lognormal(0.0, 1.0, n_features)
     row_cdf = np.cumsum(row_p / row_p.sum())
-    col_cdf = np.cumsum(col_p / col_p.sum())
-    rows = np.minimum(np.searchsorted(row_cdf, rng.random(nnz)), n_samples - 1)
-    cols = np.minimum(np.searchsorted(col_cdf, rng.random(nnz)), n_features - 1)
-    vals = np.empty(nnz, dtype=np.float64)
-    Ht = np.ascontiguousarray(H.T)
-    for start in range(0, nnz, chunk):
-        stop = min(start + chunk, nnz)
-        lam = np.einsum("ij,ij->i", W[rows[start:stop]], Ht[cols[start:stop]])
-        vals[start:stop] = 1.0 + rng.poisson(lam)
-    X = sp.csr_matrix((vals.astype(dtype), (rows, cols)), shape=(n_samples, n_features))
+    W_cdf = np.cumsum(W, axis=1)
+    W_cdf /= W_cdf[:, -1:]
+    H_cdf = np.cumsum(H, axis=1)
+    H_cdf /= H_cdf[:, -1:]
+    X = sp.csr_matrix((n_samples, n_features), dtype=np.float64)
+    while X.nnz < nnz:
+        draws = max(chunk, int(1.2 * (nnz - X.nnz)))
+        draws = min(draws, 4 * chunk)
+        rows = np.minimum(np.searchsorted(row_cdf, rng.random(draws)), n_samples - 1)
+        u = rng.random(draws)
+        comps = np.empty(draws, dtype=np.int64)
+        for start in range(0, draws, chunk):
+            sl = slice(start, start + chunk)
+            comps[sl] = (W_cdf[rows[sl]] < u[sl, None]).sum(axis=1)
+        np.minimum(comps, rank - 1, out=comps)
+        cols = np.empty(draws, dtype=np.int64)
+        v = rng.random(draws)
+        for k in range(rank):
+            sel = np.flatnonzero(comps == k)
+            cols[sel] = np.searchsorted(H_cdf[k], v[sel])
+        np.minimum(cols, n_features - 1, out=cols)
+        X = X + sp.csr_matrix((np.ones(draws), (rows, cols)), shape=(n_samples, n_features))
+    X = X.astype(dtype)
     X.sum_duplicates()
     return X

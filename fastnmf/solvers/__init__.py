@@ -4,9 +4,16 @@ To add a Frobenius solver, add its factor update to ``frobenius.UPDATES``.
 """
 
 from ._monitor import IterationInfo, Monitor
+from .frobenius import STOP_RULES, fit_frobenius
 from .frobenius import UPDATES as FROBENIUS_SOLVERS
-from .frobenius import fit_frobenius
 
 SOLVERS = tuple(FROBENIUS_SOLVERS)
 
-__all__ = ["FROBENIUS_SOLVERS", "SOLVERS", "IterationInfo", "Monitor", "fit_frobenius"]
+__all__ = [
+    "FROBENIUS_SOLVERS",
+    "SOLVERS",
+    "STOP_RULES",
+    "IterationInfo",
+    "Monitor",
+    "fit_frobenius",
+]

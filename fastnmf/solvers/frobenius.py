@@ -21,13 +21,17 @@ from .._data import factor_bounds
 # scikit-learn's guard for a zero MU denominator (float32 machine epsilon).
 MU_EPS = float(np.finfo(np.float32).eps)
 
-# When ‖X − WH‖² < CANCEL[dtype]·‖X‖², the cheap formula has lost too many
-# digits to cancellation: evaluate the error directly instead.
-CANCEL = {np.dtype(np.float64): 1e-9, np.dtype(np.float32): 1e-3}
+# The cheap formula ‖X‖² − 2⟨A, F⟩ + ⟨WᵀW, HHᵀ⟩ loses digits to cancellation
+# when the fit is close: its absolute error is about eps·‖X‖², eps the
+# precision of the products (float32 products keep ~1e-7 of ‖X‖², float64
+# ~1e-15).  Below CANCEL[dtype]·‖X‖² (formula then good to < 1 % at worst)
+# the squared error is evaluated directly, which costs one more product.
+CANCEL = {np.dtype(np.float64): 1e-12, np.dtype(np.float32): 1e-5}
 
 
 def _hals(F, A, B, l1, l2, bounds):
-    kernels.hals_update(F, A, B, l1, l2, bounds)
+    """HALS sweep; returns the projected-gradient violation it met (for ``tol``)."""
+    return kernels.hals_update(F, A, B, l1, l2, bounds)
 
 
 def _mu(F, A, B, l1, l2, bounds):
@@ -35,6 +39,8 @@ def _mu(F, A, B, l1, l2, bounds):
 
 
 UPDATES = {"hals": _hals, "mu": _mu}
+# The stopping rule that gives ``tol`` the meaning scikit-learn gives it.
+STOP_RULES = {"hals": "violation", "mu": "error"}
 
 
 class _Loss:
@@ -85,7 +91,8 @@ def fit_frobenius(data, W, Ht, *, solver, monitor, reg=(0.0, 0.0, 0.0, 0.0),
     Returns
     -------
     sqerr : float
-        ``‖X − W Htᵀ‖²`` at the returned factors.
+        ``‖X − W Htᵀ‖²`` at the returned factors (computed directly for
+        float32, whose cheap formula keeps only ~5 digits of a close fit).
     """
     update = UPDATES[solver]
     m, r = W.shape
@@ -100,20 +107,25 @@ def fit_frobenius(data, W, Ht, *, solver, monitor, reg=(0.0, 0.0, 0.0, 0.0),
     HHt = Ht.T @ Ht
     data.product(Ht, 0, out=XHt)  # the first W half-step's product, also gives L[0]
     sqerr = loss.sqerr(XHt, W, W.T @ W, HHt, W, Ht, bounds_W)
-    monitor.start(loss.objective(sqerr, W, Ht))
+    monitor.start(loss.objective(sqerr, W, Ht), np.sqrt(sqerr))
 
     for it in range(1, monitor.max_iter + 1):
         if it > 1 and update_H:  # with H fixed, X Hᵀ never changes
             data.product(Ht, 0, out=XHt)
-        update(W, XHt, HHt, l1_W, l2_W, bounds_W)
+        violation = update(W, XHt, HHt, l1_W, l2_W, bounds_W)
         WtW = W.T @ W
         if update_H:
             data.product(W, 1, out=XtW)
-            update(Ht, XtW, WtW, l1_H, l2_H, bounds_H)
+            v_H = update(Ht, XtW, WtW, l1_H, l2_H, bounds_H)
+            if violation is not None:
+                violation += v_H
             HHt = Ht.T @ Ht
             sqerr = loss.sqerr(XtW, Ht, WtW, HHt, W, Ht, bounds_H)
         else:
             sqerr = loss.sqerr(XHt, W, WtW, HHt, W, Ht, bounds_W)
-        if monitor.step(it, loss.objective(sqerr, W, Ht), W, Ht.T):
+        if monitor.step(it, loss.objective(sqerr, W, Ht), np.sqrt(sqerr), W, Ht.T,
+                        violation):
             break
+    if W.dtype == np.float32:  # report the final error to float64 accuracy
+        sqerr = data.direct_sqerr(W, Ht)
     return sqerr
