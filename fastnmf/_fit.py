@@ -80,7 +80,7 @@ def regularization(shape, alpha_W, alpha_H, l1_ratio):
     )
 
 
-def _starting_point(X, rank, init, W, H, random_state, solver, update_H, dtype):
+def _starting_point(X, rank, init, W, H, random_state, solver, update_H, dtype, data):
     m, n = X.shape
     if not update_H:
         H = v.check_factor(H, (rank, n), "H", dtype)
@@ -99,7 +99,7 @@ def _starting_point(X, rank, init, W, H, random_state, solver, update_H, dtype):
     if init is not None and init not in INIT_METHODS:
         raise ValueError(
             f"init must be one of {(*INIT_METHODS, 'custom')} or None, got {init!r}.")
-    return initialize(X, rank, init, random_state)
+    return initialize(X, rank, init, random_state, data=data)
 
 
 def _mean_of(X) -> float:
@@ -200,8 +200,9 @@ def nmf(X, rank, *, solver="hals", init=None, max_iter=200, tol=1e-4, random_sta
     dtype = X.dtype
 
     with thread_limits(n_threads):
-        W0, H0 = _starting_point(X, rank, init, W, H, random_state, solver, update_H, dtype)
         data = make_data(X, is_sparse, backend)
+        W0, H0 = _starting_point(X, rank, init, W, H, random_state, solver, update_H, dtype,
+                                 data)
         W0 = np.ascontiguousarray(W0)
         Ht = np.ascontiguousarray(H0.T)
         monitor = Monitor(max_iter=max_iter, tol=tol, rule=STOP_RULES[solver],

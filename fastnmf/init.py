@@ -14,9 +14,10 @@ nonnegative matrix factorization. Pattern Recognition 41(4), 1350–1362.
 from __future__ import annotations
 
 import numpy as np
+import scipy.linalg
 import scipy.sparse as sp
 from sklearn.utils import check_random_state
-from sklearn.utils.extmath import randomized_svd
+from sklearn.utils.extmath import randomized_svd, svd_flip
 
 INIT_METHODS = ("random", "nndsvd", "nndsvda", "nndsvdar")
 
@@ -32,7 +33,47 @@ def _mean(X) -> float:
     return float(X.mean(dtype=np.float64))
 
 
-def initialize(X, rank: int, init: str | None = None, random_state=None, eps: float = 1e-6):
+def _randomized_svd_products(data, rank: int, random_state, n_oversamples: int = 10):
+    """scikit-learn's randomized SVD, step for step, with fastnmf's parallel products.
+
+    Halko, Martinsson & Tropp (2011) with scikit-learn's defaults (7 or 4 LU-
+    normalized power iterations, 10 oversamples, sign flip); every product
+    with X goes through ``data.product``, so sparse X is multiplied by the
+    Numba kernels instead of scipy's single-threaded ones.
+    """
+    m, n = data.shape
+    k = rank + n_oversamples
+    n_iter = 7 if rank < 0.1 * min(m, n) else 4
+    transpose = m < n
+    # Products with M (the possibly transposed X): side 0 is M @ F, side 1 is Mᵀ @ F.
+    fwd, back = (1, 0) if transpose else (0, 1)
+    rows, cols = (n, m) if transpose else (m, n)
+    rng = check_random_state(random_state)
+    Q = rng.normal(size=(cols, k)).astype(data.dtype, copy=False)
+
+    def prod(F, side, n_rows):
+        out = np.empty((n_rows, F.shape[1]), dtype=data.dtype)
+        return data.product(np.ascontiguousarray(F, dtype=data.dtype), side, out)
+
+    def lu(A):
+        return scipy.linalg.lu(A, permute_l=True, check_finite=False)[0]
+
+    normalize = lu if n_iter > 2 else (lambda A: A)
+    for _ in range(n_iter):
+        Q = normalize(prod(Q, fwd, rows))
+        Q = normalize(prod(Q, back, cols))
+    Q, _ = scipy.linalg.qr(prod(Q, fwd, rows), mode="economic", check_finite=False)
+    B = prod(Q, back, cols).T  # Qᵀ M
+    Uhat, s, Vt = scipy.linalg.svd(B, full_matrices=False, lapack_driver="gesdd")
+    U = Q @ Uhat
+    U, Vt = svd_flip(U, Vt, u_based_decision=not transpose)
+    if transpose:
+        return Vt[:rank].T, s[:rank], U[:, :rank].T
+    return U[:, :rank], s[:rank], Vt[:rank]
+
+
+def initialize(X, rank: int, init: str | None = None, random_state=None, eps: float = 1e-6,
+               *, data=None):
     """Initial ``(W, H)`` for ``X ≈ W H``, in the dtype of ``X``.
 
     Parameters
@@ -47,6 +88,9 @@ def initialize(X, rank: int, init: str | None = None, random_state=None, eps: fl
         Seed for ``random``, ``nndsvdar`` and the randomized SVD.
     eps : float
         NNDSVD entries below ``eps`` are set to zero.
+    data : SparseData, optional
+        fastnmf's prepared sparse X; when given, the randomized SVD runs on its
+        parallel products (same algorithm and random numbers as scikit-learn).
 
     Returns
     -------
@@ -74,7 +118,10 @@ def initialize(X, rank: int, init: str | None = None, random_state=None, eps: fl
         np.abs(W, out=W)
         return np.ascontiguousarray(W, dtype=dtype), np.ascontiguousarray(H, dtype=dtype)
 
-    U, S, V = randomized_svd(X, rank, random_state=random_state)
+    if data is not None and data.is_sparse:
+        U, S, V = _randomized_svd_products(data, rank, random_state)
+    else:
+        U, S, V = randomized_svd(X, rank, random_state=random_state)
     W = np.zeros_like(U)
     H = np.zeros_like(V)
     # The leading singular pair of a nonnegative matrix is nonnegative.
