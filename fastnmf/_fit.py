@@ -10,7 +10,7 @@ import numpy as np
 from . import _validation as v
 from ._data import BACKENDS, make_data
 from ._threads import thread_limits
-from .init import INIT_METHODS, initialize
+from .init import INIT_METHODS, initialize, mean_of
 from .solvers import SOLVERS, STOP_RULES, Monitor, fit_frobenius
 
 SOLVER_ALIASES = {"cd": "hals"}
@@ -85,7 +85,7 @@ def _starting_point(X, rank, init, W, H, random_state, solver, update_H, dtype, 
     if not update_H:
         H = v.check_factor(H, (rank, n), "H", dtype)
         if solver == "mu":  # MU cannot move away from zero: start from the mean level
-            W = np.full((m, rank), np.sqrt(max(_mean_of(X), 0.0) / rank), dtype=dtype)
+            W = np.full((m, rank), np.sqrt(max(mean_of(X), 0.0) / rank), dtype=dtype)
         else:
             W = np.zeros((m, rank), dtype=dtype)
         return W, H
@@ -100,10 +100,6 @@ def _starting_point(X, rank, init, W, H, random_state, solver, update_H, dtype, 
         raise ValueError(
             f"init must be one of {(*INIT_METHODS, 'custom')} or None, got {init!r}.")
     return initialize(X, rank, init, random_state, data=data)
-
-
-def _mean_of(X) -> float:
-    return float(X.sum(dtype=np.float64)) / (X.shape[0] * X.shape[1])
 
 
 def nmf(X, rank, *, solver="hals", init=None, max_iter=200, tol=1e-4, random_state=None,

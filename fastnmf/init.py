@@ -27,9 +27,14 @@ def default_init(rank: int, shape) -> str:
     return "nndsvda" if rank <= min(shape) else "random"
 
 
-def _mean(X) -> float:
+def mean_of(X) -> float:
+    """Mean of all m·n entries, in float64, never modifying X.
+
+    Sums the stored values directly: scipy's ``X.sum()`` merges duplicate
+    entries of a non-canonical CSR/CSC *in place*, rewriting the caller's arrays.
+    """
     if sp.issparse(X):
-        return float(X.sum(dtype=np.float64)) / (X.shape[0] * X.shape[1])
+        return float(X.data.sum(dtype=np.float64)) / (X.shape[0] * X.shape[1])
     return float(X.mean(dtype=np.float64))
 
 
@@ -110,7 +115,7 @@ def initialize(X, rank: int, init: str | None = None, random_state=None, eps: fl
         )
 
     if init == "random":
-        avg = np.sqrt(_mean(X) / rank)
+        avg = np.sqrt(mean_of(X) / rank)
         rng = check_random_state(random_state)
         H = avg * rng.standard_normal(size=(rank, n)).astype(dtype, copy=False)
         W = avg * rng.standard_normal(size=(m, rank)).astype(dtype, copy=False)
@@ -148,12 +153,12 @@ def initialize(X, rank: int, init: str | None = None, random_state=None, eps: fl
     H[H < eps] = 0
 
     if init == "nndsvda":
-        avg = _mean(X)
+        avg = mean_of(X)
         W[W == 0] = avg
         H[H == 0] = avg
     elif init == "nndsvdar":
         rng = check_random_state(random_state)
-        avg = _mean(X)
+        avg = mean_of(X)
         W[W == 0] = abs(avg * rng.standard_normal(size=len(W[W == 0])) / 100)
         H[H == 0] = abs(avg * rng.standard_normal(size=len(H[H == 0])) / 100)
     return np.ascontiguousarray(W, dtype=dtype), np.ascontiguousarray(H, dtype=dtype)

@@ -37,9 +37,8 @@ class Monitor:
       when ``‖X − WH‖_F`` decreased by less than ``tol`` times its initial
       value since the previous check.
 
-    And always: ``max_iter``, ``max_time`` (seconds), a callback returning
-    True, or an exact fit (zero loss).  Only the ``tol`` rule (or an exact
-    fit) marks the fit ``converged``.
+    And always: ``max_iter``, ``max_time`` (seconds), or a callback returning
+    True.  Only the ``tol`` rule marks the fit ``converged``.
     """
 
     def __init__(self, *, max_iter, tol, rule="violation", max_time=None, callback=None,
@@ -107,7 +106,7 @@ class Monitor:
         if not self._bar.disable:
             self._bar.set_postfix({self.loss_name: f"{loss:.5g}"}, refresh=False)
             self._bar.update(1)
-        if loss == 0 or self._tol_met(it, error, violation):
+        if self._tol_met(it, error, violation):
             self.converged, self.stop_reason = True, "tol"
             return True
         if self.max_time is not None and elapsed >= self.max_time:
