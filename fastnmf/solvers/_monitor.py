@@ -79,6 +79,8 @@ class Monitor:
                 return True
             return violation / self._first <= self.tol
         if self.tol > 0 and it % 10 == 0:
+            if self._first == 0:  # X = WH exactly from the start (e.g. X = 0)
+                return True
             met = (self._previous_error - error) / self._first < self.tol
             self._previous_error = error
             return met
