@@ -16,8 +16,6 @@ from __future__ import annotations
 import numpy as np
 import scipy.linalg
 import scipy.sparse as sp
-from sklearn.utils import check_random_state
-from sklearn.utils.extmath import randomized_svd, svd_flip
 
 INIT_METHODS = ("random", "nndsvd", "nndsvda", "nndsvdar")
 
@@ -46,6 +44,9 @@ def _randomized_svd_products(data, rank: int, random_state, n_oversamples: int =
     with X goes through ``data.product``, so sparse X is multiplied by the
     Numba kernels instead of scipy's single-threaded ones.
     """
+    from sklearn.utils import check_random_state
+    from sklearn.utils.extmath import svd_flip
+
     m, n = data.shape
     k = rank + n_oversamples
     n_iter = 7 if rank < 0.1 * min(m, n) else 4
@@ -102,6 +103,9 @@ def initialize(X, rank: int, init: str | None = None, random_state=None, eps: fl
     W : ndarray of shape (m, rank), C-contiguous
     H : ndarray of shape (rank, n), C-contiguous
     """
+    from sklearn.utils import check_random_state
+    from sklearn.utils.extmath import randomized_svd
+
     m, n = X.shape
     dtype = X.dtype
     if init is None:

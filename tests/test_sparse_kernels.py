@@ -1,0 +1,174 @@
+"""Sparse products, HALS with fused Gram, and Gram kernels against NumPy twins."""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from numpy.testing import assert_allclose
+
+from fastnmf import _data, kernels
+from fastnmf._chunks import nnz_bounds, row_bounds
+from fastnmf._data import SparseData
+
+DTYPES = [np.float64, np.float32]
+INDEX_DTYPES = [np.int32, np.int64]
+RTOL = {np.float64: 1e-12, np.float32: 1e-5}
+
+# (m, n, r): 1×1, one row, one column, rank 1, rank 33, wider than tall
+SHAPES = [(1, 1, 1), (1, 9, 4), (9, 1, 3), (30, 20, 1), (25, 40, 33), (12, 50, 8)]
+
+
+def _csr(m, n, dtype, index_dtype, seed=0, density=0.3):
+    """CSR with some empty rows and columns, canonical, of the given dtypes."""
+    rng = np.random.default_rng(seed)
+    D = rng.random((m, n)) * (rng.random((m, n)) < density)
+    if m > 2:
+        D[1] = 0.0  # an empty row
+    if n > 2:
+        D[:, 2] = 0.0  # an empty column
+    X = sp.csr_matrix(D.astype(dtype))
+    X.indices = X.indices.astype(index_dtype)
+    X.indptr = X.indptr.astype(index_dtype)
+    return X, X.toarray().astype(np.float64)  # the stored (rounded) values
+
+
+def _close(actual, desired, dtype):
+    desired = np.asarray(desired, dtype=np.float64)
+    scale = max(1.0, float(np.abs(desired).max(initial=0.0)))
+    assert_allclose(np.asarray(actual, dtype=np.float64), desired, rtol=RTOL[dtype],
+                    atol=RTOL[dtype] * scale)
+
+
+def _chunk_options(indptr):
+    m = indptr.shape[0] - 1
+    return [row_bounds(m, 1), nnz_bounds(indptr, 2), row_bounds(m, m + 3)]  # last: empty chunks
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("index_dtype", INDEX_DTYPES)
+@pytest.mark.parametrize("shape", SHAPES)
+def test_csr_matmul_gather(dtype, index_dtype, shape):
+    m, n, r = shape
+    X, D = _csr(m, n, dtype, index_dtype, seed=m + n + r)
+    B = np.random.default_rng(1).random((n, r)).astype(dtype)
+    for bounds in _chunk_options(X.indptr):
+        out = np.full((m, r), np.nan, dtype=dtype)
+        got = kernels.csr_matmul(X.indptr, X.indices, X.data, B, bounds, out)
+        assert got is out
+        _close(out, D @ B.astype(np.float64), dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("index_dtype", INDEX_DTYPES)
+@pytest.mark.parametrize("shape", SHAPES)
+def test_csr_matmul_t_scatter(dtype, index_dtype, shape):
+    m, n, r = shape
+    X, D = _csr(m, n, dtype, index_dtype, seed=m * n + r)
+    W = np.random.default_rng(2).random((m, r)).astype(dtype)
+    for bounds in _chunk_options(X.indptr):
+        partial = np.full((bounds.shape[0] - 1, n, r), np.nan, dtype=dtype)
+        out = np.full((n, r), np.nan, dtype=dtype)
+        got = kernels.csr_matmul_t(X.indptr, X.indices, X.data, W, bounds, partial, out)
+        assert got is out
+        _close(out, D.T @ W.astype(np.float64), dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("index_dtype", INDEX_DTYPES)
+@pytest.mark.parametrize("method", ["gather", "scatter", None])
+def test_sparse_data_product_both_sides(dtype, index_dtype, method, monkeypatch):
+    monkeypatch.setattr(_data, "_SCATTER_MIN_NNZ", 0)  # let the automatic choice time both
+    X, D = _csr(40, 15, dtype, index_dtype, seed=3)
+    data = SparseData(X)
+    rng = np.random.default_rng(4)
+    Ht = rng.random((15, 6)).astype(dtype)
+    W = rng.random((40, 6)).astype(dtype)
+    for _ in range(2):  # second call uses the remembered choice and scratch
+        out0 = data.product(Ht, 0, np.empty((40, 6), dtype), method)
+        out1 = data.product(W, 1, np.empty((15, 6), dtype), method)
+        _close(out0, D @ Ht.astype(np.float64), dtype)
+        _close(out1, D.T @ W.astype(np.float64), dtype)
+    if method is None:
+        # scatter for side 0 would need threads × 40 output rows ≤ 15 operand rows
+        assert data._method[(0, 6, numba.get_num_threads())] == "gather"
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("index_dtype", INDEX_DTYPES)
+@pytest.mark.parametrize("shape", SHAPES)
+def test_csr_residual(dtype, index_dtype, shape):
+    m, n, r = shape
+    X, D = _csr(m, n, dtype, index_dtype, seed=7 * m + n)
+    rng = np.random.default_rng(5)
+    W = rng.random((m, r)).astype(dtype)
+    Ht = rng.random((n, r)).astype(dtype)
+    WH = W.astype(np.float64) @ Ht.T.astype(np.float64)
+    mask = D != 0
+    res = ((D - WH)[mask] ** 2).sum()
+    fit = (WH[mask] ** 2).sum()
+    for bounds in _chunk_options(X.indptr):
+        got = kernels.csr_residual(X.indptr, X.indices, X.data, W, Ht, bounds).sum(0)
+        assert_allclose(got, [res, fit], rtol=1e-10, atol=1e-12)
+
+
+def _hals_twin(F, A, B, l1, l2):
+    """Row by row, components in order, in float64; returns (F, violation)."""
+    F = np.array(F, dtype=np.float64)
+    A = np.asarray(A, dtype=np.float64)
+    B = np.asarray(B, dtype=np.float64)
+    violation = 0.0
+    for i in range(F.shape[0]):
+        for k in range(F.shape[1]):
+            grad = F[i] @ B[:, k] + l2 * F[i, k] + l1 - A[i, k]
+            violation += abs(min(0.0, grad) if F[i, k] == 0 else grad)
+            if B[k, k] + l2 > 0:
+                F[i, k] = max(0.0, F[i, k] - grad / (B[k, k] + l2))
+    return F, violation
+
+
+def _factor_problem(m, r, dtype, seed):
+    rng = np.random.default_rng(seed)
+    G = rng.random((9, r))
+    G[:, 0] = 0.0  # B[0, 0] == 0: that component is skipped without l2
+    B = G.T @ G
+    F = rng.random((m, r))
+    F[0, -1] = 0.0  # an entry at the bound (projected gradient)
+    A = rng.random((m, r)) * 3.0
+    return (np.ascontiguousarray(F, dtype=dtype), np.ascontiguousarray(A, dtype=dtype),
+            np.ascontiguousarray(B, dtype=dtype))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("m", [1, 2, 3, 4, 5, 7, 8, 9, 13])  # every 4-row block tail
+@pytest.mark.parametrize("r", [1, 5, 33])
+@pytest.mark.parametrize("reg", [(0.0, 0.0), (0.3, 0.4)])
+def test_hals_update_gram(dtype, m, r, reg):
+    F, A, B = _factor_problem(m, r, dtype, seed=m * 100 + r)
+    expected, violation = _hals_twin(F, A, B, *reg)
+    for bounds in (row_bounds(m, 1), row_bounds(m, 3), row_bounds(m, m + 3)):
+        F1 = F.copy()
+        v1 = kernels.hals_update(F1, A, B, dtype(reg[0]), dtype(reg[1]), bounds)
+        _close(F1, expected, dtype)
+        assert_allclose(v1, violation, rtol=RTOL[dtype] * 10, atol=RTOL[dtype])
+        F2 = F.copy()
+        G = np.full((r, r), np.nan, dtype=dtype)
+        v2, inner = kernels.hals_update_gram(F2, A, B, dtype(reg[0]), dtype(reg[1]), bounds, G)
+        _close(F2, expected, dtype)
+        assert_allclose(v2, violation, rtol=RTOL[dtype] * 10, atol=RTOL[dtype])
+        _close(G, expected.T @ expected, dtype)
+        assert_allclose(inner, np.vdot(A.astype(np.float64), F2.astype(np.float64)),
+                        rtol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(1, 1), (1, 5), (6, 1), (9, 33), (40, 8)])
+def test_gram(dtype, shape):
+    m, r = shape
+    F = np.random.default_rng(m + r).random(shape).astype(dtype)
+    expected = F.astype(np.float64).T @ F.astype(np.float64)
+    for bounds in (row_bounds(m, 1), row_bounds(m, 4), row_bounds(m, m + 3)):
+        G = np.full((r, r), np.nan, dtype=dtype)
+        assert kernels.gram(F, bounds, G) is G
+        _close(G, expected, dtype)
