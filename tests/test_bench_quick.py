@@ -1,0 +1,80 @@
+"""The benchmark suite in its quickest mode, so that it never rots.
+
+Runs ``fastnmf bench --quick`` on tiny data in a subprocess and checks that the
+JSON, the markdown report and the plots are produced and well-formed.  Asserts
+nothing about speed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+pytest.importorskip("matplotlib")
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    cmd = [sys.executable, "-m", "fastnmf.cli", "bench", "--quick", "--workloads", "D1,S1",
+           "--dtypes", "float64", "--threads", "1,2", "--no-compile", "--out", str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return out
+
+
+def test_json_is_complete(quick_run):
+    with open(quick_run / "results.json") as f:
+        res = json.load(f)
+    m = res["machine"]
+    assert m["cores"] >= 1 and m["cpu"] and m["versions"]["numpy"]
+    assert set(m["openblas_env"]) == {"OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"}
+    runs = [r for r in res["runs"] if r.get("role") in ("reference", "method")]
+    assert not [r for r in res["runs"] if "error" in r]
+    methods = {(r["workload"], r["method"]) for r in runs}
+    for wl in ("D1", "S1"):
+        for meth in ("fastnmf-hals", "fastnmf-mu", "sklearn-cd", "sklearn-mu",
+                     "sklearn-minibatch", "scipy-hals", "scipy-mu"):
+            assert (wl, meth) in methods
+    for r in runs:
+        c = r["curve"]
+        assert len(c["iteration"]) == len(c["time"]) == len(c["loss"]) >= 2
+        assert c["time"][0] == 0 and min(c["time"][1:]) > 0
+        if r["method"] != "sklearn-minibatch":  # its points are separate fits
+            assert c["time"] == sorted(c["time"])
+        assert r["per_iter_s"] > 0 and r["peak_beyond_x_bytes"] >= 0
+        if r["method"].startswith("fastnmf"):
+            assert r["floor"]["floor_s"] > 0
+    ref = [r for r in runs if r["role"] == "reference"]
+    assert all(r["curve"]["iteration"][-1] == 200 and r["target"] > 0 for r in ref)
+    assert any(r["role"] == "scaling" and r["threads"] == 1 for r in res["runs"])
+
+
+def test_markdown_and_plots(quick_run):
+    md = (quick_run / "benchmarks.md").read_text()
+    start, end = md.index("<!-- headline:start -->"), md.index("<!-- headline:end -->")
+    table = md[start:end].splitlines()[1:]
+    assert len(table) >= 4 and all(line.startswith("|") for line in table)  # header, rule, rows
+    for section in ("## Machine", "## Thread scaling", "## Compile and import time",
+                    "## How to reproduce", "OPENBLAS_CORETYPE"):
+        assert section in md
+    pngs = sorted(os.listdir(quick_run / "img"))
+    assert pngs == ["loss_vs_time_D1.png", "loss_vs_time_S1.png"]
+    for name in pngs:
+        assert (quick_run / "img" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert f"img/{name}" in md
+
+
+def test_compile_probe():
+    """The import/compile-time probe (run cold by the suite; here with the usual cache)."""
+    from fastnmf.bench.suite import COMPILE_PROBE
+
+    proc = subprocess.run([sys.executable, COMPILE_PROBE], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = json.loads(proc.stdout)
+    assert out["import_s"] > 0 and len(out["by_case"]) == 8
