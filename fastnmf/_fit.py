@@ -11,9 +11,7 @@ from . import _validation as v
 from ._data import BACKENDS, make_data
 from ._threads import thread_limits
 from .init import INIT_METHODS, initialize, mean_of
-from .solvers import SOLVERS, STOP_RULES, Monitor, fit_frobenius
-
-SOLVER_ALIASES = {"cd": "hals"}
+from .solvers import Monitor, objective_for
 
 
 @dataclass
@@ -25,11 +23,13 @@ class NMFResult:
     W : ndarray of shape (n_samples, rank)
     H : ndarray of shape (rank, n_features)
     loss : float
-        The objective at the end: ``½‖X − WH‖²_F`` plus the penalties.
+        The objective at the end: ``½‖X − WH‖²_F`` (Frobenius) or the
+        generalized KL divergence ``D(X‖WH)``, plus the penalties.
     reconstruction_err : float
-        ``‖X − WH‖_F`` (scikit-learn's ``reconstruction_err_``).
+        scikit-learn's ``reconstruction_err_``: ``‖X − WH‖_F`` for the
+        Frobenius loss, ``sqrt(2·D(X‖WH))`` for KL.
     relative_error : float
-        ``‖X − WH‖_F / ‖X‖_F``.
+        ``‖X − WH‖_F / ‖X‖_F`` (for either loss).
     n_iter : int
         Iterations run.
     converged : bool
@@ -39,7 +39,7 @@ class NMFResult:
     history : dict of ndarrays
         ``iteration``, ``time`` (seconds since the solver started) and
         ``loss`` (the objective), starting at iteration 0 (the initial factors).
-    solver, backend : str
+    solver, backend, beta_loss : str
         What ran.
     elapsed : float
         Wall time of the whole call, in seconds (validation and init included).
@@ -56,6 +56,7 @@ class NMFResult:
     history: dict = field(repr=False)
     solver: str = "hals"
     backend: str = "dense"
+    beta_loss: str = "frobenius"
     elapsed: float = 0.0
 
 
@@ -84,7 +85,7 @@ def _starting_point(X, rank, init, W, H, random_state, solver, update_H, dtype, 
     m, n = X.shape
     if not update_H:
         H = v.check_factor(H, (rank, n), "H", dtype)
-        if solver == "mu":  # MU cannot move away from zero: start from the mean level
+        if solver != "hals":  # MU cannot leave zero; KL needs WH > 0: start at the mean level
             W = np.full((m, rank), np.sqrt(max(mean_of(X), 0.0) / rank), dtype=dtype)
         else:
             W = np.zeros((m, rank), dtype=dtype)
@@ -102,15 +103,17 @@ def _starting_point(X, rank, init, W, H, random_state, solver, update_H, dtype, 
     return initialize(X, rank, init, random_state, data=data)
 
 
-def nmf(X, rank, *, solver="hals", init=None, max_iter=200, tol=1e-4, random_state=None,
-        alpha_W=0.0, alpha_H="same", l1_ratio=0.0, W=None, H=None, update_H=True,
-        n_threads=None, backend="auto", max_time=None, callback=None, progress=False,
-        verbose=0) -> NMFResult:
-    """Nonnegative matrix factorization ``X ≈ W H`` under the Frobenius norm.
+def nmf(X, rank, *, beta_loss="frobenius", solver=None, init=None, max_iter=200, tol=1e-4,
+        random_state=None, alpha_W=0.0, alpha_H="same", l1_ratio=0.0, W=None, H=None,
+        update_H=True, n_threads=None, backend="auto", max_time=None, callback=None,
+        progress=False, verbose=0) -> NMFResult:
+    """Nonnegative matrix factorization ``X ≈ W H``.
 
-    Minimizes ``½‖X − WH‖²_F + l1_W‖W‖₁ + ½l2_W‖W‖²_F + l1_H‖H‖₁ + ½l2_H‖H‖²_F``
-    over ``W ≥ 0``, ``H ≥ 0``, with the penalties scaled as in scikit-learn
-    (see ``alpha_W``).
+    Minimizes ``D(X, WH) + l1_W‖W‖₁ + ½l2_W‖W‖²_F + l1_H‖H‖₁ + ½l2_H‖H‖²_F``
+    over ``W ≥ 0``, ``H ≥ 0``, where ``D`` is ``½‖X − WH‖²_F`` (Frobenius) or
+    the generalized Kullback–Leibler divergence ``Σ x log(x/WH) − x + WH``
+    (Poisson likelihood, for counts), with the penalties scaled as in
+    scikit-learn (see ``alpha_W``).
 
     Parameters
     ----------
@@ -120,10 +123,15 @@ def nmf(X, rank, *, solver="hals", init=None, max_iter=200, tol=1e-4, random_sta
         ``backend="dense"``.  X is never modified.
     rank : int
         Number of components ``r``.
-    solver : {"hals", "mu"}, default="hals"
-        ``"hals"`` (alias ``"cd"``): hierarchical alternating least squares,
-        i.e. exact cyclic coordinate descent, as scikit-learn's ``cd``.
-        ``"mu"``: Lee & Seung's multiplicative updates.
+    beta_loss : {"frobenius", "kullback-leibler"} or {2, 1}, default="frobenius"
+        The objective, named as in scikit-learn.
+    solver : {"hals", "mu", "ccd"} or None
+        Frobenius: ``"hals"`` (default; alias ``"cd"``), hierarchical
+        alternating least squares, i.e. exact cyclic coordinate descent, as
+        scikit-learn's ``cd``; or ``"mu"``, Lee & Seung's multiplicative
+        updates.  Kullback–Leibler: ``"ccd"`` (default; alias ``"cd"``),
+        cyclic coordinate descent with Newton steps (Hsieh & Dhillon 2011);
+        or ``"mu"``, scikit-learn's multiplicative updates.
     init : {None, "random", "nndsvd", "nndsvda", "nndsvdar", "custom"}
         ``None`` is ``"custom"`` when W or H is given, else ``"nndsvda"`` when
         ``rank <= min(X.shape)``, else ``"random"`` (scikit-learn's rule).
@@ -183,8 +191,8 @@ def nmf(X, rank, *, solver="hals", init=None, max_iter=200, tol=1e-4, random_sta
     t0 = time.perf_counter()
     X, is_sparse = v.check_X(X)
     rank = v.check_rank(rank)
-    solver = SOLVER_ALIASES.get(solver, solver)
-    v.check_option(solver, "solver", SOLVERS)
+    objective = objective_for(beta_loss)
+    solver = objective.resolve_solver(solver)
     v.check_option(backend, "backend", BACKENDS)
     max_iter = v.check_positive_int(max_iter, "max_iter")
     tol = v.check_nonneg_float(tol, "tol")
@@ -201,27 +209,33 @@ def nmf(X, rank, *, solver="hals", init=None, max_iter=200, tol=1e-4, random_sta
                                  data)
         W0 = np.ascontiguousarray(W0)
         Ht = np.ascontiguousarray(H0.T)
-        monitor = Monitor(max_iter=max_iter, tol=tol, rule=STOP_RULES[solver],
+        monitor = Monitor(max_iter=max_iter, tol=tol, rule=objective.stop_rules[solver],
                           max_time=max_time, callback=callback, progress=progress,
-                          verbose=verbose)
+                          verbose=verbose, loss_name=objective.loss_name)
         try:
-            sqerr = fit_frobenius(data, W0, Ht, solver=solver, monitor=monitor, reg=reg,
+            final = objective.fit(data, W0, Ht, solver=solver, monitor=monitor, reg=reg,
                                   update_H=update_H)
         finally:
             history = monitor.close()
+        if objective.name == "frobenius":
+            sqerr = final
+            err = float(np.sqrt(final))
+        else:  # the Frobenius error too, so relative_error means one thing
+            sqerr = max(data.direct_sqerr(W0, Ht), 0.0)
+            err = float(np.sqrt(2.0 * max(final, 0.0)))
 
-    err = float(np.sqrt(sqerr))
     return NMFResult(
         W=W0,
         H=np.ascontiguousarray(Ht.T),
         loss=float(history["loss"][-1]),
         reconstruction_err=err,
-        relative_error=err / np.sqrt(data.sqnorm) if data.sqnorm > 0 else 0.0,
+        relative_error=float(np.sqrt(sqerr / data.sqnorm)) if data.sqnorm > 0 else 0.0,
         n_iter=monitor.n_iter,
         converged=monitor.converged,
         stop_reason=monitor.stop_reason,
         history=history,
         solver=solver,
         backend=data.backend,
+        beta_loss=objective.name,
         elapsed=time.perf_counter() - t0,
     )

@@ -30,6 +30,7 @@ from sklearn.utils.validation import check_is_fitted, check_non_negative, valida
 
 from ._data import BACKENDS
 from ._fit import nmf
+from .solvers import objective_for
 
 _FROBENIUS = ("frobenius", 2)
 _ACCEPT_SPARSE = ("csr", "csc")
@@ -78,12 +79,14 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         ``None``: ``"nndsvda"`` if ``n_components <= min(n_samples, n_features)``,
         else ``"random"``.  ``"custom"``: use the ``W`` and ``H`` passed to
         :meth:`fit_transform`.
-    solver : {"cd", "mu", "hals"}, default="cd"
+    solver : {"cd", "mu", "hals", "ccd"}, default="cd"
         ``"cd"`` (same as ``"hals"``): cyclic coordinate descent, i.e. HALS,
         scikit-learn's algorithm.  ``"mu"``: multiplicative updates.
-    beta_loss : "frobenius" or 2, default="frobenius"
-        Only the Frobenius loss is supported for now (Kullback-Leibler is
-        coming); other values raise ``ValueError`` at fit.
+    beta_loss : {"frobenius", "kullback-leibler"} or {2, 1}, default="frobenius"
+        The objective.  With ``"kullback-leibler"``, ``solver="cd"`` runs
+        fastnmf's coordinate descent for KL (``"ccd"``, where scikit-learn
+        raises) and ``"mu"`` scikit-learn's multiplicative updates.  Other
+        β-divergences (``"itakura-saito"``) raise ``ValueError`` at fit.
     tol : float, default=1e-4
         Tolerance of the stopping rule, as in scikit-learn: ``cd`` stops when
         the projected-gradient violation of an iteration falls to ``tol``
@@ -153,7 +156,7 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         "n_components": [Interval(Integral, 1, None, closed="left"), None,
                          StrOptions({"auto"})],
         "init": [StrOptions({"random", "nndsvd", "nndsvda", "nndsvdar", "custom"}), None],
-        "solver": [StrOptions({"cd", "mu", "hals"})],
+        "solver": [StrOptions({"cd", "mu", "hals", "ccd"})],
         "beta_loss": [StrOptions({"frobenius", "kullback-leibler", "itakura-saito"}),
                       Real],
         "tol": [Interval(Real, 0, None, closed="left")],
@@ -190,17 +193,7 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     # -- checks that need X (the parameter types are checked by _fit_context) --
 
     def _check_params(self, X):
-        if isinstance(self.beta_loss, str):
-            frobenius = self.beta_loss == "frobenius"
-        else:
-            frobenius = self.beta_loss == 2
-        if not frobenius:
-            raise ValueError(
-                f"beta_loss={self.beta_loss!r} is not supported: fastnmf.NMF minimizes "
-                "the Frobenius loss only (beta_loss='frobenius' or 2) for now; the "
-                "Kullback-Leibler loss is coming. For other beta-divergences use "
-                "sklearn.decomposition.NMF(solver='mu')."
-            )
+        objective_for(self.beta_loss)  # a clear error for the β it does not implement
         if self.shuffle:
             raise ValueError(
                 "shuffle=True is not supported: fastnmf's coordinate descent (HALS) "
@@ -260,7 +253,8 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         self._check_params(X)
         rank, init, W, H = self._check_w_h(X, W, H, update_H)
         result = nmf(
-            X, rank, solver=self.solver, init=init, max_iter=self.max_iter, tol=self.tol,
+            X, rank, beta_loss=self.beta_loss, solver=self.solver, init=init,
+            max_iter=self.max_iter, tol=self.tol,
             random_state=self.random_state, alpha_W=self.alpha_W, alpha_H=self.alpha_H,
             l1_ratio=self.l1_ratio, W=W, H=H, update_H=update_H,
             n_threads=self.n_threads, backend=self.backend, verbose=self.verbose,
@@ -410,7 +404,7 @@ def non_negative_factorization(X, W=None, H=None, n_components="auto", *, init=N
         Initialization method.
     update_H : bool, default=True
         False solves for W only, with H fixed.
-    solver : {"cd", "mu", "hals"}, default="cd"
+    solver : {"cd", "mu", "hals", "ccd"}, default="cd"
     beta_loss : "frobenius" or 2, default="frobenius"
     tol : float, default=1e-4
     max_iter : int, default=200

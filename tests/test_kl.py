@@ -1,0 +1,384 @@
+"""Kullback–Leibler NMF: kernels vs NumPy twins, solvers vs scikit-learn's MU."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from sklearn.decomposition._nmf import _beta_divergence, _fit_multiplicative_update
+
+import fastnmf
+from fastnmf._chunks import nnz_bounds, row_bounds
+from fastnmf._data import DenseData, SparseData
+from fastnmf._fit import regularization
+from fastnmf.kernels import kl as klk
+from fastnmf.solvers._monitor import Monitor
+from fastnmf.solvers.kl import EPS, fit_kl
+
+DTYPES = [np.float64, np.float32]
+RTOL = {np.float64: 1e-10, np.float32: 2e-4}
+
+
+# --------------------------------------------------------------------------- data
+
+
+def counts(m, n, r=4, seed=0, dtype=np.float64, scale=2.0, zero_rows=(), zero_cols=(),
+           tiny=False):
+    """A Poisson count matrix with planted rank ``r``; optional empty rows/columns and
+    entries far below float32's epsilon."""
+    rng = np.random.default_rng(seed)
+    X = rng.poisson(scale * rng.random((m, r)) @ rng.random((r, n))).astype(np.float64)
+    if tiny:
+        X[rng.random((m, n)) < 0.05] = 1e-12
+        X[rng.random((m, n)) < 0.05] = 1e-30
+    X[list(zero_rows)] = 0
+    X[:, list(zero_cols)] = 0
+    return X.astype(dtype)
+
+
+def factors(m, n, r, seed=0, dtype=np.float64):
+    rng = np.random.default_rng(seed + 100)
+    return (rng.random((m, r)) + 0.1).astype(dtype), (rng.random((r, n)) + 0.1).astype(dtype)
+
+
+def csr(X, index_dtype=np.int32):
+    A = sp.csr_matrix(X)
+    return A.indptr.astype(index_dtype), A.indices.astype(index_dtype), A.data
+
+
+# ------------------------------------------------------------------ NumPy twins
+
+
+def ref_ratio(Y, F, G):
+    """``Y ⊘ max(F Gᵀ, eps)`` in float64 (zeros of Y give zeros)."""
+    P = np.maximum(F.astype(np.float64) @ G.T.astype(np.float64), EPS)
+    return Y.astype(np.float64) / P
+
+
+def ref_kl_nz(Y, F, G):
+    """scikit-learn's KL without ``Σ WH``: ``Σ_{y>eps} y log(y/max(wh, eps)) − y``."""
+    Y = Y.astype(np.float64)
+    P = np.maximum(F.astype(np.float64) @ G.T.astype(np.float64), EPS)
+    keep = Y > EPS
+    return float(np.sum(Y[keep] * np.log(Y[keep] / P[keep]) - Y[keep]))
+
+
+def ref_kl(X, W, H):
+    return ref_kl_nz(X, W, H.T) + float(W.sum(0, dtype=np.float64) @ H.sum(1, dtype=np.float64))
+
+
+def ref_ccd_sweep(Y, F, G, l1, l2, n_newton, newton_tol):
+    """Cyclic coordinate descent with projected Newton steps, row by row, in float64."""
+    Y, F, G = (np.asarray(a, dtype=np.float64) for a in (Y, F, G))
+    F = F.copy()
+    Gsum = G.sum(0)
+    for i in range(F.shape[0]):
+        nz = np.nonzero(Y[i])[0]
+        y, Gl = Y[i, nz], G[nz]
+        wh = Gl @ F[i]
+        for k in range(F.shape[1]):
+            for _ in range(n_newton):
+                v = np.maximum(wh, EPS)
+                t = y * Gl[:, k] / v
+                grad = Gsum[k] + l1 + l2 * F[i, k] - t.sum()
+                hess = l2 + np.sum(t * Gl[:, k] / v)
+                if hess > 0:
+                    new = max(0.0, F[i, k] - grad / hess)
+                else:
+                    new = 0.0 if grad > 0 else F[i, k]
+                d = new - F[i, k]
+                if d == 0:
+                    break
+                if d < 0:  # safeguard: no model value at a nonzero falls below half
+                    g = Gl[:, k]
+                    down = g > 0
+                    if np.any(down):
+                        d = max(d, np.max(-0.5 * wh[down] / g[down]))
+                    new = max(0.0, F[i, k] + d)
+                    d = new - F[i, k]
+                F[i, k] = new
+                wh += d * Gl[:, k]
+                if abs(d) <= newton_tol * new:
+                    break
+    return F
+
+
+# ------------------------------------------------------------------ kernels
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("index_dtype", [np.int32, np.int64])
+@pytest.mark.parametrize("tiny", [False, True])
+def test_numerator_and_loss_sparse(dtype, index_dtype, tiny):
+    m, n, r = 37, 23, 3
+    X = counts(m, n, dtype=dtype, zero_rows=(0, 5), zero_cols=(2, 22), tiny=tiny)
+    W, H = factors(m, n, r, dtype=dtype)
+    W[3] = 0  # model values 0 at the nonzeros of row 3: the eps guard
+    Ht = np.ascontiguousarray(H.T)
+    indptr, indices, data = csr(X, index_dtype)
+    bounds = nnz_bounds(indptr, 4)
+    eps = dtype(EPS)
+    out = np.empty((m, r), dtype=dtype)
+    loss = klk.kl_numerator_sparse(indptr, indices, data, W, Ht, eps, True, bounds, out).sum()
+    np.testing.assert_allclose(out, ref_ratio(X, W, Ht) @ Ht, rtol=RTOL[dtype], atol=1e-30)
+    assert np.isfinite(out).all()
+    ref = ref_kl_nz(X, W, Ht)
+    np.testing.assert_allclose(loss, ref, rtol=RTOL[dtype])
+    np.testing.assert_allclose(klk.kl_loss_sparse(indptr, indices, data, W, Ht, eps, bounds).sum(),
+                               ref, rtol=RTOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("order", ["C", "F"])
+@pytest.mark.parametrize("side", [0, 1])
+def test_numerator_dense_blocks(dtype, order, side, monkeypatch):
+    import fastnmf.solvers.kl as S
+
+    monkeypatch.setattr(S, "_BLOCK_ELEMENTS", 64)  # several blocks, a ragged last one
+    m, n, r = 41, 19, 4
+    X = np.asarray(counts(m, n, dtype=dtype, zero_rows=(1,), zero_cols=(0,)), order=order)
+    W, H = factors(m, n, r, dtype=dtype)
+    Ht = np.ascontiguousarray(H.T)
+    engine = S._Dense(DenseData(X))
+    F, G, Y = (W, Ht, X) if side == 0 else (Ht, W, X.T)
+    out = np.empty_like(F)
+    loss = engine.numerator(side, F, G, dtype(EPS), True, out)
+    np.testing.assert_allclose(out, ref_ratio(Y, F, G) @ G, rtol=RTOL[dtype])
+    np.testing.assert_allclose(loss, ref_kl_nz(X, W, Ht), rtol=RTOL[dtype])
+    np.testing.assert_allclose(engine.loss_nz(W, Ht, dtype(EPS)), ref_kl_nz(X, W, Ht),
+                               rtol=RTOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_mu_apply(dtype):
+    rng = np.random.default_rng(1)
+    F = rng.random((13, 3)).astype(dtype)
+    F[0, 0] = 0
+    num = rng.random((13, 3)).astype(dtype)
+    num[1, 1] = 1e-30
+    den0 = np.array([0.5, 0.0, 2.0], dtype=dtype)
+    expected = F.astype(np.float64)
+    den = den0 + 0.1 + 0.2 * expected
+    expected *= num / den
+    expected[expected < 1e-20] = 0
+    klk.kl_mu_apply(F, num, den0, dtype(0.1), dtype(0.2), dtype(EPS), dtype(1e-20),
+                    row_bounds(13, 3))
+    np.testing.assert_allclose(F, expected, rtol=RTOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("reg", [(0.0, 0.0), (0.5, 0.3)])
+def test_ccd_sweep_sparse_and_dense(dtype, reg):
+    m, n, r = 29, 17, 4
+    X = counts(m, n, dtype=dtype, zero_rows=(3,), zero_cols=(4,))
+    W, H = factors(m, n, r, dtype=dtype)
+    Ht = np.ascontiguousarray(H.T)
+    l1, l2 = (dtype(v) for v in reg)
+    expected = ref_ccd_sweep(X, W, Ht, l1, l2, 3, 1e-2)
+    indptr, indices, data = csr(X)
+    F = W.copy()
+    loss = klk.kl_ccd_sparse(indptr, indices, data, F, Ht, Ht.sum(0), l1, l2, 3, 1e-2,
+                             dtype(EPS), True, nnz_bounds(indptr, 3)).sum()
+    np.testing.assert_allclose(F, expected, rtol=100 * RTOL[dtype], atol=1e-12)
+    np.testing.assert_allclose(loss, ref_kl_nz(X, F, Ht), rtol=100 * RTOL[dtype])
+    assert (F[3] == 0).all()  # an empty row's optimum is zero
+    for Y in (X, np.asfortranarray(X)):
+        F2 = W.copy()
+        klk.kl_ccd_dense(Y, F2, Ht, Ht.sum(0), l1, l2, 3, 1e-2, dtype(EPS), True,
+                         row_bounds(m, 3))
+        np.testing.assert_allclose(F2, F, rtol=RTOL[dtype])
+    # the H side: rows of Xᵀ, as a strided view of C-ordered X
+    G = np.ascontiguousarray(H.T)
+    klk.kl_ccd_dense(X.T, G, W, W.sum(0), l1, l2, 3, 1e-2, dtype(EPS), False, row_bounds(n, 2))
+    np.testing.assert_allclose(G, ref_ccd_sweep(X.T, Ht, W, l1, l2, 3, 1e-2),
+                               rtol=100 * RTOL[dtype], atol=1e-12)
+
+
+# ------------------------------------------------------------------ solvers
+
+
+def run(X, W, H, solver, max_iter, tol=0.0, reg=(0.0, 0.0, 0.0, 0.0), sparse=False,
+        update_H=True):
+    data = SparseData(sp.csr_matrix(X)) if sparse else DenseData(X)
+    W = np.array(W, dtype=X.dtype, order="C")  # copies: the caller's factors stay
+    Ht = np.array(H.T, dtype=X.dtype, order="C")
+    monitor = Monitor(max_iter=max_iter, tol=tol, rule="error")
+    kl = fit_kl(data, W, Ht, solver=solver, monitor=monitor, reg=reg, update_H=update_H)
+    history = monitor.close()
+    return W, Ht.T, kl, history, monitor
+
+
+DATA_KINDS = ["dense", "fortran", "sparse"]
+
+
+def prepare(X, kind):
+    return (np.asfortranarray(X) if kind == "fortran" else X), kind == "sparse"
+
+
+@pytest.mark.parametrize("kind", DATA_KINDS)
+@pytest.mark.parametrize("alpha", [0.0, 0.01])
+def test_mu_matches_sklearn(kind, alpha):
+    m, n, r = 40, 31, 5
+    X = counts(m, n, zero_rows=(2,), zero_cols=(5,))
+    W0, H0 = factors(m, n, r)
+    l1_ratio = 0.3
+    reg = regularization(X.shape, alpha, "same", l1_ratio)
+    Ws, Hs, _ = _fit_multiplicative_update(X, W0.copy(), H0.copy(), "kullback-leibler",
+                                           max_iter=30, tol=0, l1_reg_W=reg[0],
+                                           l1_reg_H=reg[1], l2_reg_W=reg[2], l2_reg_H=reg[3])
+    Xk, sparse = prepare(X, kind)
+    W, H, kl, history, _ = run(Xk, W0, H0, "mu", 30, reg=reg, sparse=sparse)
+    np.testing.assert_allclose(W, Ws, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(H, Hs, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(kl, _beta_divergence(X, Ws, Hs, 1), rtol=1e-12)
+    assert history["loss"].shape == (31,)
+
+
+@pytest.mark.parametrize("kind", DATA_KINDS)
+def test_mu_stops_like_sklearn(kind):
+    m, n, r = 30, 20, 3
+    X = counts(m, n, seed=3)
+    W0, H0 = factors(m, n, r, seed=3)
+    tol = 1e-3
+    _, _, n_sk = _fit_multiplicative_update(X, W0.copy(), H0.copy(), "kullback-leibler",
+                                            max_iter=500, tol=tol)
+    assert n_sk < 500
+    Xk, sparse = prepare(X, kind)
+    *_, monitor = run(Xk, W0, H0, "mu", 500, tol=tol, sparse=sparse)
+    assert monitor.n_iter == n_sk and monitor.converged
+
+
+@pytest.mark.parametrize("kind", DATA_KINDS)
+def test_mu_update_H_false_matches_sklearn(kind):
+    m, n, r = 25, 18, 3
+    X = counts(m, n, seed=4)
+    W0, H0 = factors(m, n, r, seed=4)
+    Ws, _, _ = _fit_multiplicative_update(X, W0.copy(), H0.copy(), "kullback-leibler",
+                                          max_iter=20, tol=0, update_H=False)
+    Xk, sparse = prepare(X, kind)
+    W, H, *_ = run(Xk, W0, H0, "mu", 20, sparse=sparse, update_H=False)
+    np.testing.assert_allclose(W, Ws, rtol=1e-9)
+    np.testing.assert_array_equal(H, H0)
+
+
+def test_mu_float32_close_to_sklearn():
+    m, n, r = 40, 31, 5
+    X = counts(m, n, dtype=np.float32)
+    W0, H0 = factors(m, n, r, dtype=np.float32)
+    Ws, Hs, _ = _fit_multiplicative_update(X, W0.copy(), H0.copy(), "kullback-leibler",
+                                           max_iter=20, tol=0)
+    for sparse in (False, True):
+        W, _, kl, *_ = run(X, W0, H0, "mu", 20, sparse=sparse)
+        assert W.dtype == np.float32
+        np.testing.assert_allclose(kl, _beta_divergence(X, Ws, Hs, 1), rtol=1e-4)
+
+
+@pytest.mark.parametrize("solver", ["mu", "ccd"])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_dense_equals_sparse(solver, dtype):
+    m, n, r = 33, 21, 4
+    X = counts(m, n, dtype=dtype, zero_rows=(0,), zero_cols=(1,), scale=0.7)
+    W0, H0 = factors(m, n, r, dtype=dtype)
+    Wd, Hd, kl_d, hd, _ = run(X, W0, H0, solver, 15)
+    Ws, Hs, kl_s, hs, _ = run(X, W0, H0, solver, 15, sparse=True)
+    rtol = 1e-8 if dtype == np.float64 else 1e-3
+    np.testing.assert_allclose(Wd, Ws, rtol=rtol, atol=1e-6 * rtol)
+    np.testing.assert_allclose(Hd, Hs, rtol=rtol, atol=1e-6 * rtol)
+    np.testing.assert_allclose(hd["loss"], hs["loss"], rtol=rtol)
+    np.testing.assert_allclose(kl_d, kl_s, rtol=rtol)
+
+
+@pytest.mark.parametrize("solver", ["mu", "ccd"])
+@pytest.mark.parametrize("kind", DATA_KINDS)
+@pytest.mark.parametrize("alpha", [0.0, 0.02])
+def test_loss_non_increasing_and_true(solver, kind, alpha):
+    m, n, r = 45, 30, 5
+    X = counts(m, n, seed=7, zero_rows=(4,), zero_cols=(9,), scale=1.0)
+    W0, H0 = factors(m, n, r, seed=7)
+    reg = regularization(X.shape, alpha, "same", 0.5)
+    Xk, sparse = prepare(X, kind)
+    W, H, kl, history, _ = run(Xk, W0, H0, solver, 60, reg=reg, sparse=sparse)
+    loss = history["loss"]
+    assert np.all(np.diff(loss) <= 1e-10 * loss[0])
+    assert loss[-1] < loss[0]
+    np.testing.assert_allclose(kl, ref_kl(X, W, H), rtol=1e-9)
+    assert (W >= 0).all() and (H >= 0).all()
+
+
+@pytest.mark.parametrize("kind", ["dense", "sparse"])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_ccd_beats_sklearn_mu(kind, seed):
+    m, n, r = 50, 40, 6
+    X = counts(m, n, r=6, seed=seed, scale=1.5)
+    W0, H0 = factors(m, n, r, seed=seed)
+    for iters in (5, 50):
+        Ws, Hs, _ = _fit_multiplicative_update(X, W0.copy(), H0.copy(), "kullback-leibler",
+                                               max_iter=iters, tol=0)
+        *_, kl, _, _ = run(X, W0, H0, "ccd", iters, sparse=kind == "sparse")
+        assert kl <= _beta_divergence(X, Ws, Hs, 1)
+
+
+@pytest.mark.parametrize("solver", ["mu", "ccd"])
+@pytest.mark.parametrize("kind", DATA_KINDS)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_no_nan_with_zeros_and_tiny_values(solver, kind, dtype):
+    m, n, r = 24, 16, 4
+    X = counts(m, n, dtype=dtype, zero_rows=(0, 7), zero_cols=(3,), tiny=True, scale=0.5)
+    W0, H0 = factors(m, n, r, dtype=dtype)
+    W0[:, 1] = 0  # a dead component
+    H0[2, :] = 1e-30
+    Xk, sparse = prepare(X, kind)
+    W, H, kl, history, _ = run(Xk, W0, H0, solver, 25, sparse=sparse)
+    assert np.isfinite(W).all() and np.isfinite(H).all() and np.isfinite(history["loss"]).all()
+    assert (W[[0, 7]] == 0).all() and (H[:, 3] == 0).all()  # empty rows/columns: zero
+    if dtype == np.float64:
+        np.testing.assert_allclose(kl, ref_kl(X, W, H), rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("solver", ["mu", "ccd"])
+@pytest.mark.parametrize("kind", ["dense", "sparse"])
+def test_all_zero_X(solver, kind):
+    X = np.zeros((6, 5))
+    W0, H0 = factors(6, 5, 2)
+    W, H, kl, history, _ = run(X, W0, H0, solver, 5, sparse=kind == "sparse")
+    assert np.isfinite(history["loss"]).all()
+    np.testing.assert_allclose(kl, float((W @ H).sum()), atol=1e-12)
+    if solver == "ccd":
+        assert kl == 0
+
+
+def test_unknown_solver():
+    X = counts(5, 4)
+    with pytest.raises(ValueError, match="solver"):
+        run(X, *factors(5, 4, 2), "hals", 2)
+
+
+# ------------------------------------------------------------- through nmf()
+
+
+@pytest.mark.parametrize("solver", ["mu", "ccd", None])
+def test_nmf_kl_dense_equals_sparse_and_reports(solver):
+    rng = np.random.default_rng(7)
+    X = rng.poisson(rng.random((40, 3)) @ rng.random((3, 30)) * 3).astype(np.float64)
+    W0, H0 = fastnmf.initialize(X, 3, "nndsvda", random_state=0)
+    kw = dict(beta_loss="kullback-leibler", solver=solver, W=W0, H=H0, max_iter=25, tol=0)
+    dense = fastnmf.nmf(X, 3, **kw)
+    sparse = fastnmf.nmf(sp.csr_matrix(X), 3, **kw)
+    assert dense.solver == (solver or "ccd") and dense.beta_loss == "kullback-leibler"
+    np.testing.assert_allclose(dense.W, sparse.W, rtol=1e-8, atol=1e-12)
+    np.testing.assert_allclose(dense.H, sparse.H, rtol=1e-8, atol=1e-12)
+    WH = dense.W @ dense.H
+    nz = X > 0
+    kl = np.sum(X[nz] * np.log(X[nz] / WH[nz])) - X.sum() + WH.sum()
+    np.testing.assert_allclose(dense.loss, kl, rtol=1e-8)
+    np.testing.assert_allclose(dense.reconstruction_err, np.sqrt(2 * kl), rtol=1e-8)
+    np.testing.assert_allclose(dense.relative_error,
+                               np.linalg.norm(X - WH) / np.linalg.norm(X), rtol=1e-8)
+    assert np.all(np.diff(dense.history["loss"]) <= 1e-12 * dense.history["loss"][:-1])
+
+
+def test_nmf_kl_cd_alias_and_bad_solver():
+    X = np.random.default_rng(0).random((10, 8))
+    assert fastnmf.nmf(X, 2, beta_loss=1, solver="cd", max_iter=3).solver == "ccd"
+    with pytest.raises(ValueError, match="solver must be one of"):
+        fastnmf.nmf(X, 2, beta_loss="kullback-leibler", solver="hals")
