@@ -17,6 +17,7 @@ import numpy as np
 
 from .. import kernels
 from .._data import factor_bounds
+from ._penalty import penalties
 
 # scikit-learn's guard for a zero MU denominator (float32 machine epsilon).
 MU_EPS = float(np.finfo(np.float32).eps)
@@ -61,17 +62,7 @@ class _Loss:
         return max(err, 0.0)
 
     def objective(self, sqerr, W, Ht):
-        l1_W, l1_H, l2_W, l2_H = self.reg
-        obj = 0.5 * sqerr
-        if l1_W:
-            obj += l1_W * float(W.sum(dtype=np.float64))
-        if l1_H:
-            obj += l1_H * float(Ht.sum(dtype=np.float64))
-        if l2_W:
-            obj += 0.5 * l2_W * float(np.vdot(W, W))
-        if l2_H:
-            obj += 0.5 * l2_H * float(np.vdot(Ht, Ht))
-        return obj
+        return 0.5 * sqerr + penalties(self.reg, W, Ht)
 
 
 def fit_frobenius(data, W, Ht, *, solver, monitor, reg=(0.0, 0.0, 0.0, 0.0),

@@ -27,6 +27,7 @@ import numpy as np
 
 from .._data import factor_bounds
 from ..kernels import kl as klk
+from ._penalty import penalties
 
 # scikit-learn's guard on model values and MU denominators (float32 epsilon).
 EPS = float(np.finfo(np.float32).eps)
@@ -149,24 +150,10 @@ def _sum_WH(W, Ht):
     return float(W.sum(0, dtype=np.float64) @ Ht.sum(0, dtype=np.float64))
 
 
-def _penalties(reg, W, Ht):
-    l1_W, l1_H, l2_W, l2_H = reg
-    pen = 0.0
-    if l1_W:
-        pen += l1_W * float(W.sum(dtype=np.float64))
-    if l1_H:
-        pen += l1_H * float(Ht.sum(dtype=np.float64))
-    if l2_W:
-        pen += 0.5 * l2_W * float(np.vdot(W, W))
-    if l2_H:
-        pen += 0.5 * l2_H * float(np.vdot(Ht, Ht))
-    return pen
-
-
 def _report(monitor, it, kl, reg, W, Ht):
     """Record iteration ``it`` (0: start); ``error`` is scikit-learn's ``sqrt(2·KL)``."""
     kl = max(kl, 0.0)
-    objective = kl + _penalties(reg, W, Ht)
+    objective = kl + penalties(reg, W, Ht)
     error = float(np.sqrt(2.0 * kl))
     if it == 0:
         monitor.start(objective, error)
