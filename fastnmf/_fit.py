@@ -10,7 +10,7 @@ import numpy as np
 from . import _validation as v
 from ._data import BACKENDS, make_data
 from ._threads import thread_limits
-from .init import INIT_METHODS, initialize, mean_of
+from .init import check_init, initialize, mean_of
 from .solvers import Monitor, objective_for
 
 
@@ -81,7 +81,12 @@ def regularization(shape, alpha_W, alpha_H, l1_ratio):
     )
 
 
-def _starting_point(X, rank, init, W, H, random_state, solver, update_H, dtype, data):
+def _check_start(X, rank, init, W, H, solver, update_H, dtype):
+    """Validate the starting point before any work; build it when it needs no data products.
+
+    Returns ``(init, W, H)``: W and H are ready (custom, or ``update_H=False``),
+    or None with ``init`` naming the method to run once the data is prepared.
+    """
     m, n = X.shape
     if not update_H:
         H = v.check_factor(H, (rank, n), "H", dtype)
@@ -89,18 +94,15 @@ def _starting_point(X, rank, init, W, H, random_state, solver, update_H, dtype, 
             W = np.full((m, rank), np.sqrt(max(mean_of(X), 0.0) / rank), dtype=dtype)
         else:
             W = np.zeros((m, rank), dtype=dtype)
-        return W, H
+        return "custom", W, H
     if init is None and (W is not None or H is not None):
         init = "custom"
     if init == "custom":
         if W is None or H is None:
             raise ValueError("init='custom' needs both W and H.")
-        return (v.check_factor(W, (m, rank), "W", dtype),
+        return (init, v.check_factor(W, (m, rank), "W", dtype),
                 v.check_factor(H, (rank, n), "H", dtype))
-    if init is not None and init not in INIT_METHODS:
-        raise ValueError(
-            f"init must be one of {(*INIT_METHODS, 'custom')} or None, got {init!r}.")
-    return initialize(X, rank, init, random_state, data=data)
+    return check_init(init, rank, X.shape), None, None
 
 
 def nmf(X, rank, *, beta_loss="frobenius", solver=None, init=None, max_iter=200, tol=1e-4,
@@ -202,11 +204,12 @@ def nmf(X, rank, *, beta_loss="frobenius", solver=None, init=None, max_iter=200,
         raise TypeError("callback must be callable.")
     reg = regularization(X.shape, alpha_W, alpha_H, l1_ratio)
     dtype = X.dtype
+    init, W0, H0 = _check_start(X, rank, init, W, H, solver, update_H, dtype)
 
     with thread_limits(n_threads):
         data = make_data(X, is_sparse, backend)
-        W0, H0 = _starting_point(X, rank, init, W, H, random_state, solver, update_H, dtype,
-                                 data)
+        if W0 is None:
+            W0, H0 = initialize(X, rank, init, random_state, data=data)
         W0 = np.ascontiguousarray(W0)
         Ht = np.ascontiguousarray(H0.T)
         monitor = Monitor(max_iter=max_iter, tol=tol, rule=objective.stop_rules[solver],

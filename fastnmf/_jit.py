@@ -29,6 +29,28 @@ os.environ.setdefault("GOMP_SPINCOUNT", "0")
 
 import numba
 
+
+def _threadsafe_layer_available() -> bool:
+    """Whether TBB or OpenMP, Numba's layers that allow concurrent use, can load."""
+    for module in ("tbbpool", "omppool"):
+        try:
+            __import__(f"numba.np.ufunc.{module}")
+        except Exception:  # ImportError, or OSError from a missing libtbb/libgomp
+            continue
+        return True
+    return False
+
+
+# Fits run from several Python threads at once (notebooks, web servers, joblib's
+# threading backend).  Numba's "workqueue" layer aborts the whole interpreter on
+# concurrent use, so ask for a "threadsafe" layer (TBB, else OpenMP) unless the
+# user chose a layer.  Where neither can load, Numba falls back to workqueue and
+# ``thread_limits`` runs fits one at a time instead (docs/threads.md).
+if (os.environ.get("NUMBA_THREADING_LAYER") is None
+        and numba.config.THREADING_LAYER == "default"
+        and _threadsafe_layer_available()):
+    numba.config.THREADING_LAYER = "threadsafe"
+
 FASTMATH = frozenset({"nsz", "arcp", "contract", "afn", "reassoc"})
 CACHE = os.environ.get("FASTNMF_NO_CACHE", "") in ("", "0")
 

@@ -25,6 +25,20 @@ def default_init(rank: int, shape) -> str:
     return "nndsvda" if rank <= min(shape) else "random"
 
 
+def check_init(init, rank: int, shape) -> str:
+    """The method to run (``None`` resolved), or a clear error for a bad name or rank."""
+    if init is None:
+        return default_init(rank, shape)
+    if init not in INIT_METHODS:
+        raise ValueError(f"init must be one of {(*INIT_METHODS, 'custom')} or None, "
+                         f"got {init!r}.")
+    if init != "random" and rank > min(shape):
+        raise ValueError(
+            f"init={init!r} can only be used when rank <= min(n_samples, n_features) "
+            f"= {min(shape)}; got rank={rank}. Use init='random'.")
+    return init
+
+
 def mean_of(X) -> float:
     """Mean of all m·n entries, in float64, never modifying X.
 
@@ -108,15 +122,7 @@ def initialize(X, rank: int, init: str | None = None, random_state=None, eps: fl
 
     m, n = X.shape
     dtype = X.dtype
-    if init is None:
-        init = default_init(rank, X.shape)
-    if init not in INIT_METHODS:
-        raise ValueError(f"init must be one of {INIT_METHODS} or 'custom', got {init!r}.")
-    if init != "random" and rank > min(m, n):
-        raise ValueError(
-            f"init={init!r} can only be used when rank <= min(n_samples, n_features) "
-            f"= {min(m, n)}; got rank={rank}. Use init='random'."
-        )
+    init = check_init(init, rank, X.shape)
 
     if init == "random":
         avg = np.sqrt(mean_of(X) / rank)

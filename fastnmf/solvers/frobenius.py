@@ -40,6 +40,29 @@ def _mu(F, A, B, l1, l2, bounds):
 
 
 UPDATES = {"hals": _hals, "mu": _mu}
+
+# WH is unchanged when column k of W is scaled by s and column k of Ht by 1/s,
+# and without penalties nothing stops the two from drifting apart: on float32
+# data with values ~1e17, W fell to 1e-8 and H rose to 1e25 until H Hᵀ
+# overflowed.  When a Gram diagonal passes this bound, the columns are
+# rebalanced to equal norms (which changes neither WH nor the iterates' fit).
+REBALANCE_AT = {np.dtype(np.float64): 1e200, np.dtype(np.float32): 1e30}
+
+
+def _rebalance(W, Ht, A_H):
+    """Scale W[:, k] by s_k and Ht[:, k] by 1/s_k so the two norms match (in place).
+
+    ``A_H = Xᵀ W`` is scaled with W so ⟨A_H, Ht⟩ keeps its value.
+    """
+    nw = np.sqrt(np.einsum("ik,ik->k", W, W, dtype=np.float64))
+    nh = np.sqrt(np.einsum("ik,ik->k", Ht, Ht, dtype=np.float64))
+    s = np.ones_like(nw)
+    ok = (nw > 0) & (nh > 0)
+    s[ok] = np.sqrt(nh[ok] / nw[ok])
+    s = s.astype(W.dtype)
+    W *= s
+    Ht /= s
+    A_H *= s
 # The stopping rule that gives ``tol`` the meaning scikit-learn gives it.
 STOP_RULES = {"hals": "violation", "mu": "error"}
 
@@ -90,6 +113,7 @@ def fit_frobenius(data, W, Ht, *, solver, monitor, reg=(0.0, 0.0, 0.0, 0.0),
     n = Ht.shape[0]
     dtype = W.dtype.type
     l1_W, l1_H, l2_W, l2_H = (dtype(v) for v in reg)
+    reg_on = any(reg)
     bounds_W, bounds_H = factor_bounds(m), factor_bounds(n)
     loss = _Loss(data, reg)
 
@@ -110,7 +134,13 @@ def fit_frobenius(data, W, Ht, *, solver, monitor, reg=(0.0, 0.0, 0.0, 0.0),
             v_H = update(Ht, XtW, WtW, l1_H, l2_H, bounds_H)
             if violation is not None:
                 violation += v_H
-            HHt = Ht.T @ Ht
+            with np.errstate(over="ignore"):  # an overflow is caught just below
+                HHt = Ht.T @ Ht
+            limit = REBALANCE_AT[W.dtype]
+            if not reg_on and not (WtW.diagonal().max() < limit
+                                   and HHt.diagonal().max() < limit):
+                _rebalance(W, Ht, XtW)
+                WtW, HHt = W.T @ W, Ht.T @ Ht
             sqerr = loss.sqerr(XtW, Ht, WtW, HHt, W, Ht, bounds_H)
         else:
             sqerr = loss.sqerr(XHt, W, WtW, HHt, W, Ht, bounds_W)
