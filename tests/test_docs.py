@@ -1,0 +1,34 @@
+"""The documentation: the site builds in strict mode, and the docstring examples run."""
+
+import doctest
+import importlib
+import importlib.util
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+MODULES = ["fastnmf._fit", "fastnmf.estimator", "fastnmf.datasets", "fastnmf.cluster",
+           "fastnmf.demo"]
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_docstring_examples(name):
+    module = importlib.import_module(name)
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    assert result.failed == 0, f"{result.failed} doctest(s) failed in {name}"
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("mkdocs") is None or importlib.util.find_spec("mkdocstrings") is None,
+    reason="mkdocs / mkdocstrings not installed: pip install -e '.[docs]'")
+def test_site_builds_strict(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+        env={**__import__("os").environ, "NO_MKDOCS_2_WARNING": "1"})
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    assert (tmp_path / "index.html").is_file()
+    assert "fastnmf.nmf" in (tmp_path / "api" / "index.html").read_text(encoding="utf-8")
