@@ -21,8 +21,10 @@ from ._chunks import nnz_bounds, row_bounds
 # EPYC, 2 cores, OpenBLAS): see docs/algorithms.md, "Dense or sparse".
 SPARSE_DENSITY_THRESHOLD = 0.05
 
-# Rows per block when a dense product is evaluated blockwise (direct loss).
-_BLOCK_ELEMENTS = 1 << 22
+# Elements per block when a float32 array is summed in float64 or the error is
+# evaluated directly: 2 MiB of float64.  (At 2²² elements the float64 block
+# alone added 32 MiB to a float32 fit's peak memory.)
+_BLOCK_ELEMENTS = 1 << 18
 
 
 def _sqnorm_f64(values: np.ndarray) -> float:

@@ -43,7 +43,7 @@ def _update(ctx: dict, task: dict, result: dict) -> None:
         ctx["reference"] = {"target": curve["loss"][k], "target_time_s": curve["time"][k]}
         result["target"] = curve["loss"][k]
         result["time_to_target_s"] = curve["time"][k]
-        result["target_iteration"] = k
+        result["target_iteration"] = curve["iteration"][k]  # the curve may be thinned
 
 
 def run_group(tasks: list[dict], runner) -> list[dict]:
