@@ -25,6 +25,13 @@ from numba import prange
 from .._jit import kernel
 
 
+@kernel(parallel=False)
+def _kl_term(y, wh):
+    """``y·log(y / wh) − y`` in float64: the KL at one nonzero, less its ``+wh``."""
+    y64 = np.float64(y)
+    return y64 * np.log(y64 / np.float64(wh)) - y64
+
+
 @kernel
 def kl_numerator_sparse(indptr, indices, data, F, G, eps, with_loss, bounds, out):
     """MU-KL numerator on CSR ``Y`` (p×q) ``≈ F Gᵀ``: SDDMM and SpMM in one pass.
@@ -59,8 +66,7 @@ def kl_numerator_sparse(indptr, indices, data, F, G, eps, with_loss, bounds, out
                 for k in range(r):
                     num[k] += t * g[k]
                 if with_loss and y > eps:
-                    y64 = np.float64(y)
-                    s += y64 * np.log(y64 / np.float64(wh)) - y64
+                    s += _kl_term(y, wh)
         partial[c] = s
     return partial
 
@@ -86,8 +92,7 @@ def kl_loss_sparse(indptr, indices, data, F, G, eps, bounds):
                         wh += np.float64(f[k]) * np.float64(g[k])
                     if wh < eps:
                         wh = eps
-                    y64 = np.float64(y)
-                    s += y64 * np.log(y64 / wh) - y64
+                    s += _kl_term(y, wh)
         partial[c] = s
     return partial
 
@@ -112,8 +117,7 @@ def kl_ratio_dense(Y, P, eps, with_loss):
             y = y_row[j]
             p_row[j] = y / p
             if with_loss and y > eps:
-                y64 = np.float64(y)
-                s += y64 * np.log(y64 / np.float64(p)) - y64
+                s += _kl_term(y, p)
         partial[i] = s
     return partial
 
@@ -214,8 +218,7 @@ def _ccd_row(cols, vals, nz, f, G, Gl, wh, Gsum, l1, l2, n_newton, newton_tol, e
                 v = wh[q]
                 if v < eps:
                     v = eps
-                y64 = np.float64(y)
-                s64 += y64 * np.log(y64 / np.float64(v)) - y64
+                s64 += _kl_term(y, v)
     return s64
 
 
