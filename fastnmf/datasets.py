@@ -355,8 +355,10 @@ def make_sparse_counts(n_samples=100_000, n_features=20_000, nnz=10_000_000, ran
     H_cdf /= H_cdf[:, -1:]
     X = sp.csr_matrix((n_samples, n_features), dtype=np.float64)
     while X.nnz < nnz:
-        draws = max(chunk, int(1.2 * (nnz - X.nnz)))
-        draws = min(draws, 4 * chunk)
+        need = nnz - X.nnz
+        # 20 % extra for collisions; at least a chunk when far from the goal, but
+        # no more than needed near it (a whole chunk overshot small matrices by 80 %)
+        draws = min(max(min(chunk, need), int(1.2 * need)), 4 * chunk)
         rows = np.minimum(np.searchsorted(row_cdf, rng.random(draws)), n_samples - 1)
         u = rng.random(draws)
         comps = np.empty(draws, dtype=np.int64)
