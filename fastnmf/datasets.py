@@ -326,6 +326,28 @@ def make_low_rank(n_samples=5000, n_features=2000, rank=20, *, noise=0.1, random
     return X.astype(dtype, copy=False), W, H
 
 
+def make_poisson_counts(n_samples=5000, n_features=2000, rank=20, *, random_state=0,
+                        dtype=np.float64):
+    """Dense Poisson counts from a planted nonnegative factorization.
+
+    ``X ~ Poisson(W H)`` entry by entry, with ``W`` (n_samples×rank) and ``H``
+    (rank×n_features) uniform on [0, 1) from ``random_state``, so the mean
+    count is about ``rank / 4`` and a few percent of the entries are zero.  The
+    data that the generalized Kullback–Leibler loss (Poisson likelihood) is
+    made for: the KL benchmark workload K1 (5000×2000, rank 20).
+
+    Returns
+    -------
+    X : ndarray of shape (n_samples, n_features), nonnegative integers in ``dtype``
+    W, H : the planted factors (float64); ``E[X] = W H``
+    """
+    rng = np.random.default_rng(random_state)
+    W = rng.random((n_samples, rank))
+    H = rng.random((rank, n_features))
+    X = rng.poisson(W @ H).astype(dtype)
+    return X, W, H
+
+
 def make_sparse_counts(n_samples=100_000, n_features=20_000, nnz=10_000_000, rank=32, *,
                        random_state=0, dtype=np.float64, chunk=2_000_000):
     """Sparse count matrix drawn from a planted Poisson factorization.

@@ -69,6 +69,71 @@ def test_markdown_and_plots(quick_run):
         assert f"img/{name}" in md
 
 
+@pytest.fixture(scope="module")
+def quick_kl_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench_kl")
+    cmd = [sys.executable, "-m", "fastnmf.cli", "bench", "--quick", "--workloads", "K1,KS",
+           "--dtypes", "float64", "--threads", "1,2", "--no-compile", "--out", str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return out
+
+
+def test_kl_workloads(quick_kl_run):
+    """K1 (dense Poisson) and KS (sparse counts): KL peers only, sklearn MU-KL as reference."""
+    with open(quick_kl_run / "results.json") as f:
+        res = json.load(f)
+    assert not [r for r in res["runs"] if "error" in r]
+    runs = [r for r in res["runs"] if r.get("role") in ("reference", "method")]
+    assert {(r["workload"], r["method"]) for r in runs} == {
+        (wl, m) for wl in ("K1", "KS")
+        for m in ("fastnmf-ccd", "fastnmf-mu-kl", "sklearn-mu-kl")}
+    ref = {r["workload"]: r for r in runs if r["role"] == "reference"}
+    assert all(r["method"] == "sklearn-mu-kl" and r["curve"]["iteration"][-1] == 200
+               and r["target"] > 0 for r in ref.values())
+    for r in runs:
+        c = r["curve"]
+        assert len(c["loss"]) >= 2 and c["time"] == sorted(c["time"])
+        assert r["per_iter_s"] > 0 and r["peak_beyond_x_bytes"] >= 0
+        if r["method"] == "fastnmf-mu-kl":  # the same MU as sklearn's: the same curve
+            sk = next(s for s in runs if s["workload"] == r["workload"]
+                      and s["method"] == "sklearn-mu-kl")["curve"]
+            n = min(len(c["loss"]), len(sk["loss"]), 5)
+            assert c["iteration"][:n] == sk["iteration"][:n]
+            assert c["loss"][:n] == pytest.approx(sk["loss"][:n], rel=1e-8)
+        if r["method"] == "fastnmf-ccd":
+            assert r["floor"]["floor_s"] > 0 and r["time_to_target_s"] is not None
+    assert any(r["role"] == "scaling" and r["method"] == "fastnmf-ccd" for r in res["runs"])
+
+    md = (quick_kl_run / "benchmarks.md").read_text()
+    assert "## Headline: KL / Poisson" in md
+    start, end = md.index("<!-- headline-kl:start -->"), md.index("<!-- headline-kl:end -->")
+    table = md[start:end].splitlines()[1:]
+    assert len(table) == 4 and all(line.startswith("|") for line in table)
+    assert {line.split("|")[1].strip() for line in table[2:]} == {"K1", "KS"}
+    # the Frobenius headline is there, with its header only (no Frobenius workload ran)
+    start, end = md.index("<!-- headline:start -->"), md.index("<!-- headline:end -->")
+    assert len(md[start:end].splitlines()[1:]) == 2
+    assert "### K1 float64" in md and "speed-up vs sklearn mu-kl" in md
+
+
+def test_kl_evaluator_is_sklearns():
+    """The KL loss of the suite equals scikit-learn's ``_beta_divergence(X, W, H, 1)``."""
+    import numpy as np
+    from sklearn.decomposition._nmf import _beta_divergence
+
+    from fastnmf import initialize
+    from fastnmf.bench import metrics, workloads
+
+    for name in ("K1", "KS"):
+        X, rank = workloads.make(name, np.float64, quick=True)
+        W, H = initialize(X, rank, "nndsvda", random_state=0)
+        H[0, :5] = 0.0  # model values under eps, guarded as sklearn does
+        W[:3] = 1e-12
+        got = metrics.evaluator(X, "kullback-leibler")(W, H)
+        assert got == pytest.approx(_beta_divergence(X, W, H, 1), rel=1e-12)
+
+
 def test_compile_probe():
     """The import/compile-time probe (run cold by the suite; here with the usual cache)."""
     from fastnmf.bench.suite import COMPILE_PROBE

@@ -19,12 +19,22 @@ the method's own work:
   (its own final transform included, as a user would pay it).
 * **scipy baseline** runs :mod:`.baseline` one iteration at a time, timed like
   sklearn.
+
+Kullback–Leibler workloads have their own methods (:data:`LOSS` says which
+loss each method minimizes): fastnmf CCD and MU with
+``beta_loss="kullback-leibler"``, and **scikit-learn MU-KL**, the same
+``_multiplicative_update_w``/``_h`` pair with ``beta_loss=1`` and the clipping
+``_fit_multiplicative_update`` applies (``H[H < eps64] = 0`` for β ≤ 1; ``W``
+is clipped only for β < 1, so not here).  Its loss after 200 iterations is
+the KL target.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+
+import numpy as np
 
 import fastnmf
 
@@ -65,17 +75,18 @@ def _warm_rows(X, rows: int = 64):
 
 # --- fastnmf ---------------------------------------------------------------------------
 
-def _fastnmf(solver):
+def _fastnmf(solver, beta_loss="frobenius"):
     def run(X, W0, H0, stop: Stop, evaluate, threads: int):
         Xs = _warm_rows(X)
-        fastnmf.nmf(Xs, W0.shape[1], solver=solver, W=W0[: Xs.shape[0]].copy(), H=H0.copy(),
-                    max_iter=3, tol=0, n_threads=threads)  # compiles / loads the kernels
+        fastnmf.nmf(Xs, W0.shape[1], beta_loss=beta_loss, solver=solver,
+                    W=W0[: Xs.shape[0]].copy(), H=H0.copy(), max_iter=3, tol=0,
+                    n_threads=threads)  # compiles / loads the kernels
 
         def callback(info):
             return stop.done(info.iteration, info.elapsed, info.loss)
 
-        res = fastnmf.nmf(X, W0.shape[1], solver=solver, W=W0, H=H0, max_iter=stop.max_iter,
-                          tol=0, max_time=stop.max_time, n_threads=threads,
+        res = fastnmf.nmf(X, W0.shape[1], beta_loss=beta_loss, solver=solver, W=W0, H=H0,
+                          max_iter=stop.max_iter, tol=0, max_time=stop.max_time, n_threads=threads,
                           callback=callback)
         h = res.history
         return _curve(h["iteration"], h["time"], h["loss"]), dict(backend=res.backend)
@@ -120,6 +131,25 @@ def _sklearn_mu(X, W0, H0, stop, evaluate, threads):
         W, *_ = _multiplicative_update_w(X, W, H, beta_loss=2, l1_reg_W=0, l2_reg_W=0,
                                          gamma=1.0)
         H = _multiplicative_update_h(X, W, H, beta_loss=2, l1_reg_H=0, l2_reg_H=0, gamma=1.0)
+        return W, H
+
+    Xs = _warm_rows(X)
+    iteration(Xs, W0[: Xs.shape[0]].copy(), H0.copy())
+    return _manual_loop(lambda W, H: iteration(X, W, H), W0.copy(), H0.copy(), X, stop,
+                        evaluate), {}
+
+
+def _sklearn_mu_kl(X, W0, H0, stop, evaluate, threads):
+    from sklearn.decomposition._nmf import _multiplicative_update_h, _multiplicative_update_w
+
+    eps64 = np.finfo(np.float64).eps
+
+    def iteration(X, W, H):  # the loop body of _fit_multiplicative_update, beta_loss=1
+        W, *_ = _multiplicative_update_w(X, W, H, beta_loss=1, l1_reg_W=0, l2_reg_W=0,
+                                         gamma=1.0)
+        # (sklearn clips W only for beta_loss < 1)
+        H = _multiplicative_update_h(X, W, H, beta_loss=1, l1_reg_H=0, l2_reg_H=0, gamma=1.0)
+        H[H < eps64] = 0.0  # beta_loss <= 1
         return W, H
 
     Xs = _warm_rows(X)
@@ -183,8 +213,19 @@ METHODS = {
     "sklearn-minibatch": _minibatch,
     "scipy-hals": _baseline("hals"),
     "scipy-mu": _baseline("mu"),
+    "fastnmf-ccd": _fastnmf("ccd", "kullback-leibler"),
+    "fastnmf-mu-kl": _fastnmf("mu", "kullback-leibler"),
+    "sklearn-mu-kl": _sklearn_mu_kl,
 }
-REFERENCE = "sklearn-cd"
+KL_METHODS = ("fastnmf-ccd", "fastnmf-mu-kl", "sklearn-mu-kl")
+# the loss each method minimizes: it runs only on workloads with that loss
+LOSS = {m: "kullback-leibler" if m in KL_METHODS else "frobenius" for m in METHODS}
+REFERENCE = "sklearn-cd"  # the Frobenius reference (its loss after 200 iterations: the target)
+REFERENCE_KL = "sklearn-mu-kl"
+REFERENCES = {"frobenius": REFERENCE, "kullback-leibler": REFERENCE_KL}
+# the methods timed at every thread count, by loss
+SCALING = {"frobenius": ("fastnmf-hals", "fastnmf-mu", REFERENCE),
+           "kullback-leibler": ("fastnmf-ccd", "fastnmf-mu-kl", REFERENCE_KL)}
 LABELS = {
     "fastnmf-hals": "fastnmf HALS",
     "fastnmf-mu": "fastnmf MU",
@@ -193,7 +234,16 @@ LABELS = {
     "sklearn-minibatch": "scikit-learn MiniBatchNMF",
     "scipy-hals": "NumPy/SciPy HALS",
     "scipy-mu": "NumPy/SciPy MU",
+    "fastnmf-ccd": "fastnmf CCD (KL)",
+    "fastnmf-mu-kl": "fastnmf MU (KL)",
+    "sklearn-mu-kl": "scikit-learn NMF mu (KL)",
 }
+SHORT = {REFERENCE: "sklearn cd", REFERENCE_KL: "sklearn mu-kl"}
+
+
+def reference_of(runs: dict) -> str:
+    """The reference method of a workload's runs ({method: run})."""
+    return REFERENCE_KL if REFERENCE_KL in runs else REFERENCE
 
 
 def run_method(name, X, W0, H0, stop: Stop, evaluate, threads: int) -> dict:

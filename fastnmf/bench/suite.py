@@ -42,8 +42,8 @@ def add_bench_parser(subparsers) -> None:
                    help="write DIR/benchmarks.md, DIR/results.json and DIR/img/*.png "
                    "(default: docs/benchmarks.md, docs/img/bench/)")
     p.add_argument("--time-factor", type=float, default=1.5,
-                   help="a method stops after this multiple of scikit-learn cd's time to the "
-                   "target (default: %(default)s)")
+                   help="a method stops after this multiple of the reference's (scikit-learn "
+                   "cd, or MU-KL for KL workloads) time to the target (default: %(default)s)")
     p.add_argument("--max-iter", type=int, default=1000,
                    help="most iterations of any method (default: %(default)s)")
     p.add_argument("--scaling-iters", type=int, default=20,
@@ -122,12 +122,14 @@ def plan(args, name: str, dtype: str, folder: str, threads: list[int], scaling: 
          methods: list[str]) -> list[dict]:
     """The tasks of one workload and dtype, in the order they must run."""
     base = dict(workload=name, dtype=dtype, quick=args.quick, folder=folder)
+    loss = workloads.WORKLOADS[name].loss
+    reference = peers.REFERENCES[loss]
     top = max(threads)
     tasks = [dict(base, role="prepare")]
-    tasks.append(dict(base, role="reference", method=peers.REFERENCE, threads=top,
+    tasks.append(dict(base, role="reference", method=reference, threads=top,
                       max_iter=REFERENCE_ITERS))
     for m in methods:
-        if m == peers.REFERENCE:
+        if m == reference or peers.LOSS[m] != loss:  # KL peers on KL workloads only
             continue
         max_iter = min(args.max_iter, 300) if args.quick else args.max_iter
         tasks.append(dict(base, role="method", method=m, threads=top, max_iter=max_iter,
@@ -137,11 +139,11 @@ def plan(args, name: str, dtype: str, folder: str, threads: list[int], scaling: 
         for t in threads:
             if t == top:
                 continue
-            for m in ("fastnmf-hals", "fastnmf-mu", peers.REFERENCE):
-                if m in methods or m == peers.REFERENCE:
+            for m in peers.SCALING[loss]:
+                if m in methods or m == reference:
                     tasks.append(dict(base, role="scaling", method=m, threads=t,
                                       max_iter=args.scaling_iters,
-                                      floor=m == "fastnmf-hals"))
+                                      floor=m == peers.SCALING[loss][0]))
     return tasks
 
 

@@ -6,7 +6,8 @@ puts a workload's tasks in one process to save interpreter start-ups.
 
 Tasks of one workload and dtype form a *group*, run in order by
 :func:`run_group`: ``prepare`` (make X and the start, save them), the
-``reference`` (scikit-learn cd, 200 iterations: its loss is the target), then
+``reference`` (scikit-learn cd, or MU-KL on Kullback–Leibler workloads, 200
+iterations: its loss is the target), then
 every other ``method`` with the target and a time cap taken from the reference.
 """
 
@@ -77,7 +78,8 @@ def run_method(task: dict) -> dict:
     t0 = time.perf_counter()
     X, W0, H0 = workloads.load(task["folder"])
     load_s = time.perf_counter() - t0
-    evaluate = metrics.LossEvaluator(X)
+    loss = workloads.WORKLOADS[task["workload"]].loss
+    evaluate = metrics.evaluator(X, loss)
     threads = task["threads"]
     name = task["method"]
 
@@ -85,7 +87,7 @@ def run_method(task: dict) -> dict:
     # the memory mark is reset, so neither counts as the method's memory
     Xs = X[: min(64, X.shape[0])]
     peers.run_method(name, Xs, W0[: Xs.shape[0]].copy(), H0.copy(), peers.Stop(max_iter=2),
-                     metrics.LossEvaluator(Xs), threads)
+                     metrics.evaluator(Xs, loss), threads)
     gc.collect()
     can_reset = metrics.reset_peak()
     rss0 = metrics.rss_bytes() if can_reset else metrics.peak_bytes()

