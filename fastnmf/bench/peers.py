@@ -124,38 +124,37 @@ def _sklearn_cd(X, W0, H0, stop, evaluate, threads):
     return _manual_loop(step, W0.copy(), H0.copy(), X, stop, evaluate), {}
 
 
-def _sklearn_mu(X, W0, H0, stop, evaluate, threads):
-    from sklearn.decomposition._nmf import _multiplicative_update_h, _multiplicative_update_w
+def _sklearn_mu_for(beta_loss):
+    """scikit-learn MU, one iteration at a time (the loop body of its MU fit)."""
 
-    def iteration(X, W, H):  # the loop body of _fit_multiplicative_update, Frobenius loss
-        W, *_ = _multiplicative_update_w(X, W, H, beta_loss=2, l1_reg_W=0, l2_reg_W=0,
+    def run(X, W0, H0, stop, evaluate, threads):
+        from sklearn.decomposition._nmf import (
+            _multiplicative_update_h,
+            _multiplicative_update_w,
+        )
+
+        eps64 = np.finfo(np.float64).eps
+
+        def iteration(X, W, H):
+            W, *_ = _multiplicative_update_w(X, W, H, beta_loss=beta_loss, l1_reg_W=0,
+                                             l2_reg_W=0, gamma=1.0)
+            # (sklearn clips W only for beta_loss < 1)
+            H = _multiplicative_update_h(X, W, H, beta_loss=beta_loss, l1_reg_H=0, l2_reg_H=0,
                                          gamma=1.0)
-        H = _multiplicative_update_h(X, W, H, beta_loss=2, l1_reg_H=0, l2_reg_H=0, gamma=1.0)
-        return W, H
+            if beta_loss <= 1:
+                H[H < eps64] = 0.0
+            return W, H
 
-    Xs = _warm_rows(X)
-    iteration(Xs, W0[: Xs.shape[0]].copy(), H0.copy())
-    return _manual_loop(lambda W, H: iteration(X, W, H), W0.copy(), H0.copy(), X, stop,
-                        evaluate), {}
+        Xs = _warm_rows(X)
+        iteration(Xs, W0[: Xs.shape[0]].copy(), H0.copy())
+        return _manual_loop(lambda W, H: iteration(X, W, H), W0.copy(), H0.copy(), X, stop,
+                            evaluate), {}
+
+    return run
 
 
-def _sklearn_mu_kl(X, W0, H0, stop, evaluate, threads):
-    from sklearn.decomposition._nmf import _multiplicative_update_h, _multiplicative_update_w
-
-    eps64 = np.finfo(np.float64).eps
-
-    def iteration(X, W, H):  # the loop body of _fit_multiplicative_update, beta_loss=1
-        W, *_ = _multiplicative_update_w(X, W, H, beta_loss=1, l1_reg_W=0, l2_reg_W=0,
-                                         gamma=1.0)
-        # (sklearn clips W only for beta_loss < 1)
-        H = _multiplicative_update_h(X, W, H, beta_loss=1, l1_reg_H=0, l2_reg_H=0, gamma=1.0)
-        H[H < eps64] = 0.0  # beta_loss <= 1
-        return W, H
-
-    Xs = _warm_rows(X)
-    iteration(Xs, W0[: Xs.shape[0]].copy(), H0.copy())
-    return _manual_loop(lambda W, H: iteration(X, W, H), W0.copy(), H0.copy(), X, stop,
-                        evaluate), {}
+_sklearn_mu = _sklearn_mu_for(2)
+_sklearn_mu_kl = _sklearn_mu_for(1)
 
 
 def _minibatch(X, W0, H0, stop, evaluate, threads):
