@@ -7,6 +7,7 @@ computed directly.  Sparsity is decided once, in :func:`make_data`.
 
 from __future__ import annotations
 
+import functools
 import time
 
 import numba
@@ -14,7 +15,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from . import kernels
-from ._chunks import nnz_bounds, row_bounds
+from ._chunks import n_chunks_for, nnz_bounds, row_bounds
 
 # Below this fraction of nonzeros a dense ndarray is factorized with the
 # sparse kernels (backend="auto").  Measured on the development machine (AMD
@@ -67,6 +68,11 @@ class DenseData:
         self.nnz = X.size
         self.sqnorm = _sqnorm_f64(X)
         self._wide_out = [None, None]  # r×rows buffers for the wide layout
+
+    @functools.cached_property
+    def nonzeros(self) -> int:
+        """Nonzero entries of X: the same count for either backend (a cost model input)."""
+        return int(np.count_nonzero(self.X))
 
     def _product_in(self, layout: str, F: np.ndarray, side: int, out: np.ndarray):
         X = self.X if side == 0 else self.X.T
@@ -154,6 +160,11 @@ class SparseData:
         self.sqnorm = _sqnorm_f64(csr.data)
         self._method = {}  # (side, rank, threads) -> "gather" | "scatter"
         self._scratch = [None, None]  # per side: (scatter bounds, per-thread outputs)
+
+    @functools.cached_property
+    def nonzeros(self) -> int:
+        """Nonzero entries of X (stored zeros not counted), as :attr:`DenseData.nonzeros`."""
+        return int(np.count_nonzero(self._arrays[0][2]))
 
     def product(self, F: np.ndarray, side: int, out: np.ndarray, method=None) -> np.ndarray:
         """``X @ F`` (side 0) or ``Xᵀ @ F`` (side 1) into ``out``; returns ``out``.
@@ -249,5 +260,11 @@ def make_data(X, is_sparse: bool, backend: str = "auto"):
 
 
 def factor_bounds(n_rows: int) -> np.ndarray:
-    """Chunks for the factor updates: rows cost the same, so equal ranges."""
-    return row_bounds(n_rows)
+    """Chunks for the factor updates: rows cost the same, so equal ranges.
+
+    Bounds are multiples of 4 (the HALS kernel's row group), so the factor
+    update gives the same result for any number of threads.
+    """
+    groups = -(-n_rows // 4)
+    bounds = np.minimum(row_bounds(groups, min(groups, n_chunks_for(n_rows))) * 4, n_rows)
+    return np.unique(bounds)

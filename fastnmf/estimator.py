@@ -115,6 +115,11 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     backend : {"auto", "dense", "sparse"}, default="auto"
         Data products to use; ``"auto"`` keeps sparse input sparse and sends
         very sparse dense arrays to the sparse kernels.
+    accelerate : bool, default=True
+        HALS (``solver="cd"``) only: repeat the cheap coordinate sweeps after
+        each data product while they pay (accelerated HALS, Gillis & Glineur
+        2012), which reaches a given error in far fewer iterations.  ``False``
+        reproduces scikit-learn's ``cd`` iterate for iterate.
 
     Attributes
     ----------
@@ -169,12 +174,13 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         "shuffle": ["boolean"],
         "n_threads": [Interval(Integral, 1, None, closed="left"), None],
         "backend": [StrOptions(set(BACKENDS))],
+        "accelerate": ["boolean"],
     }
 
     def __init__(self, n_components="auto", *, init=None, solver="cd",
                  beta_loss="frobenius", tol=1e-4, max_iter=200, random_state=None,
                  alpha_W=0.0, alpha_H="same", l1_ratio=0.0, verbose=0, shuffle=False,
-                 n_threads=None, backend="auto"):
+                 n_threads=None, backend="auto", accelerate=True):
         self.n_components = n_components
         self.init = init
         self.solver = solver
@@ -189,6 +195,7 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         self.shuffle = shuffle
         self.n_threads = n_threads
         self.backend = backend
+        self.accelerate = accelerate
 
     # -- checks that need X (the parameter types are checked by _fit_context) --
 
@@ -258,6 +265,7 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             random_state=self.random_state, alpha_W=self.alpha_W, alpha_H=self.alpha_H,
             l1_ratio=self.l1_ratio, W=W, H=H, update_H=update_H,
             n_threads=self.n_threads, backend=self.backend, verbose=self.verbose,
+            accelerate=self.accelerate,
         )
         if result.n_iter == self.max_iter and self.tol > 0:
             warnings.warn(
@@ -383,7 +391,7 @@ def non_negative_factorization(X, W=None, H=None, n_components="auto", *, init=N
                                update_H=True, solver="cd", beta_loss="frobenius", tol=1e-4,
                                max_iter=200, alpha_W=0.0, alpha_H="same", l1_ratio=0.0,
                                random_state=None, verbose=0, shuffle=False, n_threads=None,
-                               backend="auto"):
+                               backend="auto", accelerate=True):
     """Non-negative matrix factorization with scikit-learn's signature and return values.
 
     A drop-in for :func:`sklearn.decomposition.non_negative_factorization` with
@@ -417,6 +425,8 @@ def non_negative_factorization(X, W=None, H=None, n_components="auto", *, init=N
         Must be False.
     n_threads : int or None, default=None
     backend : {"auto", "dense", "sparse"}, default="auto"
+    accelerate : bool, default=True
+        Accelerated HALS (see :class:`NMF`); False reproduces scikit-learn's ``cd``.
 
     Returns
     -------
@@ -438,7 +448,7 @@ def non_negative_factorization(X, W=None, H=None, n_components="auto", *, init=N
     est = NMF(n_components=n_components, init=init, solver=solver, beta_loss=beta_loss,
               tol=tol, max_iter=max_iter, random_state=random_state, alpha_W=alpha_W,
               alpha_H=alpha_H, l1_ratio=l1_ratio, verbose=verbose, shuffle=shuffle,
-              n_threads=n_threads, backend=backend)
+              n_threads=n_threads, backend=backend, accelerate=accelerate)
     est._validate_params()
     X = check_array(X, accept_sparse=_ACCEPT_SPARSE, dtype=_FLOAT_DTYPES)
     check_non_negative(X, "non_negative_factorization (input X)")

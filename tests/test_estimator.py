@@ -77,8 +77,8 @@ def _WH(m=30, n=20, r=4, seed=1, dtype=np.float64):
 
 
 def _pair(**params):
-    """The same parameters for fastnmf and scikit-learn."""
-    return NMF(**params), skd.NMF(**params)
+    """The same parameters for fastnmf (plain HALS, as scikit-learn's cd) and scikit-learn."""
+    return NMF(accelerate=False, **params), skd.NMF(**params)
 
 
 # ----------------------------------------------------------- agreement with sklearn
@@ -151,7 +151,7 @@ def test_function_matches_sklearn(solver, update_H):
     kw = dict(init="custom", update_H=update_H, solver=solver, tol=0, max_iter=20,
               alpha_W=0.01, l1_ratio=0.2)
     W_init = W0 if update_H else None
-    W, H, n_iter = non_negative_factorization(X, W_init, H0, **kw)
+    W, H, n_iter = non_negative_factorization(X, W_init, H0, accelerate=False, **kw)
     W_ref, H_ref, n_ref = skd.non_negative_factorization(
         X, None if W_init is None else W0.copy(), H0.copy(), **kw)
     assert_allclose(W, W_ref, rtol=RTOL, atol=1e-12)
@@ -164,7 +164,7 @@ def test_function_matches_sklearn(solver, update_H):
 def test_function_random_init_matches_sklearn():
     X = _X()
     kw = dict(n_components=3, init="random", random_state=2, tol=0, max_iter=20)
-    W, H, _ = non_negative_factorization(X, **kw)
+    W, H, _ = non_negative_factorization(X, accelerate=False, **kw)
     W_ref, H_ref, _ = skd.non_negative_factorization(X, **kw)
     assert_allclose(W, W_ref, rtol=RTOL, atol=1e-12)
     assert_allclose(H, H_ref, rtol=RTOL, atol=1e-12)
@@ -255,8 +255,8 @@ def test_sparse_same_as_dense(solver, fmt):
     assert_allclose(sparse.components_, dense.components_, rtol=1e-9, atol=1e-12)
     assert sparse.reconstruction_err_ == pytest.approx(dense.reconstruction_err_, rel=1e-9)
     assert_allclose(sparse.transform(Xs), dense.transform(X), rtol=1e-9, atol=1e-12)
-    ref = skd.NMF(4, solver=solver, random_state=0, tol=0, max_iter=20)
-    assert_allclose(Ws, ref.fit_transform(Xs), rtol=RTOL, atol=1e-12)
+    ours, ref = _pair(n_components=4, solver=solver, random_state=0, tol=0, max_iter=20)
+    assert_allclose(ours.fit_transform(Xs), ref.fit_transform(Xs), rtol=RTOL, atol=1e-12)
 
 
 def test_sparse_array_input():
@@ -288,7 +288,8 @@ def test_n_components_auto_and_none():
     W0, H0 = _WH(r=3)
     model = NMF(init="custom", max_iter=5, tol=0).fit(X, W=W0, H=H0)  # "auto" from H
     assert model.n_components_ == 3 and model.components_.shape == (3, 20)
-    W, _, _ = non_negative_factorization(X, H=H0, update_H=False, max_iter=5, tol=0)
+    W, _, _ = non_negative_factorization(X, H=H0, update_H=False, max_iter=5, tol=0,
+                                         accelerate=False)
     assert W.shape == (30, 3)
     W_ref, _, _ = skd.non_negative_factorization(X, H=H0, update_H=False, max_iter=5, tol=0)
     assert_allclose(W, W_ref, rtol=RTOL, atol=1e-12)
@@ -411,7 +412,7 @@ def test_params_match_sklearn():
     ours = NMF().get_params()
     ref = skd.NMF().get_params()
     assert {k: ours[k] for k in ref} == ref
-    assert set(ours) - set(ref) == {"n_threads", "backend"}
+    assert set(ours) - set(ref) == {"n_threads", "backend", "accelerate"}
 
 
 def test_verbose_prints(capsys):

@@ -7,7 +7,7 @@ rows, so there are no races, and balancing the chunks (by nonzeros for sparse
 X) is decided once, outside, by :func:`fastnmf._chunks.row_bounds`.
 """
 
-from .factor_updates import gram, hals_update, hals_update_gram, mu_update
+from .factor_updates import hals_update, mu_update
 from .reductions import inner_f64
 from .sparse import csr_matmul, csr_matmul_t, csr_residual
 
@@ -15,9 +15,7 @@ __all__ = [
     "csr_matmul",
     "csr_matmul_t",
     "csr_residual",
-    "gram",
     "hals_update",
-    "hals_update_gram",
     "inner_f64",
     "mu_update",
 ]
