@@ -827,3 +827,20 @@ def test_exact_low_rank_backends_agree(solver):
         # a close fit (≤ 1e-6 relative): the cheap formula alone would be round-off
         assert_allclose(res.reconstruction_err, direct, rtol=1e-3,
                         atol=1e-12 * np.linalg.norm(Xd))
+
+
+def test_fit_does_not_import_sklearn():
+    """scikit-learn takes ~0.5 s to import: the functional API must not need it."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, numpy as np, scipy.sparse as sp, fastnmf\n"
+        "X = np.random.default_rng(0).random((40, 30))\n"
+        "for init in ('nndsvda', 'nndsvd', 'nndsvdar', 'random'):\n"
+        "    fastnmf.nmf(X, 3, init=init, random_state=0, max_iter=3)\n"
+        "    fastnmf.nmf(sp.csr_matrix(X), 3, init=init, random_state=0, max_iter=3)\n"
+        "sys.exit(sorted(m for m in sys.modules if m.split('.')[0] == 'sklearn'))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
