@@ -840,7 +840,8 @@ def test_fit_does_not_import_sklearn():
         "for init in ('nndsvda', 'nndsvd', 'nndsvdar', 'random'):\n"
         "    fastnmf.nmf(X, 3, init=init, random_state=0, max_iter=3)\n"
         "    fastnmf.nmf(sp.csr_matrix(X), 3, init=init, random_state=0, max_iter=3)\n"
-        "sys.exit(sorted(m for m in sys.modules if m.split('.')[0] == 'sklearn'))\n"
+        "loaded = sorted(m for m in sys.modules if m.split('.')[0] == 'sklearn')\n"
+        "sys.exit(f'scikit-learn imported: {loaded}' if loaded else 0)\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
