@@ -37,7 +37,7 @@ def test_json_is_complete(quick_run):
     assert not [r for r in res["runs"] if "error" in r]
     methods = {(r["workload"], r["method"]) for r in runs}
     for wl in ("D1", "S1"):
-        for meth in ("fastnmf-hals", "fastnmf-mu", "sklearn-cd", "sklearn-mu",
+        for meth in ("fastnmf-hals", "fastnmf-hals1", "fastnmf-mu", "sklearn-cd", "sklearn-mu",
                      "sklearn-minibatch", "scipy-hals", "scipy-mu"):
             assert (wl, meth) in methods
     for r in runs:
