@@ -351,11 +351,14 @@ def test_runtime_warnings_like_sklearn():
 
 
 @pytest.mark.parametrize("beta_loss", ["itakura-saito", 0, 0.5, 1.5, 3])
-def test_unsupported_beta_loss_raises(beta_loss):
-    with pytest.raises(ValueError, match="not supported"):
-        NMF(beta_loss=beta_loss).fit(_X())
-    with pytest.raises(ValueError, match="not supported"):
+def test_other_beta_losses_need_mu(beta_loss):
+    """Other β-divergences run through MU only (as in scikit-learn): cd is refused."""
+    with pytest.raises(ValueError, match="solver must be one of"):
+        NMF(beta_loss=beta_loss).fit(_X())  # solver="cd"
+    with pytest.raises(ValueError, match="solver must be one of"):
         non_negative_factorization(_X(), beta_loss=beta_loss)
+    model = NMF(2, beta_loss=beta_loss, solver="mu", max_iter=5, tol=0).fit(_X() + 0.1)
+    assert model.components_.shape == (2, 20) and np.all(np.isfinite(model.components_))
 
 
 @pytest.mark.parametrize("beta_loss", ["kullback-leibler", 1])

@@ -63,6 +63,12 @@ def ref_kl_nz(Y, F, G):
     return float(np.sum(Y[keep] * np.log(Y[keep] / P[keep]) - Y[keep]))
 
 
+def ylogy_ref(Y):
+    """``Σ_{y>eps} y log y − y``: the KL at the nonzeros that does not depend on WH."""
+    y = Y[Y > EPS].astype(np.float64)
+    return float(np.sum(y * np.log(y) - y))
+
+
 def ref_kl(X, W, H):
     return ref_kl_nz(X, W, H.T) + float(W.sum(0, dtype=np.float64) @ H.sum(1, dtype=np.float64))
 
@@ -182,16 +188,62 @@ def test_ccd_sweep_sparse_and_dense(dtype, reg):
     np.testing.assert_allclose(F, expected, rtol=100 * RTOL[dtype], atol=1e-12)
     np.testing.assert_allclose(loss, ref_kl_nz(X, F, Ht), rtol=100 * RTOL[dtype])
     assert (F[3] == 0).all()  # an empty row's optimum is zero
-    for Y in (X, np.asfortranarray(X)):
+    ylogy = ylogy_ref(X)
+    # the W side on the rows of X, and on the columns of (C-ordered) Xᵀ
+    for Y, by_rows in ((X, True), (np.ascontiguousarray(X.T), False)):
         F2 = W.copy()
-        klk.kl_ccd_dense(Y, F2, Ht, Ht.sum(0), l1, l2, 3, 1e-2, dtype(EPS), True,
-                         row_bounds(m, 3))
-        np.testing.assert_allclose(F2, F, rtol=RTOL[dtype])
-    # the H side: rows of Xᵀ, as a strided view of C-ordered X
-    G = np.ascontiguousarray(H.T)
-    klk.kl_ccd_dense(X.T, G, W, W.sum(0), l1, l2, 3, 1e-2, dtype(EPS), False, row_bounds(n, 2))
-    np.testing.assert_allclose(G, ref_ccd_sweep(X.T, Ht, W, l1, l2, 3, 1e-2),
-                               rtol=100 * RTOL[dtype], atol=1e-12)
+        S = klk.kl_ccd_dense(Y, F2, H.copy(), Ht.sum(0), l1, l2, 3, 1e-2, dtype(EPS), True,
+                             by_rows, row_bounds(m, 3)).sum()
+        np.testing.assert_allclose(F2, F, rtol=RTOL[dtype], atol=1e-12)
+        np.testing.assert_allclose(ylogy - S, loss, rtol=100 * RTOL[dtype])
+    # the H side: columns of X in blocks (17 rows in 2 chunks: ragged blocks), and rows of Xᵀ
+    expected = ref_ccd_sweep(X.T, Ht, W, l1, l2, 3, 1e-2)
+    for Y, by_rows in ((X, False), (np.ascontiguousarray(X.T), True)):
+        G = np.ascontiguousarray(H.T)
+        klk.kl_ccd_dense(Y, G, np.ascontiguousarray(W.T), W.sum(0), l1, l2, 3, 1e-2,
+                         dtype(EPS), False, by_rows, row_bounds(n, 2))
+        np.testing.assert_allclose(G, expected, rtol=100 * RTOL[dtype], atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_ccd_dense_safeguard_and_tiny_model_values(dtype):
+    """Steps that would halve a model value are cut exactly as in the sparse kernel,
+    including where ``wh < eps`` (there the kernel's cheap bound is not defined)."""
+    m, n, r = 21, 34, 3
+    X = counts(m, n, dtype=dtype, scale=3.0, tiny=True)
+    W, H = factors(m, n, r, dtype=dtype)
+    W[:, 0] *= 30  # a first step far down: the safeguard binds
+    H[1, ::3] = 1e-12  # model values below eps at some nonzeros
+    W[::4, 2] = 0
+    Ht = np.ascontiguousarray(H.T)
+    indptr, indices, data = csr(X)
+    F = W.copy()
+    klk.kl_ccd_sparse(indptr, indices, data, F, Ht, Ht.sum(0), dtype(0), dtype(0), 2, 1e-2,
+                      dtype(EPS), False, nnz_bounds(indptr, 2))
+    assert not np.array_equal(F, W)
+    F2 = W.copy()
+    klk.kl_ccd_dense(X, F2, H.copy(), Ht.sum(0), dtype(0), dtype(0), 2, 1e-2, dtype(EPS),
+                     False, True, row_bounds(m, 2))
+    np.testing.assert_allclose(F2, F, rtol=RTOL[dtype], atol=1e-12)
+    expected = ref_ccd_sweep(X, W, Ht, 0.0, 0.0, 2, 1e-2)
+    np.testing.assert_allclose(F2, expected, rtol=100 * RTOL[dtype], atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_vector_log_and_ylogy(dtype):
+    rng = np.random.default_rng(5)
+    x = np.concatenate([10.0 ** rng.uniform(-6.9, 30, 5000), [EPS, 1.0, np.sqrt(2), 2.0, 1e300]])
+    y = np.ones_like(x)
+    got = np.array([klk._ylogv_sum(y[i:i + 1], x[i:i + 1], 1, EPS) for i in range(x.size)])
+    np.testing.assert_allclose(got, np.log(x), rtol=1e-15, atol=1e-15)
+    # entries of y at most eps are skipped; v below eps counts as eps
+    yv = np.array([0.0, 1e-9, 2.0, 3.0]).astype(dtype)
+    vv = np.array([5.0, 5.0, 1e-12, 7.0]).astype(dtype)
+    np.testing.assert_allclose(klk._ylogv_sum(yv, vv, 4, dtype(EPS)),
+                               2 * np.log(np.float64(dtype(EPS))) + 3 * np.log(7.0), rtol=1e-6)
+    X = counts(30, 20, dtype=dtype, tiny=True).ravel()
+    np.testing.assert_allclose(klk.kl_ylogy(X, dtype(EPS), row_bounds(X.size, 3)).sum(),
+                               ylogy_ref(X), rtol=RTOL[dtype])
 
 
 # ------------------------------------------------------------------ solvers
@@ -382,3 +434,23 @@ def test_nmf_kl_cd_alias_and_bad_solver():
     assert fastnmf.nmf(X, 2, beta_loss=1, solver="cd", max_iter=3).solver == "ccd"
     with pytest.raises(ValueError, match="solver must be one of"):
         fastnmf.nmf(X, 2, beta_loss="kullback-leibler", solver="hals")
+
+
+@pytest.mark.parametrize("kind", ["dense", "sparse"])
+def test_ccd_starts_with_one_mu_iteration(kind):
+    """CCD's first iteration is MU's (``CCD_MU_START``), then the sweeps take over."""
+    import fastnmf.solvers.kl as S
+
+    assert S.CCD_MU_START == 1
+    m, n, r = 30, 24, 3
+    X = counts(m, n, seed=11)
+    W0, H0 = factors(m, n, r, seed=11)
+    sparse = kind == "sparse"
+    Wm, Hm, kl_m, *_ = run(X, W0, H0, "mu", 1, sparse=sparse)
+    Wc, Hc, kl_c, *_ = run(X, W0, H0, "ccd", 1, sparse=sparse)
+    assert kl_c == kl_m
+    np.testing.assert_array_equal(Wc, Wm)
+    np.testing.assert_array_equal(Hc, Hm)
+    *_, kl_m3, _, _ = run(X, W0, H0, "mu", 3, sparse=sparse)
+    *_, kl_c3, _, _ = run(X, W0, H0, "ccd", 3, sparse=sparse)
+    assert kl_c3 < kl_m3  # the CCD sweeps after it do better than more MU

@@ -24,6 +24,83 @@ from numba import prange
 
 from .._jit import kernel
 
+# Bits of an IEEE double: the mantissa, and the exponent field of 1.0.
+_MANTISSA = np.int64(0x000FFFFFFFFFFFFF)
+_ONE_BITS = np.int64(0x3FF0000000000000)
+_SQRT2 = 1.4142135623730951
+# Relative margin below the safeguard's limit at which the dense CCD checks a
+# step exactly (its estimate of max g/wh is off by a few ulps).
+_SAFEGUARD_SLACK = 1e-6
+_INF_BITS = np.int64(0x7FF0000000000000)  # +inf as int64 bits
+_LN2 = 0.6931471805599453
+
+
+@kernel(parallel=False)
+def _log_pos(x):
+    """``log(x)`` for a positive, normal float64 ``x``, in branch-free arithmetic.
+
+    Numba calls libm's scalar ``log`` once per element (no SVML here), which
+    keeps loops over the nonzeros from vectorizing: 3.9 ns per element.  This
+    splits ``x = m·2^e`` with bit operations, ``m`` in ``[√½, √2)``, and sums
+    ``log m = 2 atanh(s)``, ``s = (m − 1)/(m + 1)``, to eleven terms (|s| ≤
+    0.172, truncation below 1e-16): 0.8 ns per element in a vectorized loop,
+    within 3e-16 relative of ``np.log`` (measured on 10⁴ values over 38
+    decades).  Only for ``x ≥`` float32's epsilon here, where no subnormal
+    or zero can occur.
+    """
+    bits = np.float64(x).view(np.int64)
+    e = np.float64(((bits >> 52) & 0x7FF) - 1023)
+    m = np.int64((bits & _MANTISSA) | _ONE_BITS).view(np.float64)
+    if m > _SQRT2:
+        m = m * 0.5
+        e = e + 1.0
+    f = m - 1.0
+    s = f / (2.0 + f)
+    z = s * s
+    p = 1 / 21
+    p = p * z + 1 / 19
+    p = p * z + 1 / 17
+    p = p * z + 1 / 15
+    p = p * z + 1 / 13
+    p = p * z + 1 / 11
+    p = p * z + 1 / 9
+    p = p * z + 1 / 7
+    p = p * z + 1 / 5
+    p = p * z + 1 / 3
+    p = p * z + 1.0
+    return 2.0 * s * p + e * _LN2
+
+
+@kernel(parallel=False)
+def _ylogv_sum(y, v, n, eps):
+    """``Σ_{j<n, y_j > eps} y_j · log(max(v_j, eps))`` in float64 (a vectorized loop)."""
+    s = 0.0
+    for j in range(n):
+        yj = np.float64(y[j])
+        vj = np.float64(v[j])
+        vj = vj if vj > eps else np.float64(eps)
+        s += (yj if yj > eps else 0.0) * _log_pos(vj)
+    return s
+
+
+@kernel
+def kl_ylogy(values, eps, bounds):
+    """Per-chunk float64 sums of ``Σ_{y > eps} y log y − y`` over a flat array.
+
+    The part of the KL at the nonzeros that does not depend on the factors:
+    computed once per fit, so that the loss during the iterations needs only
+    ``Σ y log(WH)``.  ``bounds`` splits ``values`` into chunks.
+    """
+    n_chunks = bounds.shape[0] - 1
+    partial = np.zeros(n_chunks, dtype=np.float64)
+    for c in prange(n_chunks):
+        s = 0.0
+        for j in range(bounds[c], bounds[c + 1]):
+            y = np.float64(values[j])
+            s += (y * _log_pos(y) - y) if y > eps else 0.0
+        partial[c] = s
+    return partial
+
 
 @kernel(parallel=False)
 def _kl_term(y, wh):
@@ -101,24 +178,22 @@ def kl_loss_sparse(indptr, indices, data, F, G, eps, bounds):
 def kl_ratio_dense(Y, P, eps, with_loss):
     """``P ← Y ⊘ max(P, eps)`` in place (``P`` holds ``W Hᵀ`` for a block of rows).
 
-    Returns per-row float64 sums ``Σ_{y>eps} y log(y / max(p, eps)) − y``
-    (zeros when not ``with_loss``).
+    Returns per-row float64 sums ``Σ_{y>eps} y·log(max(p, eps))`` at the
+    entering ``P`` (zeros when not ``with_loss``): the KL at the nonzeros is
+    ``kl_ylogy(Y)`` minus their total.  Every loop is branch-free and
+    vectorizes (``_log_pos``).
     """
     m, n = Y.shape
     partial = np.zeros(m, dtype=np.float64)
     for i in prange(m):
         y_row = Y[i]
         p_row = P[i]
-        s = 0.0
+        if with_loss:
+            partial[i] = _ylogv_sum(y_row, p_row, n, eps)
         for j in range(n):
             p = p_row[j]
-            if p < eps:
-                p = eps
-            y = y_row[j]
-            p_row[j] = y / p
-            if with_loss and y > eps:
-                s += _kl_term(y, p)
-        partial[i] = s
+            p = p if p > eps else eps
+            p_row[j] = y_row[j] / p
     return partial
 
 
@@ -252,33 +327,163 @@ def kl_ccd_sparse(indptr, indices, data, F, G, Gsum, l1, l2, n_newton, newton_to
     return partial
 
 
-@kernel
-def kl_ccd_dense(Y, F, G, Gsum, l1, l2, n_newton, newton_tol, eps, with_loss, bounds):
-    """One CCD sweep over the rows of ``F`` for dense ``Y ≈ F Gᵀ``.
+@kernel(parallel=False)
+def _ccd_dense_row(y, f, GT, wh, Gsum, l1, l2, n_newton, newton_tol, eps):
+    """CCD with Newton steps on one row ``f`` against a dense row ``y`` (see ``_ccd_row``).
 
-    ``Y`` may be ``X`` (C order) or ``X.T`` (a strided view): each row is
-    first compressed to its nonzeros, because zeros only enter through
-    ``Gsum`` — then it is the sparse row update.
+    Same steps as ``_ccd_row``, arranged so that every loop over the row's
+    ``q`` entries is a contiguous, branch-free, vectorized loop (this is
+    where all the time goes: one division per entry per component):
+
+    * ``GT`` is the other factor transposed (r×q, C order), so component
+      ``k`` of every entry is the contiguous row ``GT[k]`` — no gather;
+    * the zeros of ``y`` stay in the loops, where they add nothing to the
+      gradient and Hessian (``y·g/wh = 0``), instead of a compressed copy;
+    * the change of ``wh`` by component ``k``'s step is applied inside the
+      next Newton pass (one pass over ``wh`` per step instead of two);
+    * the safeguard only runs its (dividing) pass when a step comes within
+      round-off of halving some model value at a nonzero: the Newton pass
+      tracks ``max g/wh`` there for free.
+
+    ``wh`` (length q) receives ``f·GT`` and holds it, current, on return.
     """
-    r = F.shape[1]
-    q_max = Y.shape[1]
+    r = f.shape[0]
+    q = y.shape[0]
+    zero = eps - eps
+    one = zero + 1
+    half = one / 2
+    for j in range(q):
+        wh[j] = zero
+    k = 0
+    while k + 4 <= r:  # four components per pass over wh
+        f0, f1, f2, f3 = f[k], f[k + 1], f[k + 2], f[k + 3]
+        g0, g1, g2, g3 = GT[k], GT[k + 1], GT[k + 2], GT[k + 3]
+        for j in range(q):
+            wh[j] += f0 * g0[j] + f1 * g1[j] + f2 * g2[j] + f3 * g3[j]
+        k += 4
+    while k < r:
+        fk = f[k]
+        g = GT[k]
+        for j in range(q):
+            wh[j] += fk * g[j]
+        k += 1
+    d_prev = zero  # a step not yet added to wh, along g_prev
+    g_prev = GT[0]
+    for k in range(r):
+        g = GT[k]
+        lin = Gsum[k] + l1
+        for _ in range(n_newton):
+            fk = f[k]
+            a = zero
+            b = zero
+            # max g/wh over the nonzeros (how far a step down may go; +inf where
+            # wh < eps, whose 1/wh is not computed), as the bits of a positive
+            # float64: an integer max vectorizes, a float max without `nnan` does not
+            steepest_bits = 0
+            for j in range(q):
+                w = wh[j] + d_prev * g_prev[j]
+                wh[j] = w
+                v = w if w > eps else eps
+                inv = one / v
+                gj = g[j]
+                yj = y[j]
+                t = yj * gj * inv
+                a += t
+                b += t * gj * inv
+                ratio = np.float64(gj * inv) if w >= eps else np.inf
+                ratio_nz = ratio if yj != 0 else 0.0
+                steepest_bits = max(steepest_bits, np.float64(ratio_nz).view(np.int64))
+            steepest = np.int64(steepest_bits).view(np.float64)
+            d_prev = zero
+            grad = lin + l2 * fk - a
+            hess = l2 + b
+            if hess > 0:
+                new = fk - grad / hess
+                if new < 0:
+                    new = zero
+            elif grad > 0:
+                new = zero
+            else:
+                new = fk
+            d = new - fk
+            if d == 0:
+                break
+            # The safeguard of _ccd_row: no model value at a nonzero may fall
+            # below half of what it was, i.e. −d·g/wh ≤ ½ everywhere.  The Newton
+            # pass measured max g/wh, so the exact (dividing) pass below only
+            # runs when the step comes within round-off of the limit.
+            if d < 0 and -d * steepest > half * (one - _SAFEGUARD_SLACK):
+                lowest_bits = _INF_BITS  # min wh/g over the nonzeros with g > 0
+                for j in range(q):
+                    gj = g[j]
+                    w = wh[j]
+                    ratio = np.float64(w if w > 0 else zero) / np.float64(gj)
+                    ok = (y[j] != 0) & (gj > 0)
+                    ratio_ok = ratio if ok else np.inf
+                    lowest_bits = min(lowest_bits, np.float64(ratio_ok).view(np.int64))
+                lowest = np.int64(lowest_bits).view(np.float64)
+                d = max(d, -half * lowest)
+                new = fk + d
+                if new < 0:
+                    new = zero
+                d = new - fk
+            f[k] = new
+            d_prev = d
+            g_prev = g
+            if abs(d) <= newton_tol * new:
+                break
+    if d_prev != 0:
+        for j in range(q):
+            wh[j] += d_prev * g_prev[j]
+
+
+# Columns of a C-ordered Y copied at a time into a contiguous block when the
+# factor pairs with Y's columns: 8 float64 are one 64-byte cache line of each
+# row of Y, so the copy reads whole lines.
+_COLUMN_BLOCK = 8
+
+
+@kernel
+def kl_ccd_dense(Y, F, GT, Gsum, l1, l2, n_newton, newton_tol, eps, with_loss, by_rows,
+                 bounds):
+    """One CCD sweep over the rows of ``F`` for dense, C-contiguous ``Y``.
+
+    ``by_rows``: row ``i`` of ``F`` pairs with row ``i`` of ``Y`` (``Y ≈ F·GT``);
+    otherwise with column ``i`` (``Yᵀ ≈ F·GT``): the
+    columns are then copied, a block of ``_COLUMN_BLOCK`` at a time, into a
+    contiguous per-chunk buffer, so ``X`` is needed in one memory order only.
+    ``GT`` is the other factor transposed (r×q, C-contiguous), ``Gsum`` its
+    row sums.  ``bounds`` splits the rows of ``F``.
+
+    Returns per-chunk float64 sums of ``Σ_{y>eps} y·log(max(wh, eps))`` at
+    the updated rows (zeros unless ``with_loss``): the KL at the nonzeros is
+    ``kl_ylogy(Y) − Σ`` of these.
+    """
+    q = GT.shape[1]
     n_chunks = bounds.shape[0] - 1
     partial = np.zeros(n_chunks, dtype=np.float64)
     for c in prange(n_chunks):
-        Gl = np.empty((r, q_max), dtype=F.dtype)
-        wh = np.empty(q_max, dtype=F.dtype)
-        cols = np.empty(q_max, dtype=np.int64)
-        vals = np.empty(q_max, dtype=F.dtype)
+        wh = np.empty(q, dtype=F.dtype)
         s = 0.0
-        for i in range(bounds[c], bounds[c + 1]):
-            nz = 0
-            for j in range(q_max):
-                y = Y[i, j]
-                if y != 0:
-                    cols[nz] = j
-                    vals[nz] = y
-                    nz += 1
-            s += _ccd_row(cols, vals, nz, F[i], G, Gl, wh, Gsum, l1, l2, n_newton,
-                          newton_tol, eps, with_loss)
+        if by_rows:
+            for i in range(bounds[c], bounds[c + 1]):
+                y = Y[i]
+                _ccd_dense_row(y, F[i], GT, wh, Gsum, l1, l2, n_newton, newton_tol, eps)
+                if with_loss:
+                    s += _ylogv_sum(y, wh, q, eps)
+        else:
+            block = np.empty((_COLUMN_BLOCK, q), dtype=Y.dtype)
+            for i0 in range(bounds[c], bounds[c + 1], _COLUMN_BLOCK):
+                nb = min(_COLUMN_BLOCK, bounds[c + 1] - i0)
+                for a in range(q):
+                    row = Y[a, i0:i0 + nb]
+                    for b in range(nb):
+                        block[b, a] = row[b]
+                for b in range(nb):
+                    y = block[b]
+                    _ccd_dense_row(y, F[i0 + b], GT, wh, Gsum, l1, l2, n_newton, newton_tol,
+                                   eps)
+                    if with_loss:
+                        s += _ylogv_sum(y, wh, q, eps)
         partial[c] = s
     return partial

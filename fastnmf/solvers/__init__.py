@@ -3,14 +3,18 @@
 An objective names its loop, its solvers (with the stopping rule that gives
 ``tol`` scikit-learn's meaning for each) and its default solver.  To add a
 Frobenius solver, add its factor update to ``frobenius.UPDATES``; to add an
-objective, add a module and an entry to ``OBJECTIVES``.
+objective, add a module and an entry to ``OBJECTIVES``.  β-divergences other
+than β = 2 (Frobenius) and β = 1 (KL) share the MU loop of :mod:`.beta`, with
+β bound in by :func:`objective_for`.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
+from functools import partial
 
-from . import frobenius, kl
+from . import beta, frobenius, kl
 from ._monitor import IterationInfo, Monitor
 
 
@@ -46,11 +50,22 @@ OBJECTIVES = {
                                   loss_name="KL"),
 }
 _BETA_NAMES = {"frobenius": "frobenius", 2: "frobenius", "kullback-leibler": "kullback-leibler",
-               1: "kullback-leibler"}
+               1: "kullback-leibler", "itakura-saito": 0.0}
+
+
+def _beta_objective(b: float) -> Objective:
+    name = "itakura-saito" if b == 0 else f"beta={b!r}"
+    return Objective(name, partial(beta.fit_beta, beta=b), beta.STOP_RULES,
+                     default_solver=beta.DEFAULT_SOLVER, loss_name="beta-divergence")
 
 
 def objective_for(beta_loss) -> Objective:
-    """The objective for scikit-learn's ``beta_loss`` value (name or β)."""
+    """The objective for scikit-learn's ``beta_loss`` value (name or β).
+
+    ``"frobenius"``/2 and ``"kullback-leibler"``/1 have their own solvers;
+    ``"itakura-saito"`` (β = 0) and any other finite β run scikit-learn's
+    multiplicative updates (:mod:`.beta`).
+    """
     key = beta_loss
     if not isinstance(beta_loss, str):
         try:
@@ -58,12 +73,15 @@ def objective_for(beta_loss) -> Objective:
         except (TypeError, ValueError):
             key = None
     name = _BETA_NAMES.get(key) if key is not None else None
+    if isinstance(name, str):
+        return OBJECTIVES[name]
+    if name is None and isinstance(key, float) and math.isfinite(key):
+        name = key
     if name is None:
         raise ValueError(
-            f"beta_loss={beta_loss!r} is not supported: use 'frobenius' (2) or "
-            "'kullback-leibler' (1). Other β-divergences (e.g. 'itakura-saito') are not "
-            "implemented yet.")
-    return OBJECTIVES[name]
+            f"beta_loss={beta_loss!r} is not supported: use 'frobenius' (2), "
+            "'kullback-leibler' (1), 'itakura-saito' (0) or another finite float β.")
+    return _beta_objective(name)
 
 
 __all__ = ["OBJECTIVES", "IterationInfo", "Monitor", "Objective", "objective_for"]

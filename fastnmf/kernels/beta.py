@@ -1,0 +1,195 @@
+"""Elementwise kernels for multiplicative updates on the β-divergence.
+
+``d_β(x‖y) = (x^β + (β−1)·y^β − β·x·y^(β−1)) / (β(β−1))`` for β ∉ {0, 1},
+``x/y − log(x/y) − 1`` for β = 0 (Itakura–Saito).  One MU half-step for the
+factor ``F`` (``Y ≈ F Gᵀ``, ``P = F Gᵀ``) is, as in scikit-learn's
+``_multiplicative_update_w``/``_h`` (Févotte & Idier 2011)::
+
+    F ← F ∘ ((Y ∘ P^(β−2)) G ⊘ (P^(β−1) G + l1 + l2·F))^γ(β)
+
+The solver (:mod:`fastnmf.solvers.beta`) forms ``P`` by BLAS for a block of
+rows of ``F``; the kernels here turn it, in one pass, into the two matrices
+that BLAS multiplies by ``G`` (numerator and denominator), and add up the
+loss at the same time.  scikit-learn's guards (``eps`` is float32's machine
+epsilon) are kept so that the iterates agree to round-off:
+
+* in the numerator ``P`` is raised to ``eps`` when β < 2 (negative power);
+* in the denominator ``P`` is raised to ``eps`` when β < 1;
+* the loss counts ``x`` only where ``x > eps`` (with ``P`` raised to ``eps``
+  there), and ``Σ P^β`` over every entry, as ``_beta_divergence`` does.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import prange
+
+from .._jit import kernel
+from .kl import _log_pos
+
+_LN2_HI = 0.6931471803691238  # ln 2 in two parts: k·_LN2_HI is exact for |k| < 2¹¹
+_LN2_LO = 1.9082149292705877e-10
+_INV_LN2 = 1.4426950408889634
+_TINY = 2.2250738585072014e-308  # smallest normal float64
+_TWO54 = 18014398509481984.0
+# 1/n! for n = 14 … 0: the Taylor coefficients of e^t, highest first.
+_EXP_COEF = (1 / 87178291200, 1 / 6227020800, 1 / 479001600, 1 / 39916800, 1 / 3628800,
+             1 / 362880, 1 / 40320, 1 / 5040, 1 / 720, 1 / 120, 1 / 24, 1 / 6, 1 / 2, 1.0, 1.0)
+
+
+@kernel(parallel=False)
+def _exp(x):
+    """``exp(x)`` in branch-free float64 arithmetic (vectorizes; ``_log_pos``'s twin).
+
+    ``x = k·ln2 + t`` with ``|t| ≤ ½ln2``, the Taylor sum of ``e^t`` to
+    degree 14 (truncation below 1e-16), times ``2^k`` built from bits in two
+    halves so that results near overflow and in the subnormal range come out
+    right.  Within 4e-16 of ``np.exp`` for |x| ≤ 5, 3e-14 up to |x| = 709.
+    """
+    x = min(max(x, -746.0), 710.0)
+    k = np.floor(x * _INV_LN2 + 0.5)
+    t = (x - k * _LN2_HI) - k * _LN2_LO
+    p = _EXP_COEF[0]
+    for c in _EXP_COEF[1:]:
+        p = p * t + c
+    ki = np.int64(k)
+    k1 = ki >> 1
+    s1 = np.int64((k1 + 1023) << 52).view(np.float64)
+    s2 = np.int64((ki - k1 + 1023) << 52).view(np.float64)
+    return p * s1 * s2
+
+
+@kernel(parallel=False)
+def _pow_pos(x, e):
+    """``x ** e`` for float64 ``x ≥ 0`` as ``exp(e·log x)``, vectorizable.
+
+    libm's scalar ``pow`` (what Numba calls) costs ~30 ns and stops loops from
+    vectorizing; NumPy uses a SIMD ``pow``, so scikit-learn's MU was 2.5×
+    faster than this module with it.  Measured relative error against
+    ``np.power``: ≤ 3e-15 for x in [0.01, 100], ≤ 2e-13 over 600 decades
+    (``exp``'s argument reduction loses digits for ``|e·log x|`` in the
+    hundreds).  ``0 ** e`` is 0, 1 or inf as in NumPy.
+    """
+    small = x < _TINY  # subnormal: scale into the normal range first
+    xs = x * _TWO54 if small else x
+    lg = _log_pos(xs) - (54.0 * 0.6931471805599453 if small else 0.0)
+    y = _exp(e * lg)
+    zero_pow = 0.0 if e > 0 else (1.0 if e == 0 else np.inf)
+    return y if x > 0 else zero_pow
+
+
+@kernel(parallel=False)
+def _pow(x, e):
+    """``x ** e`` with NumPy's exact shortcuts for the exponents MU meets most."""
+    if e == 1:
+        return x
+    if e == 2:
+        return x * x
+    if e == -1:
+        return 1 / x
+    if e == 0.5:
+        return np.sqrt(x)
+    if e == 0:
+        return x - x + 1
+    return _pow_pos(np.float64(x), np.float64(e))
+
+
+@kernel(parallel=False)
+def _num(y, p, beta, eps):
+    """Numerator factor ``y·p^(β−2)`` of one entry (``p`` raised to eps when β < 2)."""
+    pn = p if (beta >= 2 or p >= eps) else eps
+    if beta == 0:  # scikit-learn: (1/p)² · y
+        inv = 1 / pn
+        return inv * inv * y
+    return _pow(pn, beta - 2) * y
+
+
+@kernel(parallel=False)
+def _loss_terms(y, p, beta, eps):
+    """This entry's two sums of ``_beta_divergence``, in float64.
+
+    β = 0: ``(x/p − log(x/p), 0)`` where ``x > eps``; otherwise
+    ``(x·p^(β−1) where x > eps, p^β)``.
+    """
+    y64 = np.float64(y)
+    p64 = np.float64(p)
+    pl = p64 if p64 >= eps else np.float64(eps)
+    if beta == 0:
+        if y64 > eps:
+            div = y64 / pl
+            return div - np.log(div), 0.0
+        return 0.0, 0.0
+    b = np.float64(beta)
+    cross = y64 * _pow_pos(pl, b - 1) if y64 > eps else 0.0
+    return cross, _pow_pos(p64, b)
+
+
+@kernel
+def beta_terms_sparse(indptr, indices, data, row0, G, P, num, beta, eps, with_loss):
+    """The nonzeros' part for rows ``row0 : row0 + len(P)`` of a CSR ``Y`` (``P`` dense).
+
+    The numerator needs ``Y ∘ P^(β−2)`` only at the nonzeros, so it is
+    multiplied by ``G`` here: ``num[row0 + i] = Σ_j y_ij p_ij^(β−2) G[j]``.
+    Returns per-row float64 sums of the loss terms at the nonzeros (the
+    first column of :func:`_loss_terms`; zeros unless ``with_loss``).  The
+    dense part (``P^(β−1)`` and ``Σ P^β``) is NumPy's, in the solver.
+    """
+    m = P.shape[0]
+    r = G.shape[1]
+    partial = np.zeros(m, dtype=np.float64)
+    zero = eps - eps
+    for i in prange(m):
+        row = row0 + i
+        out = num[row]
+        for k in range(r):
+            out[k] = zero
+        s0 = 0.0
+        for idx in range(indptr[row], indptr[row + 1]):
+            j = indices[idx]
+            y = data[idx]
+            p = P[i, j]
+            t = _num(y, p, beta, eps)
+            g = G[j]
+            for k in range(r):
+                out[k] += t * g[k]
+            if with_loss:
+                t0, _ = _loss_terms(y, p, beta, eps)
+                s0 += t0
+        partial[i] = s0
+    return partial
+
+
+@kernel
+def beta_sum_power(values, beta, eps, bounds):
+    """Per-chunk float64 sums of ``x^β`` over the entries ``x > eps`` of a flat array."""
+    n_chunks = bounds.shape[0] - 1
+    partial = np.zeros(n_chunks, dtype=np.float64)
+    b = np.float64(beta)
+    for c in prange(n_chunks):
+        s = 0.0
+        for j in range(bounds[c], bounds[c + 1]):
+            y = np.float64(values[j])
+            s += _pow_pos(y, b) if y > eps else 0.0
+        partial[c] = s
+    return partial
+
+
+@kernel
+def beta_mu_apply(F, num, den, l1, l2, eps, gamma, clip, bounds):
+    """``F ← F ∘ (num ⊘ (den + l1 + l2·F))^γ`` (zero denominators → eps), then ``F < clip → 0``."""
+    r = F.shape[1]
+    zero = eps - eps
+    for c in prange(bounds.shape[0] - 1):
+        for i in range(bounds[c], bounds[c + 1]):
+            f = F[i]
+            nrow = num[i]
+            drow = den[i]
+            for k in range(r):
+                d = drow[k] + l1 + l2 * f[k]
+                if d == 0:
+                    d = eps
+                delta = nrow[k] / d
+                if gamma != 1:
+                    delta = delta ** gamma
+                v = f[k] * delta
+                f[k] = v if v >= clip else zero

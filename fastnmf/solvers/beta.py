@@ -1,0 +1,242 @@
+"""Multiplicative updates for the general β-divergence (β ∉ {1, 2}).
+
+scikit-learn's ``solver="mu"`` with ``beta_loss="itakura-saito"`` (β = 0) or
+any other float: the same updates in the same order (W, then H), the same
+``eps`` guards and clipping, the same exponent ``γ(β)`` (``1/(2−β)`` for
+β < 1, ``1/(β−1)`` for β > 2, else 1: the majorize–minimize step of Févotte
+& Idier 2011, under which the loss never increases), the same loss
+(``_beta_divergence``) and stopping rule, so the iterates agree with
+scikit-learn's to round-off from the same start.
+
+What differs is the work: ``WH`` is formed by BLAS a block of rows at a time
+(~2 MiB, never the whole m×n matrix), turned into the numerator and
+denominator matrices (and the loss) by NumPy's SIMD ufuncs in place while
+the block is in cache, and multiplied by the other factor by BLAS.  For
+sparse X a Numba kernel forms the numerator at the nonzeros only; the
+denominator ``(WH)^(β−1) Hᵀ`` is dense by nature (as in scikit-learn) and
+costs a dense iteration.  β = 1 and β = 2 are the KL and
+Frobenius objectives (:mod:`.kl`, :mod:`.frobenius`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .._chunks import row_bounds
+from .._data import factor_bounds
+from ..kernels import beta as bk
+from ._penalty import penalties
+
+# scikit-learn's guard on model values and denominators (float32 epsilon).
+EPS = float(np.finfo(np.float32).eps)
+# scikit-learn zeroes W entries below float64's epsilon after each update when
+# β < 1, and H entries when β ≤ 1.
+CLIP = float(np.finfo(np.float64).eps)
+# Elements of WH per block: 2 MiB of float64, so that the block (written by
+# BLAS, rewritten by the kernel, read by BLAS) stays in cache.
+_BLOCK_ELEMENTS = 1 << 18
+
+SOLVERS = ("mu",)
+DEFAULT_SOLVER = "mu"
+STOP_RULES = {"mu": "error"}
+
+ZEROS_MESSAGE = ("When beta_loss <= 0 and X contains zeros, the solver may diverge. Please "
+                 "add small values to X, or use a positive beta_loss.")
+
+
+def gamma_for(beta: float) -> float:
+    """The MM exponent of the updates (Févotte & Idier 2011), as scikit-learn."""
+    if beta < 1:
+        return 1.0 / (2.0 - beta)
+    if beta > 2:
+        return 1.0 / (beta - 1.0)
+    return 1.0
+
+
+def _denominator_part(P, beta, eps, with_loss):
+    """``Σ P^β`` (float64; 0.0 unless ``with_loss``), then ``P ← P_d^(β−1)`` in place."""
+    s1 = float(np.sum(P ** beta, dtype=np.float64)) if with_loss and beta != 0 else 0.0
+    if beta < 1:
+        np.maximum(P, eps, out=P)
+    np.power(P, beta - 1, out=P)
+    return s1
+
+
+def _numerator_dense(Y, P, N, T, beta, eps, with_loss):
+    """``N ← Y ∘ P_n^(β−2)`` with scikit-learn's NumPy operations; the loss terms at X's entries.
+
+    Returns ``Σ_{y>eps} y·P_l^(β−1)`` (β ≠ 0) or ``Σ_{y>eps} y/P_l − log(y/P_l)``
+    (β = 0), ``P_l = max(P, eps)``, in float64 (0.0 unless ``with_loss``).
+    NumPy's power is a SIMD loop; a Numba loop calling libm's ``pow`` per
+    entry ran 2.5–5× slower than scikit-learn.
+    """
+    s0 = 0.0
+    if with_loss:
+        keep = Y > eps
+        np.maximum(P, eps, out=T)
+        if beta == 0:
+            np.divide(np.where(keep, Y, 1), T, out=T)
+            terms = T - np.log(T)
+            s0 = float(np.sum(terms, where=keep, dtype=np.float64))
+        else:
+            np.power(T, beta - 1, out=T)
+            T *= Y
+            s0 = float(np.sum(T, where=keep, dtype=np.float64))
+    if beta < 2:
+        np.maximum(P, eps, out=N)
+    else:
+        N[...] = P
+    if beta == 0:  # scikit-learn: WH **= -1; WH **= 2
+        np.reciprocal(N, out=N)
+        np.square(N, out=N)
+    else:
+        np.power(N, beta - 2, out=N)
+    N *= Y
+    return s0
+
+
+class _Engine:
+    """Numerator, denominator and loss of one MU half-step, block by block."""
+
+    def __init__(self, data, beta):
+        self.data = data
+        self.beta = beta
+        self.shape = data.shape
+        self.dtype = data.dtype
+        self._buf = None
+        self._const = None
+
+    def _buffers(self, rows, q):
+        buf = self._buf
+        if buf is None or buf[0].shape[1] != q or buf[0].shape[0] < rows:
+            n = 1 if self.data.is_sparse else 3
+            buf = self._buf = [np.empty((rows, q), dtype=self.dtype) for _ in range(n)]
+        return buf
+
+    def _constant(self, eps):
+        """The part of the loss that does not depend on WH: ``Σ_{x>eps} x^β`` (β ≠ 0)."""
+        if self._const is None:
+            if self.beta == 0:
+                self._const = -float(self.shape[0]) * float(self.shape[1])
+            else:
+                values = (self.data._arrays[0][2] if self.data.is_sparse
+                          else self.data.X.ravel(order="K"))
+                self._const = float(bk.beta_sum_power(values, self.beta, eps,
+                                                      row_bounds(values.size)).sum())
+        return self._const
+
+    def half(self, side, F, G, num, den, eps, with_loss):
+        """``num = (Y ∘ P^(β−2)) G`` and ``den = P^(β−1) G`` for ``Y`` = X (side 0) or Xᵀ.
+
+        ``P = F Gᵀ``, formed and used a block of rows at a time.  With
+        ``with_loss``, returns the β-divergence at the current factors (else 0.0).
+        """
+        p, q = F.shape[0], G.shape[0]
+        step = max(1, min(p, _BLOCK_ELEMENTS // max(q, 1)))
+        bufs = self._buffers(step, q)
+        beta_d = self.dtype.type(self.beta)
+        s0 = s1 = 0.0
+        if self.data.is_sparse:
+            indptr, indices, values = self.data._arrays[side]
+        else:
+            Y = self.data.X if side == 0 else self.data.X.T
+        for a in range(0, p, step):
+            b = min(a + step, p)
+            P = bufs[0][: b - a]
+            np.matmul(F[a:b], G.T, out=P)
+            if self.data.is_sparse:
+                s0 += float(bk.beta_terms_sparse(indptr, indices, values, a, G, P, num, beta_d,
+                                                 eps, with_loss).sum())
+            else:
+                N, T = bufs[1][: b - a], bufs[2][: b - a]
+                s0 += _numerator_dense(Y[a:b], P, N, T, self.beta, eps, with_loss)
+                np.matmul(N, G, out=num[a:b])
+            s1 += _denominator_part(P, self.beta, eps, with_loss)
+            np.matmul(P, G, out=den[a:b])
+        if not with_loss:
+            return 0.0
+        if self.beta == 0:  # Σ (x/wh − log(x/wh)) − m·n
+            return s0 + self._constant(eps)
+        b = self.beta
+        return (self._constant(eps) - b * s0 + (b - 1) * s1) / (b * (b - 1))
+
+
+def _report(monitor, it, loss, reg, W, Ht):
+    """Record iteration ``it`` (0: start); ``error`` is scikit-learn's ``sqrt(2·loss)``."""
+    objective = loss + penalties(reg, W, Ht)
+    error = float(np.sqrt(2.0 * max(loss, 0.0)))
+    if it == 0:
+        monitor.start(objective, error)
+        return False
+    return monitor.step(it, objective, error, W, Ht.T)
+
+
+def _has_zero(data) -> bool:
+    if data.is_sparse:
+        m, n = data.shape
+        return data.nnz < m * n or bool((data._arrays[0][2] == 0).any())
+    return bool(data.X.min() == 0) if data.X.size else False
+
+
+def fit_beta(data, W, Ht, *, beta, solver, monitor, reg=(0.0, 0.0, 0.0, 0.0),
+             update_H=True):
+    """Minimize ``d_β(X‖W Htᵀ)`` + penalties in place over ``W`` (and ``Ht``) by MU.
+
+    Parameters
+    ----------
+    data : DenseData or SparseData
+    W, Ht : C-contiguous ndarrays (m×r, n×r) of ``data.dtype``; updated in place.
+    beta : float
+        Not 1 or 2 (those are the KL and Frobenius objectives).
+    solver : "mu"
+    monitor : Monitor
+        With ``rule="error"``: ``error`` is ``sqrt(2·d_β)`` as scikit-learn's
+        ``_beta_divergence(..., square_root=True)``; the history holds the
+        divergence plus the penalties.
+    reg : (l1_W, l1_H, l2_W, l2_H), already scaled.
+    update_H : bool
+        False solves for W with H fixed (``transform``).
+
+    Returns
+    -------
+    loss : float
+        The β-divergence at the returned factors, as scikit-learn computes it.
+
+    Raises
+    ------
+    ValueError
+        For β ≤ 0 when X has a zero (scikit-learn's rule), or another solver.
+    """
+    if solver not in SOLVERS:
+        raise ValueError(f"solver must be one of {SOLVERS} for beta_loss={beta!r}, "
+                         f"got {solver!r}.")
+    beta = float(beta)
+    if beta in (1.0, 2.0):
+        raise ValueError("beta=1 and beta=2 are the KL and Frobenius objectives.")
+    if beta <= 0 and _has_zero(data):
+        raise ValueError(ZEROS_MESSAGE)
+    dtype = W.dtype.type
+    l1_W, l1_H, l2_W, l2_H = (dtype(v) for v in reg)
+    eps, gamma = dtype(EPS), dtype(gamma_for(beta))
+    clip_W = dtype(CLIP) if beta < 1 else dtype(0)
+    clip_H = dtype(CLIP) if beta <= 1 else dtype(0)
+    bounds_W, bounds_H = factor_bounds(W.shape[0]), factor_bounds(Ht.shape[0])
+    engine = _Engine(data, beta)
+    num_W, den_W = np.empty_like(W), np.empty_like(W)
+    num_H, den_H = np.empty_like(Ht), np.empty_like(Ht)
+    # As for KL MU: the W products at the current factors also give their
+    # loss, so the stopping rule sees the loss of the iteration just finished.
+    loss = engine.half(0, W, Ht, num_W, den_W, eps, True)
+    _report(monitor, 0, loss, reg, W, Ht)
+    for it in range(1, monitor.max_iter + 1):
+        bk.beta_mu_apply(W, num_W, den_W, l1_W, l2_W, eps, gamma, clip_W, bounds_W)
+        if update_H:
+            engine.half(1, Ht, W, num_H, den_H, eps, False)
+            bk.beta_mu_apply(Ht, num_H, den_H, l1_H, l2_H, eps, gamma, clip_H, bounds_H)
+        loss = engine.half(0, W, Ht, num_W, den_W, eps, True)
+        if _report(monitor, it, loss, reg, W, Ht):
+            break
+    return loss
+
+
+__all__ = ["DEFAULT_SOLVER", "SOLVERS", "STOP_RULES", "fit_beta", "gamma_for"]
