@@ -10,7 +10,9 @@ __version__ = "0.1.0"
 
 # scikit-learn takes ~0.5 s to import; only the estimator needs it, so it is
 # imported on first use of these names (``import fastnmf`` stays fast).
-_LAZY = {"NMF": "estimator", "non_negative_factorization": "estimator"}
+_LAZY = {"NMF": "estimator", "non_negative_factorization": "estimator",
+         "fit_many": "many", "ManyFits": "many", "select_rank": "rank",
+         "RankSelection": "rank"}
 
 
 def __getattr__(name):
@@ -29,9 +31,13 @@ def __dir__():
 __all__ = [
     "NMF",
     "IterationInfo",
+    "ManyFits",
     "NMFResult",
+    "RankSelection",
+    "fit_many",
     "initialize",
     "nmf",
     "non_negative_factorization",
+    "select_rank",
     "thread_limits",
 ]

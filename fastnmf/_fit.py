@@ -9,6 +9,7 @@ import numpy as np
 
 from . import _validation as v
 from ._data import BACKENDS, make_data
+from ._masked import PreparedX
 from ._threads import thread_limits
 from .init import check_init, initialize, mean_of
 from .solvers import Monitor, objective_for
@@ -23,13 +24,15 @@ class NMFResult:
     W : ndarray of shape (n_samples, rank)
     H : ndarray of shape (rank, n_features)
     loss : float
-        The objective at the end: ``½‖X − WH‖²_F`` (Frobenius) or the
-        generalized KL divergence ``D(X‖WH)``, plus the penalties.
+        The objective at the end: ``½‖X − WH‖²_F`` (Frobenius), the
+        generalized KL divergence ``D(X‖WH)`` or the β-divergence, plus the
+        penalties.
     reconstruction_err : float
         scikit-learn's ``reconstruction_err_``: ``‖X − WH‖_F`` for the
-        Frobenius loss, ``sqrt(2·D(X‖WH))`` for KL.
+        Frobenius loss, ``sqrt(2·D(X‖WH))`` for KL and other β.
     relative_error : float
-        ``‖X − WH‖_F / ‖X‖_F`` (for either loss).
+        ``‖X − WH‖_F / ‖X‖_F`` (for either loss).  With missing values
+        (``mask``/``missing``), loss and errors are over the observed entries.
     n_iter : int
         Iterations run.
     converged : bool
@@ -105,10 +108,15 @@ def _check_start(X, rank, init, W, H, solver, update_H, dtype):
     return check_init(init, rank, X.shape), None, None
 
 
+def _is_dask(X) -> bool:
+    """Whether X is a Dask collection, decided without importing Dask."""
+    return type(X).__module__.split(".")[0] == "dask"
+
+
 def nmf(X, rank, *, beta_loss="frobenius", solver=None, init=None, max_iter=200, tol=1e-4,
         random_state=None, alpha_W=0.0, alpha_H="same", l1_ratio=0.0, W=None, H=None,
         update_H=True, n_threads=None, backend="auto", max_time=None, callback=None,
-        progress=False, verbose=0, accelerate=True) -> NMFResult:
+        progress=False, verbose=0, accelerate=True, mask=None, missing=None) -> NMFResult:
     """Nonnegative matrix factorization ``X ≈ W H``.
 
     Minimizes ``D(X, WH) + l1_W‖W‖₁ + ½l2_W‖W‖²_F + l1_H‖H‖₁ + ½l2_H‖H‖²_F``
@@ -122,18 +130,24 @@ def nmf(X, rank, *, beta_loss="frobenius", solver=None, init=None, max_iter=200,
     X : array-like or scipy sparse matrix/array of shape (n_samples, n_features)
         Nonnegative data.  float32 stays float32; integer and boolean data
         become float64.  Any sparse format; sparse X is never densified unless
-        ``backend="dense"``.  X is never modified.
+        ``backend="dense"``.  X is never modified.  A row-partitioned
+        ``dask.array.Array`` is fitted on Dask by :func:`fastnmf.dask.nmf_dask`
+        (``init`` "random" or "custom"; KL with ``solver="mu"``).
     rank : int
         Number of components ``r``.
-    beta_loss : {"frobenius", "kullback-leibler"} or {2, 1}, default="frobenius"
-        The objective, named as in scikit-learn.
+    beta_loss : {"frobenius", "kullback-leibler", "itakura-saito"} or float, default="frobenius"
+        The objective, named as in scikit-learn: the β-divergence with β = 2
+        (Frobenius), 1 (Kullback–Leibler), 0 (Itakura–Saito) or any other
+        finite float.  β ∉ {1, 2} runs scikit-learn's multiplicative updates
+        (same iterates); for β ≤ 0, X must not contain zeros.
     solver : {"hals", "mu", "ccd"} or None
         Frobenius: ``"hals"`` (default; alias ``"cd"``), hierarchical
         alternating least squares, i.e. exact cyclic coordinate descent, as
         scikit-learn's ``cd``; or ``"mu"``, Lee & Seung's multiplicative
         updates.  Kullback–Leibler: ``"ccd"`` (default; alias ``"cd"``),
-        cyclic coordinate descent with Newton steps (Hsieh & Dhillon 2011);
-        or ``"mu"``, scikit-learn's multiplicative updates.
+        cyclic coordinate descent with Newton steps (Hsieh & Dhillon 2011)
+        after one MU iteration; or ``"mu"``, scikit-learn's multiplicative
+        updates.  Other β: ``"mu"`` only (the default).
     init : {None, "random", "nndsvd", "nndsvda", "nndsvdar", "custom"}
         ``None`` is ``"custom"`` when W or H is given, else ``"nndsvda"`` when
         ``rank <= min(X.shape)``, else ``"random"`` (scikit-learn's rule).
@@ -179,6 +193,26 @@ def nmf(X, rank, *, beta_loss="frobenius", solver=None, init=None, max_iter=200,
         while they still pay (accelerated HALS, Gillis & Glineur 2012): fewer
         products to the same error.  ``False`` runs one sweep per product,
         which reproduces scikit-learn's ``cd`` iterate for iterate.
+    mask : array-like of bool, shape (n_samples, n_features), optional
+        Missing values: True marks an *observed* entry, False a missing one.
+        Only observed entries enter the loss, ``½‖M ∘ (X − WH)‖²``
+        (Frobenius loss, HALS or MU, dense or sparse X).  ``loss``,
+        ``reconstruction_err`` and ``relative_error`` of the result are then
+        over the observed entries.  Values of X at missing positions are never
+        read (they may be NaN or negative), and X is not modified.  Rows or
+        columns with no observed entry are allowed: they do not enter the loss,
+        and their rows of W (or columns of H) keep their initial values.
+    missing : "nan", scipy sparse matrix or array-like of bool, optional
+        Missing values given the other way round, the form to use for sparse
+        X (no dense mask is ever formed): the stored nonzero entries of a
+        sparse matrix (or the True entries of a boolean array) mark the
+        *missing* positions, e.g. a held-out test set.  ``"nan"``: the NaN
+        entries of X are missing (without it, NaN in X is an error).  With
+        both ``mask`` and ``missing``, an entry is missing if either says so.
+        Masked fits need ``update_H=True``; the other losses (KL, β) do not
+        support missing values yet.  The missing entries are imputed by the current
+        ``WH`` before every data product (a majorize–minimize step for the
+        masked loss, which therefore never increases).
 
     Returns
     -------
@@ -196,11 +230,33 @@ def nmf(X, rank, *, beta_loss="frobenius", solver=None, init=None, max_iter=200,
     >>> bool(res.relative_error < 1e-2)
     True
     """
+    if _is_dask(X):  # a row-partitioned dask array: the distributed fit (fastnmf/dask.py)
+        if mask is not None or missing is not None:
+            raise ValueError("Missing values (mask/missing) are not supported for dask arrays.")
+        from .dask import nmf_dask
+
+        return nmf_dask(X, rank, beta_loss=beta_loss, solver=solver, init=init,
+                        max_iter=max_iter, tol=tol, random_state=random_state, alpha_W=alpha_W,
+                        alpha_H=alpha_H, l1_ratio=l1_ratio, W=W, H=H, update_H=update_H,
+                        n_threads=n_threads, backend=backend, max_time=max_time,
+                        callback=callback, progress=progress, verbose=verbose,
+                        accelerate=accelerate)
     t0 = time.perf_counter()
-    X, is_sparse = v.check_X(X)
+    if isinstance(X, PreparedX):  # from fit_many: validated once for many fits
+        if mask is not None or missing is not None:
+            raise ValueError("give mask/missing when preparing X, not again to nmf().")
+        prepared = X
+    else:
+        prepared = PreparedX(X, mask=mask, missing=missing)
+    X = prepared.X
     rank = v.check_rank(rank)
     objective = objective_for(beta_loss)
     solver = objective.resolve_solver(solver)
+    if prepared.masked and objective.name != "frobenius":
+        raise ValueError("Missing values (mask/missing) are only supported with "
+                         "beta_loss='frobenius' for now.")
+    if prepared.masked and not update_H:
+        raise ValueError("Missing values (mask/missing) need update_H=True.")
     v.check_option(backend, "backend", BACKENDS)
     max_iter = v.check_positive_int(max_iter, "max_iter")
     tol = v.check_nonneg_float(tol, "tol")
@@ -213,11 +269,13 @@ def nmf(X, rank, *, beta_loss="frobenius", solver=None, init=None, max_iter=200,
     init, W0, H0 = _check_start(X, rank, init, W, H, solver, update_H, dtype)
 
     with thread_limits(n_threads):
-        data = make_data(X, is_sparse, backend)
-        if W0 is None:
-            W0, H0 = initialize(X, rank, init, random_state, data=data)
+        data = prepared.data(backend, make_data)
+        if W0 is None:  # masked: initialized from X with the missing entries zeroed
+            W0, H0 = initialize(X, rank, init, random_state, data=getattr(data, "base", data))
         W0 = np.ascontiguousarray(W0)
         Ht = np.ascontiguousarray(H0.T)
+        if prepared.masked:
+            data.bind(W0, Ht)
         monitor = Monitor(max_iter=max_iter, tol=tol, rule=objective.stop_rules[solver],
                           max_time=max_time, callback=callback, progress=progress,
                           verbose=verbose, loss_name=objective.loss_name)

@@ -40,12 +40,14 @@ def _float_dtype(dtype: np.dtype, name: str) -> np.dtype:
     )
 
 
-def check_X(X, name: str = "X"):
+def check_X(X, name: str = "X", values: bool = True):
     """Validate the data matrix.
 
     Returns ``(X, is_sparse)`` where ``X`` is a float32/float64 ndarray (any
     memory order, never modified) or a scipy sparse matrix/array of that dtype.
-    Conversions copy; a valid float input is returned as is.
+    Conversions copy; a valid float input is returned as is.  ``values=False``
+    converts without checking the entries (missing values: their positions
+    may hold anything, and the rest is checked once they are zeroed).
     """
     if X is None:
         raise TypeError(f"{name} must be a 2-D array or sparse matrix, got None.")
@@ -60,7 +62,8 @@ def check_X(X, name: str = "X"):
         # COO/CSR/CSC/BSR all expose their stored values as .data (DOK/LIL do not).
         if X.format not in ("coo", "csr", "csc", "bsr"):
             X = X.tocsr()
-        _check_values(X.data, name)
+        if values:
+            _check_values(X.data, name)
         return X, True
     if not hasattr(X, "__array__") and not isinstance(X, (list, tuple)):
         raise TypeError(
@@ -83,7 +86,8 @@ def check_X(X, name: str = "X"):
         raise ValueError(f"{name} is empty: shape {arr.shape}.")
     if arr.dtype != dtype:
         arr = arr.astype(dtype)
-    _check_values(arr, name)
+    if values:
+        _check_values(arr, name)
     return arr, False
 
 

@@ -3,6 +3,7 @@
 ``fastnmf fit``   factorize a generated or saved matrix and print what happened.
 ``fastnmf bench`` run the benchmark suite (see ``fastnmf bench --help``).
 ``fastnmf demo``  worked examples (``fastnmf demo faces``: NMF, PCA and VQ on faces).
+``fastnmf rank``  score candidate ranks of a saved matrix (cross-validation, consensus, stability).
 """
 
 from __future__ import annotations
@@ -78,6 +79,58 @@ def _demo_command(args) -> int:
     return 0
 
 
+def _parse_ranks(text: str) -> list[int]:
+    """``"2-10"``, ``"2-10:2"`` (a step), ``"2,3,5"`` or a mix: ``"2-4,8"``."""
+    ranks = []
+    try:
+        for part in text.split(","):
+            span, _, step = part.partition(":")
+            lo, _, hi = span.partition("-")
+            ranks.extend(range(int(lo), int(hi or lo) + 1, int(step or 1)))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"cannot read ranks {text!r}: use e.g. 2-10, 2-10:2 or 2,3,5") from None
+    if not ranks:
+        raise argparse.ArgumentTypeError(f"no ranks in {text!r}")
+    return ranks
+
+
+def _rank_command(args) -> int:
+    from .rank import select_rank
+
+    X = _load_matrix(args.input)
+    if args.dtype == "float32" and X.dtype != np.float32:
+        X = X.astype(np.float32)
+    nnz = X.nnz if hasattr(X, "nnz") else int(np.count_nonzero(X))
+    print(f"data     {args.input}: {X.shape[0]} x {X.shape[1]}, {nnz} nonzeros, {X.dtype}")
+    methods = args.method or ["cv"]
+    try:
+        sel = select_rank(X, args.ranks, method=methods, n_runs=args.runs,
+                          n_repeats=args.repeats, holdout=args.holdout, samples=args.samples,
+                          random_state=args.seed, n_jobs=args.jobs, progress=not args.quiet,
+                          solver=args.solver, max_iter=args.max_iter, tol=args.tol,
+                          n_threads=args.threads)
+    except (TypeError, ValueError) as e:
+        raise SystemExit(f"fastnmf rank: {e}") from None
+    columns = list(sel.table[0])
+    print("  ".join(f"{c:>14s}" for c in columns))
+    for row in sel.table:
+        print("  ".join(f"{row[c]:14d}" if c == "rank" else f"{row[c]:14.6g}"
+                        for c in columns))
+    for method in sel.methods:
+        print(f"suggested rank ({method}): {sel.suggested(method)}")
+    if args.plot:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        sel.plot().savefig(args.plot, dpi=120)
+        print(f"saved    the curves to {args.plot}")
+    if args.save:
+        np.save(args.save, sel.to_records())
+        print(f"saved    the table to {args.save}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fastnmf", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -115,6 +168,33 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--threads", type=int, default=None)
     demo.add_argument("--seed", type=int, default=0)
     demo.set_defaults(func=_demo_command)
+
+    rank = sub.add_parser("rank", help="score candidate ranks: cross-validation, consensus, "
+                          "stability")
+    rank.add_argument("input", help=".npy, .npz (scipy sparse) or .mtx file")
+    rank.add_argument("--ranks", type=_parse_ranks, default=list(range(2, 11)),
+                      help="e.g. 2-10 (default), 2-10:2 or 2,3,5")
+    rank.add_argument("--method", action="append", choices=("cv", "consensus", "stability"),
+                      help="repeat for several (default: cv)")
+    rank.add_argument("--runs", type=int, default=10,
+                      help="fits per rank for consensus and stability")
+    rank.add_argument("--repeats", type=int, default=3, help="held-out sets for cv")
+    rank.add_argument("--holdout", type=float, default=0.1,
+                      help="fraction of entries held out for cv")
+    rank.add_argument("--samples", choices=("columns", "rows"), default="columns",
+                      help="axis of the samples to cluster (consensus, stability)")
+    rank.add_argument("--solver", choices=("hals", "mu"), default="hals")
+    rank.add_argument("--max-iter", type=int, default=200)
+    rank.add_argument("--tol", type=float, default=1e-4)
+    rank.add_argument("--threads", type=int, default=None, help="threads per fit")
+    rank.add_argument("--jobs", type=int, default=None,
+                      help="fits at once (default: chosen by the size of X)")
+    rank.add_argument("--dtype", choices=("float64", "float32"), default="float64")
+    rank.add_argument("--seed", type=int, default=0)
+    rank.add_argument("--quiet", action="store_true", help="no progress bar")
+    rank.add_argument("--plot", metavar="OUT.png", help="save the curves (matplotlib)")
+    rank.add_argument("--save", metavar="OUT.npy", help="save the table as a record array")
+    rank.set_defaults(func=_rank_command)
 
     try:
         from .bench import add_bench_parser

@@ -29,7 +29,7 @@ from sklearn.utils._param_validation import Interval, StrOptions, validate_param
 from sklearn.utils.validation import check_is_fitted, check_non_negative, validate_data
 
 from ._data import BACKENDS
-from ._fit import nmf
+from ._fit import _is_dask, nmf
 from .solvers import objective_for
 
 _FROBENIUS = ("frobenius", 2)
@@ -82,11 +82,13 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     solver : {"cd", "mu", "hals", "ccd"}, default="cd"
         ``"cd"`` (same as ``"hals"``): cyclic coordinate descent, i.e. HALS,
         scikit-learn's algorithm.  ``"mu"``: multiplicative updates.
-    beta_loss : {"frobenius", "kullback-leibler"} or {2, 1}, default="frobenius"
+    beta_loss : {"frobenius", "kullback-leibler", "itakura-saito"} or float, default="frobenius"
         The objective.  With ``"kullback-leibler"``, ``solver="cd"`` runs
         fastnmf's coordinate descent for KL (``"ccd"``, where scikit-learn
         raises) and ``"mu"`` scikit-learn's multiplicative updates.  Other
-        β-divergences (``"itakura-saito"``) raise ``ValueError`` at fit.
+        β-divergences (``"itakura-saito"`` = 0, any other float) need
+        ``solver="mu"`` and follow scikit-learn's updates iterate for
+        iterate; for β ≤ 0, X must not contain zeros.
     tol : float, default=1e-4
         Tolerance of the stopping rule, as in scikit-learn: ``cd`` stops when
         the projected-gradient violation of an iteration falls to ``tol``
@@ -319,10 +321,16 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         W : ndarray of shape (n_samples, n_components)
             Transformed data.
         """
-        X = validate_data(self, X, accept_sparse=_ACCEPT_SPARSE, dtype=_FLOAT_DTYPES,
-                          ensure_non_negative=True)
-        with config_context(assume_finite=True):
+        if _is_dask(X):  # fitted on Dask (fastnmf/dask.py); never pulled into memory here
+            self.n_features_in_ = X.shape[1]
+            if hasattr(self, "feature_names_in_"):
+                del self.feature_names_in_
             result = self._fit_transform(X, W=W, H=H)
+        else:
+            X = validate_data(self, X, accept_sparse=_ACCEPT_SPARSE, dtype=_FLOAT_DTYPES,
+                              ensure_non_negative=True)
+            with config_context(assume_finite=True):
+                result = self._fit_transform(X, W=W, H=H)
         self.reconstruction_err_ = result.reconstruction_err
         self.n_components_ = result.H.shape[0]
         self.components_ = result.H
@@ -344,6 +352,11 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             Transformed data.
         """
         check_is_fitted(self)
+        if _is_dask(X):
+            if X.ndim != 2 or X.shape[1] != self.n_features_in_:
+                raise ValueError(f"X has shape {X.shape}, but NMF is expecting "
+                                 f"{self.n_features_in_} features as input.")
+            return self._fit_transform(X, H=self.components_, update_H=False).W
         X = validate_data(self, X, accept_sparse=_ACCEPT_SPARSE, dtype=_FLOAT_DTYPES,
                           reset=False, ensure_non_negative=True)
         with config_context(assume_finite=True):

@@ -8,6 +8,7 @@ X) is decided once, outside, by :func:`fastnmf._chunks.row_bounds`.
 """
 
 from .factor_updates import hals_update, mu_update
+from .masked import sampled_inner, sampled_matmul_add, sampled_residual
 from .reductions import inner_f64
 from .sparse import csr_matmul, csr_matmul_t, csr_residual
 
@@ -18,4 +19,7 @@ __all__ = [
     "hals_update",
     "inner_f64",
     "mu_update",
+    "sampled_inner",
+    "sampled_matmul_add",
+    "sampled_residual",
 ]

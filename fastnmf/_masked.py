@@ -1,0 +1,338 @@
+"""Missing values: fit only the observed entries of X (Frobenius loss).
+
+The missing set is always a CSR *pattern* of positions (:class:`Pattern`),
+whatever the user gave (a boolean mask of observed entries, a sparse or
+boolean matrix of missing ones, or NaN), so sparse X never needs a dense mask.
+
+The fit minimizes ``‖M ∘ (X − WH)‖²`` (M = observed) by majorize–minimize:
+each half-step works on the completed matrix ``X̃ = X₀ + S``, with ``X₀`` = X
+with the missing entries zeroed and ``S`` = the current ``W H`` sampled on the
+missing positions.  ``‖X̃ − WH‖² = ‖M∘(X − WH)‖² + ‖(1−M)∘(W'H' − WH)‖²`` is
+at least the masked loss and equal to it at the current factors ``W', H'``,
+so any step that lowers it (a HALS sweep, several of them, an MU step) lowers
+the masked loss: the masked loss never increases.  :class:`MaskedData` is a
+data object like :class:`~fastnmf._data.DenseData` whose ``product`` returns
+``X̃ F``; it is bound to the fit's factors, so ``S`` is always taken from the
+factors as they are when the product is asked for, and the solvers need no
+change.  The loss is exact: the solver's cheap formula
+``‖X₀‖² − 2⟨X̃ᵀW, Ht⟩ + ⟨WᵀW, HHᵀ⟩`` is corrected by
+``2 Σ_missing S∘(WH) − Σ_missing (WH)²`` (:meth:`MaskedData.correct_sqerr`).
+
+Each product costs the unmasked product plus ``2·r`` flops per missing entry.
+
+:class:`PreparedX` validates X and resolves the missing set once, and builds
+the data objects once per thread: what :func:`fastnmf.nmf` does per call and
+:func:`fastnmf.fit_many` does once for many fits.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import NamedTuple
+
+import numba
+import numpy as np
+import scipy.sparse as sp
+
+from . import _validation as v
+from . import kernels
+from ._chunks import nnz_bounds
+from ._data import _BLOCK_ELEMENTS, _sqnorm_f64, make_data
+
+
+class Pattern(NamedTuple):
+    """Positions of an m×n matrix as canonical CSR structure (sorted, unique, int64)."""
+
+    indptr: np.ndarray
+    indices: np.ndarray
+    shape: tuple
+
+    @property
+    def nnz(self) -> int:
+        return int(self.indices.shape[0])
+
+    def rows(self) -> np.ndarray:
+        """The row of every position (COO rows), in pattern order."""
+        return np.repeat(np.arange(self.shape[0], dtype=np.int64), np.diff(self.indptr))
+
+    def transpose(self) -> Pattern:
+        m, n = self.shape
+        order = np.lexsort((self.rows(), self.indices))  # by column, then row
+        return _pattern_from_coords(self.indices[order], self.rows()[order], (n, m),
+                                    canonical=True)
+
+    def tocsr(self) -> sp.csr_matrix:
+        """A boolean scipy CSR matrix with True at the positions."""
+        return sp.csr_matrix((np.ones(self.nnz, dtype=bool), self.indices, self.indptr),
+                             shape=self.shape)
+
+
+def _pattern_from_coords(rows, cols, shape, canonical=False) -> Pattern:
+    """The pattern of the positions ``(rows[q], cols[q])`` (duplicates allowed)."""
+    m, n = shape
+    rows = np.asarray(rows, dtype=np.int64)
+    cols = np.asarray(cols, dtype=np.int64)
+    if not canonical:
+        lin = np.unique(rows * n + cols)  # sorted by row, then column
+        rows, cols = lin // n, lin % n
+    indptr = np.zeros(m + 1, dtype=np.int64)
+    np.cumsum(np.bincount(rows, minlength=m), out=indptr[1:])
+    return Pattern(indptr, np.ascontiguousarray(cols), (int(m), int(n)))
+
+
+def pattern_of(missing, shape) -> Pattern:
+    """The pattern of a user's ``missing``: a sparse matrix or a boolean array.
+
+    Sparse: the stored entries with a nonzero value (NaN counts) are missing.
+    Dense: must be boolean, True = missing.
+    """
+    if sp.issparse(missing):
+        if tuple(missing.shape) != tuple(shape):
+            raise ValueError(f"missing has shape {tuple(missing.shape)} but X has shape "
+                             f"{tuple(shape)}.")
+        coo = missing.tocoo()
+        keep = coo.data != 0
+        return _pattern_from_coords(coo.row[keep], coo.col[keep], shape)
+    arr = np.asarray(missing)
+    if arr.dtype != bool:
+        raise TypeError(
+            f"missing must be 'nan', a scipy sparse matrix or a boolean array (True = "
+            f"missing), got an array of dtype {arr.dtype}.")
+    if arr.shape != tuple(shape):
+        raise ValueError(f"missing has shape {arr.shape} but X has shape {tuple(shape)}.")
+    rows, cols = np.nonzero(arr)
+    return _pattern_from_coords(rows, cols, shape, canonical=True)
+
+
+def _mask_pattern(mask, shape) -> Pattern:
+    """The missing positions of a boolean mask of *observed* entries."""
+    if sp.issparse(mask):
+        raise TypeError(
+            "mask must be a dense boolean array (True = observed); for sparse X give the "
+            "held-out entries as missing=<sparse matrix> instead.")
+    arr = np.asarray(mask)
+    if arr.dtype != bool:
+        raise TypeError(f"mask must be a boolean array (True = observed), got dtype "
+                        f"{arr.dtype}; convert it with mask.astype(bool) if that is meant.")
+    if arr.shape != tuple(shape):
+        raise ValueError(f"mask has shape {arr.shape} but X has shape {tuple(shape)}.")
+    rows, cols = np.nonzero(~arr)
+    return _pattern_from_coords(rows, cols, shape, canonical=True)
+
+
+def _nan_pattern(X, is_sparse) -> Pattern:
+    if is_sparse:
+        coo = X.tocoo()
+        keep = np.isnan(coo.data)
+        return _pattern_from_coords(coo.row[keep], coo.col[keep], X.shape)
+    rows, cols = np.nonzero(np.isnan(X))
+    return _pattern_from_coords(rows, cols, X.shape, canonical=True)
+
+
+def _union(patterns, shape) -> Pattern:
+    if len(patterns) == 1:
+        return patterns[0]
+    rows = np.concatenate([p.rows() for p in patterns])
+    cols = np.concatenate([p.indices for p in patterns])
+    return _pattern_from_coords(rows, cols, shape)
+
+
+def values_at(X, pattern: Pattern) -> np.ndarray:
+    """X's entries at the pattern's positions, in pattern order (X dense or sparse)."""
+    rows, cols = pattern.rows(), pattern.indices
+    if not sp.issparse(X):
+        return np.asarray(X[rows, cols])
+    csr = X.tocsr()
+    if not csr.has_canonical_format:
+        csr = csr.copy()
+        csr.sum_duplicates()
+    out = np.zeros(pattern.nnz, dtype=csr.dtype)
+    # Both sides sorted by (row, column): match positions by linear index.
+    n = X.shape[1]
+    x_lin = np.repeat(np.arange(X.shape[0], dtype=np.int64), np.diff(csr.indptr)) * n
+    x_lin += csr.indices
+    p_lin = rows * n + cols
+    at = np.searchsorted(x_lin, p_lin)
+    found = at < x_lin.shape[0]
+    found[found] = x_lin[at[found]] == p_lin[found]
+    out[found] = csr.data[at[found]]
+    return out
+
+
+def _zero_missing(X, is_sparse, pattern: Pattern):
+    """X with the missing entries zeroed (a copy only when one of them is not 0)."""
+    if not is_sparse:
+        rows, cols = pattern.rows(), pattern.indices
+        if not np.any(X[rows, cols] != 0):  # NaN != 0: copied and zeroed too
+            return X
+        X0 = np.array(X, order="K", copy=True)
+        X0[rows, cols] = 0
+        return X0
+    coo = X.tocoo()
+    n = X.shape[1]
+    lin = coo.row.astype(np.int64) * n + coo.col
+    p_lin = pattern.rows() * n + pattern.indices
+    drop = np.isin(lin, p_lin)
+    if not drop.any():
+        return X
+    keep = ~drop
+    return sp.csr_matrix((coo.data[keep], (coo.row[keep], coo.col[keep])), shape=X.shape)
+
+
+def check_data(X, mask=None, missing=None):
+    """Validate X and resolve its missing set.
+
+    Returns ``(X0, is_sparse, pattern)``: ``X0`` is X as :func:`check_X`
+    returns it, with the missing entries zeroed (a copy only if needed; X is
+    never modified); ``pattern`` is the missing set, or None without one.
+    Entries at missing positions are never read: they may be NaN, infinite
+    or negative.
+    """
+    if mask is None and missing is None:
+        # (NaN stays the error it always was; docs/errors.md lists the message)
+        X, is_sparse = v.check_X(X)
+        return X, is_sparse, None
+    X, is_sparse = v.check_X(X, values=False)
+    patterns = []
+    if isinstance(missing, str):
+        if missing != "nan":
+            raise ValueError(f"missing must be 'nan', a scipy sparse matrix or a boolean "
+                             f"array, got {missing!r}.")
+        patterns.append(_nan_pattern(X, is_sparse))
+    elif missing is not None:
+        patterns.append(pattern_of(missing, X.shape))
+    if mask is not None:
+        patterns.append(_mask_pattern(mask, X.shape))
+    pattern = _union(patterns, X.shape)
+    m, n = X.shape
+    if pattern.nnz == m * n:
+        raise ValueError("Every entry of X is missing: nothing to fit.")
+    X0, is_sparse = v.check_X(_zero_missing(X, is_sparse, pattern))
+    return X0, is_sparse, pattern
+
+
+class MaskedData:
+    """The data products of the completed matrix ``X̃ = X₀ + (W Htᵀ on the missing set)``.
+
+    Wraps the DenseData or SparseData of ``X₀``; :meth:`bind` attaches the
+    fit's factors (updated in place by the solver), from which every
+    :meth:`product` samples ``S``.  ``sqnorm`` is ``‖X₀‖²``, the squared norm
+    of the observed entries.
+    """
+
+    masked = True
+
+    def __init__(self, base, pattern: Pattern, pattern_t: Pattern):
+        self.base = base
+        self.is_sparse = base.is_sparse
+        self.backend = base.backend
+        self.shape = base.shape
+        self.dtype = base.dtype
+        self.nnz = base.nnz + pattern.nnz  # entries a product touches
+        self.sqnorm = base.sqnorm
+        self.pattern = pattern
+        self._patterns = ((pattern.indptr, pattern.indices),
+                          (pattern_t.indptr, pattern_t.indices))
+        self._bounds = (nnz_bounds(pattern.indptr), nnz_bounds(pattern_t.indptr))
+        self._vals = (np.empty(pattern.nnz, dtype=base.dtype),
+                      np.empty(pattern.nnz, dtype=base.dtype))
+        self._zeros = np.zeros(pattern.nnz, dtype=base.dtype)
+        self._out = [None, None]
+        self._W = self._Ht = None
+
+    @property
+    def nonzeros(self) -> int:
+        """Entries a product touches: X₀'s nonzeros and the missing positions (cost model)."""
+        return self.base.nonzeros + self.pattern.nnz
+
+    def bind(self, W: np.ndarray, Ht: np.ndarray) -> None:
+        """Sample ``S`` from these factors (C-contiguous, updated in place) from now on."""
+        self._W, self._Ht = W, Ht
+        self._out = [None, None]
+
+    def _pair(self, side):
+        return (self._W, self._Ht) if side == 0 else (self._Ht, self._W)
+
+    def product(self, F: np.ndarray, side: int, out: np.ndarray) -> np.ndarray:
+        """``X̃ @ F`` (side 0) or ``X̃ᵀ @ F`` (side 1) into ``out``, X̃ at the bound factors."""
+        if self._W is None:
+            raise RuntimeError("MaskedData.product before bind(W, Ht).")
+        self.base.product(F, side, out)
+        indptr, indices = self._patterns[side]
+        A, B = self._pair(side)
+        kernels.sampled_matmul_add(indptr, indices, A, B, F, self._bounds[side],
+                                   self._vals[side], out)
+        self._out[side] = out
+        return out
+
+    def correct_sqerr(self, err: float, A: np.ndarray, W: np.ndarray, Ht: np.ndarray) -> float:
+        """The masked ``‖M∘(X − WH)‖²`` from the solver's ``‖X₀‖² − 2⟨A, F⟩ + ⟨WᵀW, HHᵀ⟩``.
+
+        ``A`` is the last product of one side (``X̃ Hᵀ`` or ``X̃ᵀ W``), made
+        with the current value of the factor it multiplied; ``⟨A, F⟩`` then
+        exceeds ``⟨X₀, WH⟩`` by ``Σ_missing S∘(WH)``, and ``‖X₀ − WH‖²``
+        exceeds the masked loss by ``Σ_missing (WH)²``.  An ``A`` that is
+        not the last product (no solver does that) gets the direct formula.
+        """
+        side = 0 if A is self._out[0] else 1 if A is self._out[1] else None
+        if side is None:
+            return self.direct_sqerr(W, Ht)
+        indptr, indices = self._patterns[side]
+        P, Q = (W, Ht) if side == 0 else (Ht, W)
+        cross, sq = kernels.sampled_inner(indptr, indices, self._vals[side], P, Q,
+                                          self._bounds[side]).sum(0)
+        return float(err + 2.0 * cross - sq)
+
+    def missing_sqsum(self, W: np.ndarray, Ht: np.ndarray) -> float:
+        """``Σ_missing (WH)²`` in float64."""
+        indptr, indices = self._patterns[0]
+        return float(kernels.sampled_residual(indptr, indices, self._zeros, W, Ht,
+                                              self._bounds[0]).sum(0)[0])
+
+    def direct_sqerr(self, W: np.ndarray, Ht: np.ndarray) -> float:
+        """``‖M∘(X − W Htᵀ)‖²`` evaluated directly, accumulated in float64."""
+        if self.is_sparse:
+            return self.base.direct_sqerr(W, Ht) - self.missing_sqsum(W, Ht)
+        X = self.base.X
+        m, n = self.shape
+        indptr, indices = self._patterns[0]
+        step = max(1, _BLOCK_ELEMENTS // n)
+        total = 0.0
+        for start in range(0, m, step):
+            stop = min(m, start + step)
+            R = X[start:stop] - W[start:stop] @ Ht.T
+            lo, hi = indptr[start], indptr[stop]
+            R[np.repeat(np.arange(stop - start), np.diff(indptr[start:stop + 1])),
+              indices[lo:hi]] = 0
+            total += _sqnorm_f64(R)
+        return total
+
+
+class PreparedX:
+    """X validated and its missing set resolved, once; data objects built once per thread.
+
+    :func:`fastnmf.nmf` accepts one in place of X (that is how
+    :func:`fastnmf.fit_many` shares the work among many fits).  A data object
+    holds per-fit buffers, so each thread gets its own (and the pattern's
+    transpose is shared).
+    """
+
+    def __init__(self, X, *, mask=None, missing=None):
+        self.X, self.is_sparse, self.pattern = check_data(X, mask, missing)
+        self.masked = self.pattern is not None
+        self.pattern_t = self.pattern.transpose() if self.masked else None
+        self.shape = self.X.shape
+        self.dtype = self.X.dtype
+        self._local = threading.local()
+
+    def data(self, backend: str = "auto", make=make_data):
+        """The data object for this thread (built on first use by ``make``), for ``backend``."""
+        cache = self._local.__dict__.setdefault("cache", {})
+        key = (backend, numba.get_num_threads())
+        data = cache.get(key)
+        if data is None:
+            data = make(self.X, self.is_sparse, backend)
+            if self.masked:
+                data = MaskedData(data, self.pattern, self.pattern_t)
+            cache[key] = data
+        return data

@@ -1,0 +1,373 @@
+"""Choosing the rank: cross-validation, consensus clustering, component stability.
+
+:func:`select_rank` fits X at every candidate rank, many times, through
+:func:`fastnmf.fit_many` (one progress bar over the whole sweep) and scores
+each rank by one or more methods:
+
+* ``"cv"``: masked cross-validation with a *speckled* held-out set (a random
+  ``holdout`` fraction of all entries, zeros included; Wold 1978, Owen & Perry
+  2009).  Each rank is fitted on the other entries only (missing values,
+  :func:`fastnmf.nmf` ``missing=``) and scored by its relative error on the
+  held-out entries, ``‖P∘(X − WH)‖ / ‖P∘X‖``.  Training error keeps falling
+  with the rank; test error falls while the rank adds signal and rises once
+  it fits noise: its minimum suggests the rank.
+* ``"consensus"`` (Brunet et al., PNAS 2004): each run clusters the samples
+  by their largest coefficient; the consensus matrix ``C[i, j]`` is the
+  fraction of runs that put samples ``i`` and ``j`` together.  Scores: the
+  cophenetic correlation of ``1 − C`` under average linkage (1 for a
+  perfectly stable clustering), and the dispersion
+  ``mean(4 (C − ½)²)`` (Kim & Park 2007; 1 when every entry is 0 or 1).
+* ``"stability"`` (as cNMF, Kotliar et al. 2019): the components of all
+  runs, each normalized to unit length, are clustered into ``rank`` groups
+  by k-means; the mean silhouette is near 1 when every run finds the same
+  components.
+
+Which axis holds the samples: Brunet's X is genes × samples, so by default
+the *columns* of X are the samples (``samples="columns"``: labels from the
+argmax of each column of H; components are the columns of W).  For a
+samples × features matrix (scikit-learn's layout, and that of
+:mod:`fastnmf.cluster`) pass ``samples="rows"`` (labels from the rows of W;
+components are the rows of H).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import _validation as v
+from ._masked import _pattern_from_coords, check_data, values_at
+from .init import check_random_state
+from .many import ManyFits, _check_ranks, _progress, fit_many
+
+METHODS = ("cv", "consensus", "stability")
+
+# The consensus matrix is samples × samples (float64): 20000 samples take 3.2 GB.
+MAX_CONSENSUS_SAMPLES = 20_000
+
+
+def speckled_holdout(shape, fraction, random_state=None):
+    """A random held-out set: each entry of an ``shape`` matrix with probability ``fraction``.
+
+    Returns a :class:`~fastnmf._masked.Pattern` (CSR structure, never a
+    dense mask), so it also serves large sparse matrices.  Rows or columns
+    may end up fully held out when they are short; their factors are then
+    not fitted to data and their test error is the start's.
+    """
+    fraction = v.check_nonneg_float(fraction, "holdout")
+    if not 0 < fraction < 1:
+        raise ValueError(f"holdout must be a fraction in (0, 1), got {fraction}.")
+    rng = check_random_state(random_state)
+    m, n = shape
+    size = m * n
+    k = max(1, int(rng.binomial(size, fraction)))
+    picked = np.empty(0, dtype=np.int64)
+    while picked.shape[0] < k:  # draw with replacement until k distinct positions
+        extra = int(1.1 * (k - picked.shape[0])) + 16
+        picked = np.union1d(picked, rng.randint(0, size, size=extra, dtype=np.int64))
+    if picked.shape[0] > k:
+        picked = np.sort(rng.choice(picked, size=k, replace=False))
+    return _pattern_from_coords(picked // n, picked % n, (m, n), canonical=True)
+
+
+def heldout_error(X, W, H, pattern) -> float:
+    """Relative error on the held-out entries: ``‖P∘(X − WH)‖ / ‖P∘X‖``."""
+    from . import kernels
+    from ._chunks import nnz_bounds
+
+    x = np.ascontiguousarray(values_at(X, pattern), dtype=W.dtype)
+    Ht = np.ascontiguousarray(H.T)
+    res, xx = kernels.sampled_residual(pattern.indptr, pattern.indices, x,
+                                       np.ascontiguousarray(W), Ht,
+                                       nnz_bounds(pattern.indptr)).sum(0)
+    return float(np.sqrt(res / xx)) if xx > 0 else float(np.sqrt(res))
+
+
+def consensus_matrix(labels: np.ndarray) -> np.ndarray:
+    """``C[i, j]`` = fraction of runs (rows of ``labels``) that give ``i`` and ``j`` one label."""
+    labels = np.asarray(labels)
+    n_runs, n_samples = labels.shape
+    C = np.zeros((n_samples, n_samples), dtype=np.float64)
+    for run in labels:
+        onehot = (run[:, None] == np.unique(run)[None, :]).astype(np.float64)
+        C += onehot @ onehot.T
+    return C / n_runs
+
+
+def cophenetic(C: np.ndarray) -> float:
+    """Cophenetic correlation of the distances ``1 − C`` under average linkage (Brunet 2004).
+
+    NaN when all distances are equal (e.g. rank 1: one cluster).
+    """
+    from scipy.cluster.hierarchy import cophenet, linkage
+    from scipy.spatial.distance import squareform
+
+    D = 1.0 - C
+    np.fill_diagonal(D, 0.0)
+    d = squareform(D, checks=False)
+    if d.size < 2 or np.ptp(d) == 0:
+        return float("nan")
+    coph, _ = cophenet(linkage(d, method="average"), d)
+    return float(coph)
+
+
+def dispersion(C: np.ndarray) -> float:
+    """Kim & Park's dispersion ``mean(4 (C − ½)²)``: 1 for a crisp consensus, 0 for C = ½."""
+    return float(np.mean(4.0 * (C - 0.5) ** 2))
+
+
+def component_silhouette(components: np.ndarray, rank: int, random_state=0) -> float:
+    """Mean silhouette of the components of all runs clustered into ``rank`` groups.
+
+    ``components`` holds one component per row (n_runs·rank of them); each is
+    scaled to unit length (NMF leaves the scale free), clustered by k-means,
+    and scored by :func:`sklearn.metrics.silhouette_score`.  NaN for rank 1.
+    """
+    from sklearn.cluster import KMeans
+    from sklearn.metrics import silhouette_score
+
+    if rank < 2 or components.shape[0] <= rank:
+        return float("nan")
+    norms = np.linalg.norm(components, axis=1, keepdims=True)
+    V = components / np.where(norms > 0, norms, 1.0)
+    labels = KMeans(n_clusters=rank, n_init=10, random_state=random_state).fit_predict(V)
+    if np.unique(labels).size < 2:
+        return float("nan")
+    return float(silhouette_score(V, labels))
+
+
+@dataclass
+class RankSelection:
+    """The outcome of :func:`select_rank`.
+
+    Attributes
+    ----------
+    ranks : tuple of int
+    methods : tuple of str
+    table : list of dict
+        One row per rank.  ``"cv"``: ``train_error``, ``test_error`` (means
+        over repeats of the relative errors on the training and held-out
+        entries) and ``test_error_std``.  ``"consensus"``: ``cophenetic``,
+        ``dispersion``.  ``"stability"``: ``silhouette``.  With consensus or
+        stability also ``loss`` and ``relative_error`` of the best full fit.
+    cv_folds : list of dict
+        ``"cv"``: one row per (repeat, rank) with ``train_error`` and
+        ``test_error``.
+    consensus : dict of int to ndarray
+        ``"consensus"``: the consensus matrix of each rank (samples × samples).
+    fits : ManyFits or None
+        The full-data fits behind consensus and stability.
+    samples : {"columns", "rows"}
+    """
+
+    ranks: tuple
+    methods: tuple
+    table: list
+    cv_folds: list = field(default_factory=list, repr=False)
+    consensus: dict = field(default_factory=dict, repr=False)
+    fits: ManyFits | None = field(default=None, repr=False)
+    samples: str = "columns"
+
+    def column(self, name: str) -> np.ndarray:
+        """One column of :attr:`table` as an array (NaN where a rank has no value)."""
+        if not any(name in row for row in self.table):
+            raise KeyError(f"no column {name!r}; columns: {list(self.table[0])}.")
+        return np.array([row.get(name, np.nan) for row in self.table], dtype=np.float64)
+
+    def to_records(self) -> np.recarray:
+        """:attr:`table` as a NumPy record array."""
+        names = list(self.table[0])
+        dtype = [("rank", np.int64)] + [(k, np.float64) for k in names if k != "rank"]
+        return np.rec.fromrecords([tuple(row[k] for k in names) for row in self.table],
+                                  dtype=dtype)
+
+    def suggested(self, method: str | None = None) -> int:
+        """The rank each method points to (a heuristic: look at the curves too).
+
+        ``"cv"``: the lowest mean test error.  ``"consensus"``: the highest
+        cophenetic correlation (ties to the larger rank).  ``"stability"``:
+        the highest silhouette (ties to the larger rank).
+        """
+        method = self.methods[0] if method is None else method
+        if method not in self.methods:
+            raise ValueError(f"method {method!r} was not run; methods: {list(self.methods)}.")
+        ranks = np.array(self.ranks)
+        if method == "cv":
+            return int(ranks[np.nanargmin(self.column("test_error"))])
+        score = self.column("cophenetic" if method == "consensus" else "silhouette")
+        if np.all(np.isnan(score)):
+            raise ValueError(f"no {method} score is defined (ranks {list(self.ranks)}).")
+        best = np.nanmax(score)
+        return int(ranks[np.flatnonzero(score >= best - 1e-12)[-1]])
+
+    def plot(self, fig=None):
+        """Plot each method's curves against the rank (matplotlib; returns the figure)."""
+        import matplotlib.pyplot as plt
+
+        panels = []
+        if "cv" in self.methods:
+            panels.append(("cross-validation", [("train_error", "train"),
+                                                ("test_error", "test (held out)")],
+                           "relative error"))
+        if "consensus" in self.methods:
+            panels.append(("consensus", [("cophenetic", "cophenetic"),
+                                         ("dispersion", "dispersion")], "score"))
+        if "stability" in self.methods:
+            panels.append(("stability", [("silhouette", "silhouette")], "mean silhouette"))
+        if fig is None:
+            fig = plt.figure(figsize=(4.2 * len(panels), 3.4))
+        axes = fig.subplots(1, len(panels), squeeze=False)[0]
+        ranks = np.array(self.ranks)
+        order = np.argsort(ranks)
+        for ax, (title, columns, ylabel) in zip(axes, panels, strict=True):
+            for key, label in columns:
+                ax.plot(ranks[order], self.column(key)[order], "o-", label=label)
+            if title == "cross-validation":
+                std = self.column("test_error_std")[order]
+                mean = self.column("test_error")[order]
+                ax.fill_between(ranks[order], mean - std, mean + std, alpha=0.2)
+            ax.set_title(title)
+            ax.set_xlabel("rank")
+            ax.set_ylabel(ylabel)
+            ax.set_xticks(ranks[order])
+            ax.legend()
+        fig.tight_layout()
+        return fig
+
+
+def _check_methods(method) -> tuple[str, ...]:
+    methods = (method,) if isinstance(method, str) else tuple(method)
+    if not methods:
+        raise ValueError(f"method is empty: give one or more of {list(METHODS)}.")
+    for m in methods:
+        if m not in METHODS:
+            raise ValueError(f"method must be one of {list(METHODS)} (or a list of them), "
+                             f"got {m!r}.")
+    return tuple(dict.fromkeys(methods))
+
+
+def select_rank(X, ranks, method="cv", *, n_runs=10, n_repeats=3, holdout=0.1,
+                cv_runs=1, samples="columns", random_state=None, n_jobs=None, client=None,
+                progress=False, **nmf_kwargs) -> RankSelection:
+    """Score candidate ranks of ``X ≈ WH`` by cross-validation, consensus or stability.
+
+    Parameters
+    ----------
+    X : array-like or scipy sparse matrix of shape (n_samples, n_features)
+    ranks : int or sequence of int
+        Candidate ranks, e.g. ``range(2, 11)``.
+    method : {"cv", "consensus", "stability"} or a list of them
+        See the module notes.  Consensus and stability share their fits.
+    n_runs : int, default=10
+        Consensus and stability: fits per rank on all of X.
+    n_repeats : int, default=3
+        Cross-validation: held-out sets (a fresh speckled set each).
+    holdout : float, default=0.1
+        Cross-validation: fraction of the entries held out.
+    cv_runs : int, default=1
+        Cross-validation: fits per rank and repeat; the one with the lowest
+        training loss is scored.
+    samples : {"columns", "rows"}, default="columns"
+        Consensus and stability: which axis of X holds the samples to
+        cluster (columns, as Brunet et al.; rows for samples × features data).
+    random_state : int, RandomState instance or None
+        Seed of the held-out sets and of every fit.
+    n_jobs, client
+        How the fits run (:func:`fastnmf.fit_many`).
+    progress : bool
+        One progress bar over all fits of the sweep.
+    **nmf_kwargs
+        Passed to every fit (``solver``, ``max_iter``, ``tol``, ``init``, ...).
+        Consensus and stability default to ``init="random"`` so that runs
+        differ (NNDSVD starts are nearly the same every time).
+
+    Returns
+    -------
+    RankSelection
+        ``.table`` (one dict per rank), ``.suggested()``, ``.plot()``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastnmf import select_rank
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.random((60, 3)) @ rng.random((3, 50)) + 0.05 * rng.random((60, 50))
+    >>> sel = select_rank(X, [2, 3, 4, 5], method="cv", random_state=0, max_iter=300)
+    >>> sel.suggested()
+    3
+    """
+    methods = _check_methods(method)
+    ranks = _check_ranks(ranks)
+    n_runs = v.check_positive_int(n_runs, "n_runs")
+    n_repeats = v.check_positive_int(n_repeats, "n_repeats")
+    cv_runs = v.check_positive_int(cv_runs, "cv_runs")
+    v.check_option(samples, "samples", ("columns", "rows"))
+    if "mask" in nmf_kwargs or "missing" in nmf_kwargs:
+        raise ValueError("select_rank does not take mask/missing yet: it holds out entries "
+                         "itself for cross-validation.")
+    rng = check_random_state(random_state)
+    X, _, _ = check_data(X)
+    n_samples = X.shape[1] if samples == "columns" else X.shape[0]
+    clustered = [m for m in methods if m != "cv"]
+    if "consensus" in clustered and n_samples > MAX_CONSENSUS_SAMPLES:
+        raise ValueError(
+            f"consensus needs a {n_samples}×{n_samples} matrix; at most "
+            f"{MAX_CONSENSUS_SAMPLES} samples are supported (check samples={samples!r}, or "
+            "subsample).")
+
+    total = (len(ranks) * n_repeats * cv_runs if "cv" in methods else 0) + (
+        len(ranks) * n_runs if clustered else 0)
+    bar, own_bar = _progress(progress, total)
+    common = {"n_jobs": n_jobs, "client": client, "progress": bar}
+    rows = {rank: {"rank": rank} for rank in ranks}
+    result = RankSelection(ranks=ranks, methods=methods, table=[], samples=samples)
+    try:
+        if "cv" in methods:
+            _cross_validate(X, ranks, n_repeats, holdout, cv_runs, rng, rows, result, common,
+                            nmf_kwargs)
+        if clustered:
+            kwargs = {"init": "random", **nmf_kwargs}
+            fits = fit_many(X, ranks, n_runs=n_runs, random_state=rng.randint(2**31 - 1),
+                            **common, **kwargs)
+            result.fits = fits
+            for rank in ranks:
+                best = fits.best(rank)
+                rows[rank].update(loss=best.loss, relative_error=best.relative_error)
+                runs = fits.runs(rank)
+                if "consensus" in methods:
+                    labels = np.array([np.argmax(res.H, axis=0) if samples == "columns"
+                                       else np.argmax(res.W, axis=1) for res in runs])
+                    C = consensus_matrix(labels)
+                    result.consensus[rank] = C
+                    rows[rank].update(cophenetic=cophenetic(C), dispersion=dispersion(C))
+                if "stability" in methods:
+                    comps = np.concatenate([res.W.T if samples == "columns" else res.H
+                                            for res in runs]).astype(np.float64)
+                    rows[rank]["silhouette"] = component_silhouette(comps, rank)
+    finally:
+        if own_bar:
+            bar.close()
+    result.table = [rows[rank] for rank in ranks]
+    return result
+
+
+def _cross_validate(X, ranks, n_repeats, holdout, cv_runs, rng, rows, result, common,
+                    nmf_kwargs):
+    train = {rank: [] for rank in ranks}
+    test = {rank: [] for rank in ranks}
+    for repeat in range(n_repeats):
+        pattern = speckled_holdout(X.shape, holdout, rng.randint(2**31 - 1))
+        fits = fit_many(X, ranks, n_runs=cv_runs, random_state=rng.randint(2**31 - 1),
+                        missing=pattern.tocsr(), **common, **nmf_kwargs)
+        for rank in ranks:
+            best = fits.best(rank)
+            err = heldout_error(X, best.W, best.H, pattern)
+            train[rank].append(best.relative_error)
+            test[rank].append(err)
+            result.cv_folds.append({"repeat": repeat, "rank": rank,
+                                    "train_error": best.relative_error, "test_error": err})
+    for rank in ranks:
+        rows[rank].update(train_error=float(np.mean(train[rank])),
+                          test_error=float(np.mean(test[rank])),
+                          test_error_std=float(np.std(test[rank])))

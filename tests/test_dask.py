@@ -1,0 +1,317 @@
+"""fastnmf on Dask (fastnmf/dask.py): a real two-process LocalCluster, started here.
+
+The distributed fit of a row-partitioned dask array must give the iterates of
+the single-machine fit from the same start, to round-off; a worker killed in
+the middle of a fit must not change the answer; many fits on the cluster must
+reproduce the local fits for the same seeds.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+pytest.importorskip("dask.array")
+distributed = pytest.importorskip("dask.distributed")
+
+import dask  # noqa: E402
+import dask.array as da  # noqa: E402
+from conftest import random_matrix  # noqa: E402
+
+import fastnmf  # noqa: E402
+from fastnmf import dask as fdask  # noqa: E402
+
+M, N, R = 157, 43, 5
+ROW_CHUNKS = (40, 37, 50, 30)  # uneven, and not multiples of 4
+TOL = {np.float64: 1e-9, np.float32: 2e-3}
+
+
+@pytest.fixture(scope="module")
+def client():
+    cluster = distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1,
+                                       dashboard_address=None, silence_logs=40)
+    with distributed.Client(cluster) as c:
+        yield c
+    cluster.close()
+
+
+def _data(sparse, dtype, seed=0):
+    X = random_matrix(M, N, seed=seed, density=0.3 if sparse else 1.0, rank=R, dtype=dtype)
+    return sp.csr_matrix(X) if sparse else X
+
+
+def _dask(X, col_chunks=20):
+    """X as a dask array with uneven row chunks and several column chunks."""
+    return da.from_array(X, chunks=(ROW_CHUNKS, col_chunks), asarray=not sp.issparse(X))
+
+
+def _close(a, b, dtype):
+    tol = TOL[dtype]
+    assert a.shape == b.shape
+    assert np.abs(a - b).max() <= tol * max(np.abs(a).max(), 1e-30), np.abs(a - b).max()
+
+
+def _same_fit(ref, got, dtype):
+    _close(ref.W, got.W, dtype)
+    _close(ref.H, got.H, dtype)
+    assert got.n_iter == ref.n_iter
+    np.testing.assert_allclose(got.history["loss"], ref.history["loss"], rtol=TOL[dtype])
+    assert got.relative_error == pytest.approx(ref.relative_error, rel=TOL[dtype])
+    assert got.W.dtype == ref.W.dtype == got.H.dtype
+
+
+FITS = {  # (beta_loss, solver): keyword arguments
+    "hals": dict(beta_loss="frobenius", solver="hals"),  # accelerated (the default)
+    "hals-plain": dict(beta_loss="frobenius", solver="hals", accelerate=False),
+    "mu": dict(beta_loss="frobenius", solver="mu"),
+    "kl-mu": dict(beta_loss="kullback-leibler", solver="mu"),
+}
+
+
+@pytest.mark.parametrize("fit, sparse, dtype", [
+    ("hals", False, np.float64), ("hals", True, np.float32), ("hals-plain", True, np.float64),
+    ("mu", True, np.float64), ("mu", False, np.float32),
+    ("kl-mu", False, np.float64), ("kl-mu", True, np.float32),
+])
+def test_cluster_fit_equals_single_machine(client, fit, sparse, dtype):
+    X = _data(sparse, dtype)
+    kw = dict(FITS[fit], init="random", random_state=3, max_iter=8, tol=0)
+    ref = fastnmf.nmf(X, R, **kw)
+    got = fastnmf.nmf(_dask(X), R, **kw)
+    _same_fit(ref, got, dtype)
+    assert got.backend == ("sparse" if sparse else ref.backend)
+    assert isinstance(got.W, np.ndarray)
+
+
+@pytest.mark.parametrize("fit", ["hals", "hals-plain", "mu", "kl-mu"])
+@pytest.mark.parametrize("sparse, dtype", [(False, np.float64), (True, np.float64),
+                                           (False, np.float32), (True, np.float32)])
+def test_local_scheduler_equals_single_machine(fit, sparse, dtype):
+    X = _data(sparse, dtype, seed=1)
+    kw = dict(FITS[fit], init="random", random_state=0, max_iter=12, tol=0)
+    with dask.config.set(scheduler="threads"):
+        got = fastnmf.nmf(_dask(X), R, **kw)
+    _same_fit(fastnmf.nmf(X, R, **kw), got, dtype)
+
+
+@pytest.mark.parametrize("fit", ["hals", "hals-plain", "mu", "kl-mu"])
+def test_stopping_rule_and_custom_start(fit):
+    """tol has its single-machine meaning (same n_iter), from a custom start and penalties."""
+    X = _data(False, np.float64, seed=2)
+    rng = np.random.default_rng(5)
+    W0, H0 = rng.random((M, R)) + 0.1, rng.random((R, N)) + 0.1
+    W_copy, H_copy = W0.copy(), H0.copy()
+    kw = dict(FITS[fit], W=W0, H=H0, max_iter=300, tol=3e-3, alpha_W=1e-3, l1_ratio=0.5)
+    ref = fastnmf.nmf(X, R, **kw)
+    with dask.config.set(scheduler="threads"):
+        got = fastnmf.nmf(_dask(X), R, **kw)
+    assert ref.converged and 1 < ref.n_iter < 300
+    _same_fit(ref, got, np.float64)
+    assert got.converged and got.stop_reason == "tol"
+    np.testing.assert_array_equal(W0, W_copy)  # inputs never modified
+    np.testing.assert_array_equal(H0, H_copy)
+
+
+@pytest.mark.parametrize("solver", ["hals", "mu"])
+def test_fixed_H_equals_single_machine(solver):
+    """update_H=False (what NMF.transform runs) over row blocks."""
+    X = _data(True, np.float64, seed=3)
+    H = np.random.default_rng(0).random((R, N)) + 0.1
+    kw = dict(H=H, update_H=False, solver=solver, max_iter=20, tol=0)
+    with dask.config.set(scheduler="threads"):
+        got = fastnmf.nmf(_dask(X), R, **kw)
+    ref = fastnmf.nmf(X, R, **kw)
+    _close(ref.W, got.W, np.float64)
+    np.testing.assert_array_equal(got.H, H)
+
+
+@pytest.mark.parametrize("solver", ["hals", "mu"])
+def test_float32_rebalance_like_single_machine(solver, monkeypatch):
+    """W small and H huge (H Hᵀ past 1e30 in float32): the client rebalances the
+    column scales, scaling each W block where it lives, as the single-machine loop does."""
+    rng = np.random.default_rng(0)
+    X = (rng.random((30, 8)) * 2.7e17).astype(np.float32)
+    W0 = (rng.random((30, 2)) * 10 + 1).astype(np.float32)
+    H0 = (rng.random((2, 8)) * 1e16).astype(np.float32)
+    kw = dict(solver=solver, W=W0, H=H0, max_iter=20, tol=0, accelerate=False)
+    scaled = []
+    scale = fdask._Blocks.scale
+    monkeypatch.setattr(fdask._Blocks, "scale",
+                        lambda self, blocks, s: scaled.append(s) or scale(self, blocks, s))
+    ref = fastnmf.nmf(X, 2, **kw)
+    with dask.config.set(scheduler="sync"):
+        got = fastnmf.nmf(da.from_array(X, chunks=(7, 8)), 2, **kw)
+    assert scaled
+    _close(ref.W, got.W, np.float32)
+    _close(ref.H, got.H, np.float32)
+
+
+def test_accelerated_hals_realigns_row_blocks():
+    """Accelerated HALS stops its repeated sweeps per group of 4 rows (aligned to
+    absolute rows), so persisted X gets its row-block edges moved to multiples of 4;
+    a streamed X (persist=False) keeps its blocks, and equals only when aligned."""
+    X = _data(False, np.float64, seed=4)
+    kw = dict(init="random", random_state=0, max_iter=15, tol=0)
+    ref = fastnmf.nmf(X, R, **kw)
+    with dask.config.set(scheduler="threads"):
+        _same_fit(ref, fastnmf.nmf(_dask(X), R, **kw), np.float64)
+        aligned = da.from_array(X, chunks=((40, 36, 48, 33), N))
+        _same_fit(ref, fdask.nmf_dask(aligned, R, persist=False, **kw), np.float64)
+        streamed = fdask.nmf_dask(_dask(X), R, persist=False, **kw)
+    assert np.all(np.diff(streamed.history["loss"]) <= 1e-9 * streamed.history["loss"][0])
+    assert streamed.loss == pytest.approx(ref.loss, rel=0.05)
+    assert fdask._align_rows(_dask(X)).chunks[0] == (40, 36, 48, 33)
+
+
+def test_worker_killed_mid_fit(client):
+    """Kill a worker process after iteration 2: Dask recomputes the lost blocks of X
+    (from their source) and of W (from their lineage); the answer does not change."""
+    X = _data(True, np.float64, seed=6)
+    kw = dict(init="random", random_state=2, max_iter=10, tol=0)
+    ref = fastnmf.nmf(X, R, **kw)
+    killed = []
+
+    def kill_one_worker(info):
+        if info.iteration == 2 and not killed:
+            address = sorted(client.scheduler_info()["workers"])[0]
+            pid = client.run(os.getpid, workers=[address])[address]
+            os.kill(pid, 9)
+            killed.append(pid)
+        return False
+
+    got = fastnmf.nmf(_dask(X), R, callback=kill_one_worker, **kw)
+    assert killed
+    assert got.stop_reason == "max_iter" and got.n_iter == 10
+    _same_fit(ref, got, np.float64)
+    client.wait_for_workers(2, timeout=60)  # the nanny restarts it for the next tests
+
+
+def test_return_dask_keeps_row_chunks(client):
+    X = _data(False, np.float64, seed=7)
+    Xd = _dask(X)
+    kw = dict(init="random", random_state=0, max_iter=3, tol=0, accelerate=False)
+    res = fdask.nmf_dask(Xd, R, return_dask=True, **kw)
+    assert isinstance(res.W, da.Array)
+    assert res.W.chunks[0] == Xd.chunks[0]
+    _close(fastnmf.nmf(X, R, **kw).W, res.W.compute(), np.float64)
+
+
+def test_estimator_on_dask(client):
+    X = _data(False, np.float64, seed=8)
+    kw = dict(n_components=R, init="random", random_state=0, max_iter=6, tol=0,
+              accelerate=False)
+    ref = fastnmf.NMF(**kw)
+    W_ref = ref.fit_transform(X)
+    est = fastnmf.NMF(**kw)
+    W = est.fit_transform(_dask(X))
+    _close(W_ref, W, np.float64)
+    _close(ref.components_, est.components_, np.float64)
+    assert est.n_features_in_ == N and est.n_iter_ == 6
+    _close(ref.transform(X), est.transform(_dask(X)), np.float64)
+
+
+def test_map_fits_reproduces_local_fits(client):
+    X = _data(True, np.float64, seed=9)
+    many = pytest.importorskip("fastnmf.many")
+    tasks = many.run_seeds(4, [2, 3, 4], 2)
+    kwargs = dict(init="random", max_iter=30, tol=1e-4, n_threads=1)
+    results = fdask.map_fits(client, X, tasks, kwargs)
+    assert len(results) == len(tasks)
+    for (rank, _, seed), got in zip(tasks, results, strict=True):
+        ref = fastnmf.nmf(X, rank, random_state=seed, **kwargs)
+        np.testing.assert_allclose(got.W, ref.W, rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(got.H, ref.H, rtol=1e-12, atol=1e-14)
+        assert got.n_iter == ref.n_iter
+
+
+def test_fit_many_with_client(client):
+    many = pytest.importorskip("fastnmf.many")
+    if "client" not in many.fit_many.__code__.co_varnames:
+        pytest.skip("fastnmf.many.fit_many has no client option yet")
+    X = _data(False, np.float64, seed=10)
+    kw = dict(n_runs=2, random_state=1, init="random", max_iter=25, n_threads=1)
+    remote = many.fit_many(X, [2, 3], client=client, **kw)
+    local = many.fit_many(X, [2, 3], n_jobs=1, **kw)
+    assert remote.tasks == local.tasks
+    for a, b in zip(remote.results, local.results, strict=True):
+        np.testing.assert_allclose(a.W, b.W, rtol=1e-12, atol=1e-14)
+
+
+def test_npz_blocks_out_of_core_equals_in_memory(tmp_path):
+    paths = fdask.write_sparse_blocks(tmp_path, (90, 30), nnz=900, n_blocks=4, seed=1, rank=3)
+    assert len(paths) == 4
+    Xd = fdask.from_npz_blocks(paths)
+    assert Xd.shape == (90, 30) and Xd.numblocks == (4, 1) and Xd.dtype == np.float32
+    X = sp.vstack([sp.load_npz(p) for p in paths]).tocsr()
+    assert 700 < X.nnz <= 900
+    # the same seed writes the same matrix
+    again = fdask.write_sparse_blocks(tmp_path / "again", (90, 30), 900, 4, seed=1, rank=3)
+    assert (sp.vstack([sp.load_npz(p) for p in again]) != X).nnz == 0
+    kw = dict(init="random", random_state=0, max_iter=10, tol=0, accelerate=False)
+    with dask.config.set(scheduler="threads"):
+        got = fdask.nmf_dask(Xd, 3, persist=False, **kw)
+        got_kl = fdask.nmf_dask(Xd, 3, persist=False, beta_loss="kullback-leibler", **kw)
+    _same_fit(fastnmf.nmf(X, 3, **kw), got, np.float32)
+    _same_fit(fastnmf.nmf(X, 3, beta_loss="kullback-leibler", solver="mu", **kw), got_kl,
+              np.float32)
+
+
+def test_zarr_and_hdf5_loaders(tmp_path):
+    X = random_matrix(60, 20, seed=11, rank=3)
+    kw = dict(init="random", random_state=0, max_iter=5, tol=0, accelerate=False)
+    ref = fastnmf.nmf(X, 3, **kw)
+    loaded = []
+    if _has("zarr"):
+        da.from_array(X, chunks=(16, 20)).to_zarr(str(tmp_path / "x.zarr"))
+        loaded.append(fdask.from_zarr(str(tmp_path / "x.zarr"), rows_per_block=25))
+    if _has("h5py"):
+        import h5py
+
+        with h5py.File(tmp_path / "x.h5", "w") as f:
+            f["X"] = X
+        loaded.append(fdask.from_hdf5(tmp_path / "x.h5", "X", rows_per_block=25))
+    if not loaded:
+        pytest.skip("neither zarr nor h5py is installed")
+    for Xd in loaded:
+        assert Xd.chunks == ((25, 25, 10), (20,))
+        with dask.config.set(scheduler="threads"):
+            _same_fit(ref, fastnmf.nmf(Xd, 3, **kw), np.float64)
+
+
+def _has(module):
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
+def test_clear_errors():
+    Xd = _dask(_data(False, np.float64))
+    with pytest.raises(ValueError, match="init='random'"):
+        fastnmf.nmf(Xd, R, init="nndsvda")
+    with pytest.raises(ValueError, match="solver='mu'"):
+        fastnmf.nmf(Xd, R, beta_loss="kullback-leibler", solver="ccd")
+    with pytest.raises(ValueError, match="itakura-saito"):
+        fastnmf.nmf(Xd, R, beta_loss="itakura-saito")
+    with pytest.raises(ValueError, match="2-D"):
+        fastnmf.nmf(da.ones(10, chunks=5), 2)
+    unknown = da.from_array(np.ones((10, 4)), chunks=(5, 4))
+    unknown = unknown[unknown[:, 0] > 0]  # boolean indexing: unknown row chunks
+    with pytest.raises(ValueError, match="compute_chunk_sizes"):
+        fastnmf.nmf(unknown, 2)
+    negative = da.from_array(-np.ones((10, 4)), chunks=(5, 4))
+    with dask.config.set(scheduler="threads"), pytest.raises(ValueError, match="Negative"):
+        fastnmf.nmf(negative, 2)
+    with pytest.raises(ValueError, match="mask"):
+        fastnmf.nmf(Xd, R, mask=np.ones(Xd.shape, bool))
+    with pytest.raises(TypeError, match="compute the dask array"):
+        fdask.map_fits(None, Xd, [(2, 0, 1)], {})
+
+
+def test_import_fastnmf_does_not_import_dask():
+    code = "import sys, fastnmf; fastnmf.nmf; sys.exit('dask' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0

@@ -1,0 +1,197 @@
+"""Rank selection: held-out sets, consensus scores, the planted rank found, the console command."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from conftest import random_factors
+
+from fastnmf import cli
+from fastnmf.rank import (
+    component_silhouette,
+    consensus_matrix,
+    cophenetic,
+    dispersion,
+    heldout_error,
+    select_rank,
+    speckled_holdout,
+)
+
+
+def planted_low_rank(seed=0, rank=4, m=80, n=60, noise=0.1):
+    rng = np.random.default_rng(seed)
+    return rng.random((m, rank)) @ rng.random((rank, n)) + noise * rng.random((m, n))
+
+
+def planted_clusters(seed=0, k=3, m=40, n=60):
+    """Columns in k groups: each column is mostly one component plus a random mixture."""
+    rng = np.random.default_rng(seed)
+    groups = np.repeat(np.arange(k), n // k)
+    W = 2 * rng.random((m, k)) ** 4
+    H = 0.3 * rng.random((k, n))
+    H[groups, np.arange(n)] += 1
+    return W @ H + 0.2 * rng.random((m, n)), groups
+
+
+def test_speckled_holdout_fraction_and_seed():
+    a = speckled_holdout((200, 100), 0.1, random_state=0)
+    assert abs(a.nnz / 20000 - 0.1) < 0.01
+    lin = a.rows() * 100 + a.indices
+    assert np.all(np.diff(lin) > 0)  # sorted and distinct
+    b = speckled_holdout((200, 100), 0.1, random_state=0)
+    np.testing.assert_array_equal(a.indices, b.indices)
+    c = speckled_holdout((200, 100), 0.1, random_state=1)
+    assert c.nnz != a.nnz or not np.array_equal(c.indices, a.indices)
+    for bad in (0.0, 1.0, -0.5):
+        with pytest.raises(ValueError, match="holdout"):
+            speckled_holdout((10, 10), bad)
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_heldout_error_matches_numpy(sparse):
+    rng = np.random.default_rng(0)
+    X = rng.random((30, 20)) * (rng.random((30, 20)) < 0.5)
+    W, H = random_factors(30, 20, 3)
+    P = speckled_holdout(X.shape, 0.3, random_state=2)
+    mask = P.tocsr().toarray()
+    expected = np.linalg.norm((X - W @ H)[mask]) / np.linalg.norm(X[mask])
+    got = heldout_error(sp.csr_matrix(X) if sparse else X, W, H, P)
+    np.testing.assert_allclose(got, expected, rtol=1e-12)
+
+
+def test_consensus_scores_on_known_labels():
+    crisp = np.array([[0, 0, 1, 1, 2], [1, 1, 0, 0, 2], [2, 2, 0, 0, 1]])
+    C = consensus_matrix(crisp)
+    expected = np.array([[1, 1, 0, 0, 0], [1, 1, 0, 0, 0], [0, 0, 1, 1, 0], [0, 0, 1, 1, 0],
+                         [0, 0, 0, 0, 1]], dtype=float)
+    np.testing.assert_array_equal(C, expected)
+    assert dispersion(C) == 1.0
+    assert cophenetic(C) == pytest.approx(1.0)
+    mixed = np.array([[0, 0, 1, 1], [0, 1, 0, 1], [0, 1, 1, 0], [0, 0, 0, 1]])
+    Cm = consensus_matrix(mixed)
+    naive = np.mean([(run[:, None] == run[None, :]) for run in mixed], axis=0)
+    np.testing.assert_allclose(Cm, naive)
+    assert dispersion(Cm) < 1.0
+    assert np.isnan(cophenetic(np.ones((4, 4))))  # one cluster: no structure to correlate
+
+
+def test_component_silhouette():
+    rng = np.random.default_rng(0)
+    centers = np.eye(3, 10) + 0.05
+    stable = np.concatenate([centers * rng.uniform(0.5, 2) for _ in range(8)])
+    assert component_silhouette(stable, 3) > 0.95
+    assert component_silhouette(rng.random((24, 10)), 3) < 0.5
+    assert np.isnan(component_silhouette(stable, 1))
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_cross_validation_is_minimal_at_the_planted_rank(sparse):
+    X = planted_low_rank(seed=0, rank=4, noise=0.3)
+    X = sp.csr_matrix(X) if sparse else X
+    sel = select_rank(X, range(2, 8), method="cv", n_repeats=2, random_state=0, max_iter=300)
+    test = sel.column("test_error")
+    train = sel.column("train_error")
+    assert sel.suggested() == 4, test
+    assert np.all(np.diff(train) < 0)  # training error keeps falling with the rank
+    assert test[-1] > test[2]  # ... test error does not
+    assert len(sel.cv_folds) == 2 * 6
+
+
+def test_consensus_cophenetic_peaks_at_the_planted_clusters():
+    X, groups = planted_clusters(seed=0, k=3)
+    sel = select_rank(X, range(2, 7), method=["consensus", "stability"], n_runs=15,
+                      random_state=0, max_iter=200)
+    coph = dict(zip(sel.ranks, sel.column("cophenetic"), strict=True))
+    disp = dict(zip(sel.ranks, sel.column("dispersion"), strict=True))
+    assert coph[3] > 0.99
+    assert all(coph[r] < coph[3] for r in (2, 4, 5, 6)), coph
+    assert all(disp[r] < disp[3] - 0.02 for r in (2, 4, 5, 6)), disp
+    assert sel.suggested("consensus") == 3
+    # at the planted rank every run finds the planted grouping
+    C = sel.consensus[3]
+    np.testing.assert_array_equal(C, groups[:, None] == groups[None, :])
+    sil = sel.column("silhouette")
+    assert sil[1] > 0.9 and sil[1] == np.nanmax(sil[1:])
+    assert sel.fits.n_runs == 15 and len(sel.fits.results) == 15 * 5
+
+
+def test_samples_axis_rows_clusters_rows():
+    X, groups = planted_clusters(seed=1, k=3)
+    sel = select_rank(X.T, [3], method="consensus", samples="rows", n_runs=5, random_state=0,
+                      max_iter=100)
+    np.testing.assert_array_equal(sel.consensus[3], groups[:, None] == groups[None, :])
+
+
+def test_table_records_plot_and_progress():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    X, _ = planted_clusters(seed=2)
+    sel = select_rank(X, [2, 3], method=["cv", "consensus"], n_runs=3, n_repeats=1,
+                      random_state=0, max_iter=50, progress=True)
+    rec = sel.to_records()
+    assert list(rec.dtype.names) == ["rank", "train_error", "test_error", "test_error_std",
+                                     "loss", "relative_error", "cophenetic", "dispersion"]
+    np.testing.assert_array_equal(rec.rank, [2, 3])
+    fig = sel.plot()
+    assert [ax.get_title() for ax in fig.axes] == ["cross-validation", "consensus"]
+    with pytest.raises(ValueError, match="was not run"):
+        sel.suggested("stability")
+    with pytest.raises(KeyError, match="no column"):
+        sel.column("silhouette")
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    ({"method": "aic"}, ValueError, "method must be one of"),
+    ({"method": []}, ValueError, "method is empty"),
+    ({"samples": "cells"}, ValueError, "samples"),
+    ({"holdout": 1.5}, ValueError, "holdout"),
+    ({"n_repeats": 0}, ValueError, "n_repeats"),
+    ({"mask": np.ones((10, 8), dtype=bool)}, ValueError, "mask/missing"),
+])
+def test_select_rank_rejects_bad_input(kwargs, error, match):
+    X = planted_low_rank(m=10, n=8, rank=2)
+    with pytest.raises(error, match=match):
+        select_rank(X, [2, 3], **kwargs)
+
+
+def test_ranks_parser():
+    assert cli._parse_ranks("2-5") == [2, 3, 4, 5]
+    assert cli._parse_ranks("2-10:4") == [2, 6, 10]
+    assert cli._parse_ranks("2,3,7-8") == [2, 3, 7, 8]
+    import argparse
+
+    with pytest.raises(argparse.ArgumentTypeError):
+        cli._parse_ranks("two")
+
+
+@pytest.mark.parametrize("fmt", ["npy", "npz", "mtx"])
+def test_console_command(tmp_path, capsys, fmt):
+    import scipy.io
+
+    X = planted_low_rank(seed=3, rank=3, m=40, n=30, noise=0.05)
+    path = tmp_path / f"X.{fmt}"
+    if fmt == "npy":
+        np.save(path, X)
+    elif fmt == "npz":
+        sp.save_npz(path, sp.csr_matrix(X))
+    else:
+        scipy.io.mmwrite(path, sp.coo_matrix(X))
+    out_png, out_npy = tmp_path / "curves.png", tmp_path / "table.npy"
+    rc = cli.main(["rank", str(path), "--ranks", "2-4", "--method", "cv", "--repeats", "1",
+                   "--max-iter", "100", "--quiet", "--plot", str(out_png),
+                   "--save", str(out_npy)])
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "test_error" in text and "suggested rank (cv): 3" in text
+    assert out_png.stat().st_size > 0
+    np.testing.assert_array_equal(np.load(out_npy, allow_pickle=False)["rank"], [2, 3, 4])
+
+
+def test_docstring_examples():
+    import doctest
+
+    import fastnmf.rank
+
+    assert doctest.testmod(fastnmf.rank).failed == 0
