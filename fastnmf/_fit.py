@@ -108,6 +108,18 @@ def _check_start(X, rank, init, W, H, solver, update_H, dtype):
     return check_init(init, rank, X.shape), None, None
 
 
+def check_loop_options(backend, max_iter, tol, max_time, callback):
+    """Validate the options every fit loop shares; returns ``(max_iter, tol, max_time)``."""
+    v.check_option(backend, "backend", BACKENDS)
+    max_iter = v.check_positive_int(max_iter, "max_iter")
+    tol = v.check_nonneg_float(tol, "tol")
+    if max_time is not None:
+        max_time = v.check_nonneg_float(max_time, "max_time")
+    if callback is not None and not callable(callback):
+        raise TypeError("callback must be callable.")
+    return max_iter, tol, max_time
+
+
 def _is_dask(X) -> bool:
     """Whether X is a Dask collection, decided without importing Dask."""
     return type(X).__module__.split(".")[0] == "dask"
@@ -257,13 +269,7 @@ def nmf(X, rank, *, beta_loss="frobenius", solver=None, init=None, max_iter=200,
                          "beta_loss='frobenius' for now.")
     if prepared.masked and not update_H:
         raise ValueError("Missing values (mask/missing) need update_H=True.")
-    v.check_option(backend, "backend", BACKENDS)
-    max_iter = v.check_positive_int(max_iter, "max_iter")
-    tol = v.check_nonneg_float(tol, "tol")
-    if max_time is not None:
-        max_time = v.check_nonneg_float(max_time, "max_time")
-    if callback is not None and not callable(callback):
-        raise TypeError("callback must be callable.")
+    max_iter, tol, max_time = check_loop_options(backend, max_iter, tol, max_time, callback)
     reg = regularization(X.shape, alpha_W, alpha_H, l1_ratio)
     dtype = X.dtype
     init, W0, H0 = _check_start(X, rank, init, W, H, solver, update_H, dtype)

@@ -36,8 +36,8 @@ import scipy.sparse as sp
 
 from . import _validation as v
 from ._chunks import nnz_bounds
-from ._data import BACKENDS, SparseData, _canonical_csr, _sqnorm_f64, factor_bounds, make_data
-from ._fit import NMFResult, regularization
+from ._data import SparseData, _canonical_csr, _sqnorm_f64, factor_bounds, make_data
+from ._fit import NMFResult, check_loop_options, regularization
 from ._threads import thread_limits
 from .init import INIT_METHODS, initialize
 from .kernels import inner_f64
@@ -494,13 +494,7 @@ def nmf_dask(X, rank, *, beta_loss="frobenius", solver=None, init=None, max_iter
                 "arrays: it updates each entry of H from a whole column of X, which no row "
                 "block holds. Use solver='mu'.")
     solver = objective.resolve_solver(solver)
-    v.check_option(backend, "backend", BACKENDS)
-    max_iter = v.check_positive_int(max_iter, "max_iter")
-    tol = v.check_nonneg_float(tol, "tol")
-    if max_time is not None:
-        max_time = v.check_nonneg_float(max_time, "max_time")
-    if callback is not None and not callable(callback):
-        raise TypeError("callback must be callable.")
+    max_iter, tol, max_time = check_loop_options(backend, max_iter, tol, max_time, callback)
     m, n = X.shape
     reg = regularization(X.shape, alpha_W, alpha_H, l1_ratio)
     init = _resolve_init(init, W, H, update_H)
