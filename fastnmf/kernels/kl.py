@@ -215,6 +215,18 @@ def kl_mu_apply(F, num, den0, l1, l2, eps, clip, bounds):
 
 
 @kernel(parallel=False)
+def _projected_newton(fk, grad, hess, zero):
+    """The Newton step ``fk − grad/hess`` kept ≥ 0; without curvature, 0 if the
+    gradient points down, else no move."""
+    if hess > 0:
+        new = fk - grad / hess
+        return zero if new < 0 else new
+    if grad > 0:
+        return zero
+    return fk
+
+
+@kernel(parallel=False)
 def _ccd_row(cols, vals, nz, f, G, Gl, wh, Gsum, l1, l2, n_newton, newton_tol, eps,
              with_loss):
     """Cyclic coordinate descent with Newton steps on one row ``f`` of a factor.
@@ -256,14 +268,7 @@ def _ccd_row(cols, vals, nz, f, G, Gl, wh, Gsum, l1, l2, n_newton, newton_tol, e
                 t = vals[q] * gk[q] * inv
                 grad -= t
                 hess += t * gk[q] * inv
-            if hess > 0:
-                new = fk - grad / hess
-                if new < 0:
-                    new = zero
-            elif grad > 0:
-                new = zero
-            else:
-                new = fk
+            new = _projected_newton(fk, grad, hess, zero)
             d = new - fk
             if d == 0:
                 break
@@ -397,14 +402,7 @@ def _ccd_dense_row(y, f, GT, wh, Gsum, l1, l2, n_newton, newton_tol, eps):
             d_prev = zero
             grad = lin + l2 * fk - a
             hess = l2 + b
-            if hess > 0:
-                new = fk - grad / hess
-                if new < 0:
-                    new = zero
-            elif grad > 0:
-                new = zero
-            else:
-                new = fk
+            new = _projected_newton(fk, grad, hess, zero)
             d = new - fk
             if d == 0:
                 break
