@@ -210,7 +210,8 @@ class SparseData:
 
     def direct_sqerr(self, W: np.ndarray, Ht: np.ndarray) -> float:
         indptr, indices, data = self._arrays[0]
-        res, fit = kernels.csr_residual(indptr, indices, data, W, Ht, self._bounds[0]).sum(0)
+        res, fit = kernels.sampled_moments(indptr, indices, data, W, Ht,
+                                           self._bounds[0]).sum(0)[:2]
         WtW = W.T.astype(np.float64) @ W
         HHt = Ht.T.astype(np.float64) @ Ht
         return float(res + np.vdot(WtW, HHt) - fit)

@@ -279,15 +279,15 @@ class MaskedData:
             return self.direct_sqerr(W, Ht)
         indptr, indices = self._patterns[side]
         P, Q = (W, Ht) if side == 0 else (Ht, W)
-        cross, sq = kernels.sampled_inner(indptr, indices, self._vals[side], P, Q,
-                                          self._bounds[side]).sum(0)
+        _, sq, cross, _ = kernels.sampled_moments(indptr, indices, self._vals[side], P, Q,
+                                                  self._bounds[side]).sum(0)
         return float(err + 2.0 * cross - sq)
 
     def missing_sqsum(self, W: np.ndarray, Ht: np.ndarray) -> float:
         """``Σ_missing (WH)²`` in float64."""
         indptr, indices = self._patterns[0]
-        return float(kernels.sampled_residual(indptr, indices, self._zeros, W, Ht,
-                                              self._bounds[0]).sum(0)[0])
+        return float(kernels.sampled_moments(indptr, indices, self._zeros, W, Ht,
+                                             self._bounds[0]).sum(0)[1])
 
     def direct_sqerr(self, W: np.ndarray, Ht: np.ndarray) -> float:
         """``‖M∘(X − W Htᵀ)‖²`` evaluated directly, accumulated in float64."""

@@ -78,9 +78,9 @@ def heldout_error(X, W, H, pattern) -> float:
 
     x = np.ascontiguousarray(values_at(X, pattern), dtype=W.dtype)
     Ht = np.ascontiguousarray(H.T)
-    res, xx = kernels.sampled_residual(pattern.indptr, pattern.indices, x,
-                                       np.ascontiguousarray(W), Ht,
-                                       nnz_bounds(pattern.indptr)).sum(0)
+    res, _, _, xx = kernels.sampled_moments(pattern.indptr, pattern.indices, x,
+                                            np.ascontiguousarray(W), Ht,
+                                            nnz_bounds(pattern.indptr)).sum(0)
     return float(np.sqrt(res / xx)) if xx > 0 else float(np.sqrt(res))
 
 

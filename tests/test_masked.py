@@ -62,12 +62,10 @@ def test_sampled_reductions_match_numpy(dtype):
     WH = W.astype(np.float64) @ H.astype(np.float64)
     x = np.random.default_rng(5).random(pattern.nnz).astype(dtype)
     bounds = nnz_bounds(pattern.indptr)
-    cross, sq = kernels.sampled_inner(pattern.indptr, pattern.indices, x, W,
-                                      np.ascontiguousarray(H.T), bounds).sum(0)
+    res, sq, cross, xx = kernels.sampled_moments(pattern.indptr, pattern.indices, x, W,
+                                                 np.ascontiguousarray(H.T), bounds).sum(0)
     np.testing.assert_allclose(cross, np.sum(x * WH[rows, cols]), rtol=1e-6)
     np.testing.assert_allclose(sq, np.sum(WH[rows, cols] ** 2), rtol=1e-6)
-    res, xx = kernels.sampled_residual(pattern.indptr, pattern.indices, x, W,
-                                       np.ascontiguousarray(H.T), bounds).sum(0)
     np.testing.assert_allclose(res, np.sum((x - WH[rows, cols]) ** 2), rtol=1e-6)
     np.testing.assert_allclose(xx, np.sum(x.astype(np.float64) ** 2), rtol=1e-6)
 

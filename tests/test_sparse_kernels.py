@@ -99,7 +99,7 @@ def test_sparse_data_product_both_sides(dtype, index_dtype, method, monkeypatch)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("index_dtype", INDEX_DTYPES)
 @pytest.mark.parametrize("shape", SHAPES)
-def test_csr_residual(dtype, index_dtype, shape):
+def test_sampled_moments(dtype, index_dtype, shape):
     m, n, r = shape
     X, D = _csr(m, n, dtype, index_dtype, seed=7 * m + n)
     rng = np.random.default_rng(5)
@@ -109,9 +109,11 @@ def test_csr_residual(dtype, index_dtype, shape):
     mask = D != 0
     res = ((D - WH)[mask] ** 2).sum()
     fit = (WH[mask] ** 2).sum()
+    cross = (D * WH)[mask].sum()
+    xx = (D.astype(np.float64)[mask] ** 2).sum()
     for bounds in _chunk_options(X.indptr):
-        got = kernels.csr_residual(X.indptr, X.indices, X.data, W, Ht, bounds).sum(0)
-        assert_allclose(got, [res, fit], rtol=1e-10, atol=1e-12)
+        got = kernels.sampled_moments(X.indptr, X.indices, X.data, W, Ht, bounds).sum(0)
+        assert_allclose(got, [res, fit, cross, xx], rtol=1e-10, atol=1e-12)
 
 
 def _hals_twin(F, A, B, l1, l2):

@@ -8,18 +8,16 @@ X) is decided once, outside, by :func:`fastnmf._chunks.row_bounds`.
 """
 
 from .factor_updates import hals_update, mu_update
-from .masked import sampled_inner, sampled_matmul_add, sampled_residual
+from .masked import sampled_matmul_add
 from .reductions import inner_f64
-from .sparse import csr_matmul, csr_matmul_t, csr_residual
+from .sparse import csr_matmul, csr_matmul_t, sampled_moments
 
 __all__ = [
     "csr_matmul",
     "csr_matmul_t",
-    "csr_residual",
     "hals_update",
     "inner_f64",
     "mu_update",
-    "sampled_inner",
     "sampled_matmul_add",
-    "sampled_residual",
+    "sampled_moments",
 ]

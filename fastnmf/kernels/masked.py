@@ -7,7 +7,9 @@ is X with the missing entries zeroed and ``S = W Hᵀ`` sampled on the pattern
 kernel serves both sides: rows of the pattern of X give ``S Ht``-type
 products, rows of the pattern of Xᵀ give ``Sᵀ W``.
 
-As in :mod:`fastnmf.kernels.sparse`, loops over a row run over slices that
+The sums over the pattern (loss corrections, held-out error) use
+:func:`fastnmf.kernels.sparse.sampled_moments`.  As in
+:mod:`fastnmf.kernels.sparse`, loops over a row run over slices that
 start at 0 (no wraparound checks), chunks of rows write disjoint rows of
 ``out``, and sums across threads go through per-chunk partials reduced
 serially by the caller.
@@ -15,7 +17,6 @@ serially by the caller.
 
 from __future__ import annotations
 
-import numpy as np
 from numba import prange
 
 from .._jit import kernel
@@ -48,65 +49,3 @@ def sampled_matmul_add(indptr, indices, A, B, F, bounds, vals, out):
                 for k in range(r):
                     o[k] += s * f[k]
     return out
-
-
-@kernel
-def sampled_inner(indptr, indices, vals, A, B, bounds):
-    """Per-chunk float64 sums over the pattern of ``Σ vals·(a·b)`` and ``Σ (a·b)²``.
-
-    With ``vals`` the ``S`` of the last product, the first sum is what that
-    product added to ``⟨X̃ᵀ W, Ht⟩``; the second is ``Σ_missing (WH)²``.
-    Returns an (n_chunks, 2) array; the caller sums it.
-    """
-    r = A.shape[1]
-    n_chunks = bounds.shape[0] - 1
-    partial = np.zeros((n_chunks, 2), dtype=np.float64)
-    for c in prange(n_chunks):
-        s_cross = 0.0
-        s_sq = 0.0
-        for i in range(bounds[c], bounds[c + 1]):
-            lo, hi = indptr[i], indptr[i + 1]
-            ix = indices[lo:hi]
-            v = vals[lo:hi]
-            a = A[i]
-            for q in range(ix.shape[0]):
-                b = B[ix[q]]
-                wh = 0.0
-                for k in range(r):
-                    wh += np.float64(a[k]) * np.float64(b[k])
-                s_cross += np.float64(v[q]) * wh
-                s_sq += wh * wh
-        partial[c, 0] = s_cross
-        partial[c, 1] = s_sq
-    return partial
-
-
-@kernel
-def sampled_residual(indptr, indices, x, A, B, bounds):
-    """Per-chunk float64 sums over the pattern of ``Σ (x − a·b)²`` and ``Σ x²``.
-
-    ``x`` holds X's values on the pattern, in pattern order: the held-out
-    error of a cross-validation fit.  Returns an (n_chunks, 2) array.
-    """
-    r = A.shape[1]
-    n_chunks = bounds.shape[0] - 1
-    partial = np.zeros((n_chunks, 2), dtype=np.float64)
-    for c in prange(n_chunks):
-        s_res = 0.0
-        s_x = 0.0
-        for i in range(bounds[c], bounds[c + 1]):
-            lo, hi = indptr[i], indptr[i + 1]
-            ix = indices[lo:hi]
-            xv = x[lo:hi]
-            a = A[i]
-            for q in range(ix.shape[0]):
-                b = B[ix[q]]
-                wh = 0.0
-                for k in range(r):
-                    wh += np.float64(a[k]) * np.float64(b[k])
-                e = np.float64(xv[q]) - wh
-                s_res += e * e
-                s_x += np.float64(xv[q]) * np.float64(xv[q])
-        partial[c, 0] = s_res
-        partial[c, 1] = s_x
-    return partial

@@ -117,33 +117,43 @@ def csr_matmul_t(indptr, indices, data, W, bounds, partial, out):
 
 
 @kernel
-def csr_residual(indptr, indices, data, W, Ht, bounds):
-    """Sums over the nonzeros of ``X``: ``Σ (x − w·h)²`` and ``Σ (w·h)²``.
+def sampled_moments(indptr, indices, x, A, B, bounds):
+    """Sums over a CSR pattern with values ``x``, with ``s = A[i]·B[j]`` at each entry:
+    ``Σ (x − s)²``, ``Σ s²``, ``Σ x·s`` and ``Σ x²``, as per-chunk float64
+    partials of shape (n_chunks, 4) that the caller sums.
 
-    With ``‖WH‖²`` from the Gram matrices, ``‖X − WH‖² = Σ_nz (x − w·h)² +
-    ‖WH‖² − Σ_nz (w·h)²``; this is the direct loss used when the cheap formula
-    loses its digits to cancellation.  Accumulates in float64 per chunk; the
-    chunks are summed serially by the caller.
+    One kernel for every loss evaluated at a set of entries: the direct
+    Frobenius error of sparse X (``‖X − WH‖² = Σ_nz (x − s)² + ‖WH‖² − Σ_nz s²``,
+    used when the cheap formula loses its digits to cancellation), the
+    correction of a masked fit's loss at the missing entries, and the
+    held-out error of cross-validation.
     """
-    r = W.shape[1]
+    r = A.shape[1]
     n_chunks = bounds.shape[0] - 1
-    partial = np.zeros((n_chunks, 2), dtype=np.float64)
+    partial = np.zeros((n_chunks, 4), dtype=np.float64)
     for c in prange(n_chunks):
         s_res = 0.0
         s_fit = 0.0
+        s_cross = 0.0
+        s_xx = 0.0
         for i in range(bounds[c], bounds[c + 1]):
-            w = W[i]
+            a = A[i]
             lo, hi = indptr[i], indptr[i + 1]
-            d = data[lo:hi]
+            d = x[lo:hi]
             ix = indices[lo:hi]
             for q in range(d.shape[0]):
-                h = Ht[ix[q]]
+                b = B[ix[q]]
                 wh = 0.0
                 for k in range(r):
-                    wh += np.float64(w[k]) * np.float64(h[k])
-                e = np.float64(d[q]) - wh
+                    wh += np.float64(a[k]) * np.float64(b[k])
+                xv = np.float64(d[q])
+                e = xv - wh
                 s_res += e * e
                 s_fit += wh * wh
+                s_cross += xv * wh
+                s_xx += xv * xv
         partial[c, 0] = s_res
         partial[c, 1] = s_fit
+        partial[c, 2] = s_cross
+        partial[c, 3] = s_xx
     return partial
