@@ -143,3 +143,62 @@ def test_compile_probe():
     assert proc.returncode == 0, proc.stderr[-2000:]
     out = json.loads(proc.stdout)
     assert out["import_s"] > 0 and len(out["by_case"]) == 8
+
+
+def test_stop_gives_up_only_when_the_target_is_out_of_reach():
+    """A convex curve that cannot reach the target is stopped early; one that can is not."""
+    import numpy as np
+
+    from fastnmf.bench.peers import Stop
+
+    def run(curve, target, max_time=10.0):
+        stop = Stop(max_iter=10_000, max_time=max_time, target=target)
+        for it, t in enumerate(np.linspace(0.01, max_time, 1000), start=1):
+            if stop.done(it, t, curve(t)):
+                return t, stop.gave_up_s
+        return None, None
+
+    slow = lambda t: 100.0 + 50.0 / (1.0 + t)  # noqa: E731 (convex, never below 100)
+    t, gave_up = run(slow, target=90.0)
+    assert gave_up is not None and t == gave_up and t < 10.0 * 0.5
+    fast = lambda t: 100.0 * np.exp(-t)  # noqa: E731 reaches 1.0 at t ≈ 4.6
+    t, gave_up = run(fast, target=1.0)
+    assert gave_up is None and 4.6 < t < 5.0
+    # a straight line that reaches the target just before the cap is not given up
+    line = lambda t: 100.0 - 9.5 * t  # noqa: E731 reaches 5.0 at t = 10
+    t, gave_up = run(line, target=6.0)
+    assert gave_up is None
+
+
+def test_time_to_target_interpolates_within_a_gap():
+    from fastnmf.bench.metrics import time_to_target
+
+    times, losses = [0.0, 1.0, 2.0, 5.0], [10.0, 8.0, 6.0, 0.0]
+    assert time_to_target(times, losses, 6.0, 0.0) == 2.0  # hit exactly
+    assert time_to_target(times, losses, 3.0, 0.0) == 5.0  # no iterations: first point
+    # iterations 2 and 5 evaluated: the crossing of 3.0 is half-way through the gap
+    assert time_to_target(times, losses, 3.0, 0.0, [0, 1, 2, 5]) == pytest.approx(3.5)
+    assert time_to_target(times, losses, -1.0, 0.0, [0, 1, 2, 5]) is None
+
+
+def test_manual_loop_thins_the_loss_but_times_every_iteration():
+    import numpy as np
+
+    from fastnmf.bench import peers
+
+    calls = []
+
+    def evaluate(W, H):
+        calls.append(1)
+        sum(range(200_000))  # a costly evaluation relative to the step
+        return float(np.sum(W))
+
+    def step(W, H):
+        return W * 0.99, H
+
+    stop = peers.Stop(max_iter=60)
+    curve = peers._manual_loop(step, np.ones((2, 2)), np.ones((2, 2)), None, stop, evaluate)
+    it = curve["iteration"]
+    assert it[: peers.EVAL_FIRST + 1] == list(range(peers.EVAL_FIRST + 1))
+    assert it[-1] == 60 and len(it) < 61 and len(calls) == len(it)
+    assert curve["loss"][-1] == pytest.approx(4 * 0.99**60)

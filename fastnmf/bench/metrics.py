@@ -224,11 +224,25 @@ def evaluator(X, loss: str = "frobenius"):
     return KLLossEvaluator(X) if loss == "kullback-leibler" else LossEvaluator(X)
 
 
-def time_to_target(times, losses, target: float, rtol: float) -> float | None:
-    """First time at which the loss is within ``rtol`` of ``target`` or below; None if never."""
-    losses = np.asarray(losses)
-    hit = np.nonzero(losses <= target * (1.0 + rtol))[0]
-    return float(np.asarray(times)[hit[0]]) if hit.size else None
+def time_to_target(times, losses, target: float, rtol: float, iterations=None) -> float | None:
+    """First time at which the loss is within ``rtol`` of ``target`` or below; None if never.
+
+    Where the loss was not evaluated at every iteration (``iterations`` has a gap
+    before the first point below the target), the crossing is placed by linear
+    interpolation between the last point above and the first below: on a convex
+    decreasing curve the chord crosses no earlier than the curve, so this never
+    flatters the method.
+    """
+    losses, times = np.asarray(losses, dtype=float), np.asarray(times, dtype=float)
+    goal = target * (1.0 + rtol)
+    hit = np.nonzero(losses <= goal)[0]
+    if not hit.size:
+        return None
+    i = hit[0]
+    if iterations is None or i == 0 or iterations[i] - iterations[i - 1] <= 1:
+        return float(times[i])
+    f = (losses[i - 1] - goal) / (losses[i - 1] - losses[i])
+    return float(times[i - 1] + f * (times[i] - times[i - 1]))
 
 
 # --- the machine ----------------------------------------------------------------------

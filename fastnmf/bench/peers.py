@@ -45,7 +45,8 @@ from . import baseline
 
 @dataclass
 class Stop:
-    """When a run ends: ``max_iter``, ``max_time`` (timed seconds), or shortly after the target."""
+    """When a run ends: ``max_iter``, ``max_time`` (timed seconds), shortly after the target,
+    or once the target is out of reach (:meth:`out_of_reach`)."""
 
     max_iter: int
     max_time: float | None = None
@@ -53,16 +54,61 @@ class Stop:
     rtol: float = 0.0
     extra: float = 0.05  # after reaching the target, run this fraction more iterations
 
+    # out of reach: from this fraction of max_time on, a run whose loss cannot reach the
+    # target by max_time even at REACH_MARGIN times its recent rate of decrease is stopped
+    REACH_AFTER = 0.25
+    REACH_MARGIN = 1.5
+    REACH_WINDOW = 0.25  # the recent rate: the secant over the last quarter of the time
+
     def __post_init__(self):
         self._hit = None
+        self._times: list[float] = []
+        self._losses: list[float] = []
+        self.gave_up_s: float | None = None
 
     def done(self, it: int, elapsed: float, loss: float | None) -> bool:
+        """True when the run should end after iteration ``it`` (``loss`` None: not evaluated)."""
         if it >= self.max_iter or (self.max_time is not None and elapsed >= self.max_time):
             return True
-        if self.target is not None and loss is not None and self._hit is None and (
-                loss <= self.target * (1 + self.rtol)):
-            self._hit = it
+        if self.target is not None and loss is not None and self._hit is None:
+            if loss <= self.target * (1 + self.rtol):
+                self._hit = it
+            elif self.give_up(elapsed, loss):
+                return True
         return self._hit is not None and it >= self._hit * (1 + self.extra) + 1
+
+    def give_up(self, elapsed: float, loss: float) -> bool:
+        """Record (elapsed, loss); True, and note when, once the target is out of reach."""
+        if self.target is None or not self.out_of_reach(elapsed, loss):
+            return False
+        self.gave_up_s = elapsed
+        return True
+
+    def out_of_reach(self, elapsed: float, loss: float) -> bool:
+        """Whether ``loss`` at ``elapsed`` seconds cannot reach the target within ``max_time``.
+
+        Loss-versus-time curves of these methods are convex (each second buys less
+        than the one before), and for a convex decreasing curve the secant over any
+        earlier interval falls at least as fast as the curve will from now on; so
+        ``loss − rate·(max_time − elapsed)`` bounds the loss at ``max_time`` from below.
+        The margin (×1.5 the rate) covers mild departures from convexity (swamps).
+        """
+        self._times.append(elapsed)
+        self._losses.append(loss)
+        if self.max_time is None or elapsed < self.REACH_AFTER * self.max_time:
+            return False
+        i = int(np.searchsorted(self._times, (1 - self.REACH_WINDOW) * elapsed, "right")) - 1
+        if i < 0 or self._times[i] >= elapsed:
+            return False
+        rate = max(self._losses[i] - loss, 0.0) / (elapsed - self._times[i])
+        best = loss - self.REACH_MARGIN * rate * (self.max_time - elapsed)
+        return best > self.target * (1 + self.rtol)
+
+
+# the peers timed one iteration at a time evaluate the loss at the first EVAL_FIRST
+# iterations, then whenever the evaluations so far took at most EVAL_SHARE of the timed time
+EVAL_FIRST = 10
+EVAL_SHARE = 0.15
 
 
 def _curve(iters, times, losses) -> dict:
@@ -98,19 +144,35 @@ def _fastnmf(solver, beta_loss="frobenius", **options):
 # --- scikit-learn ----------------------------------------------------------------------
 
 def _manual_loop(step, W, H, X, stop: Stop, evaluate):
-    """Run ``step(W, H) -> (W, H)`` until ``stop``; time only the steps."""
+    """Run ``step(W, H) -> (W, H)`` until ``stop``; time only the steps.
+
+    The loss is evaluated outside the timer after the first iterations and then
+    whenever the evaluations so far took at most :data:`EVAL_SHARE` of the timed
+    time (one data product each: on the large workloads every second or third
+    iteration), and always at the last iteration; time to target interpolates
+    within a gap (:func:`.metrics.time_to_target`).
+    """
     iters, times, losses = [0], [0.0], [evaluate(W, H)]
-    elapsed, it = 0.0, 0
+    elapsed = spent = 0.0
+    it = 0
     while True:
         t0 = time.perf_counter()
         W, H = step(W, H)
         elapsed += time.perf_counter() - t0
         it += 1
-        loss = evaluate(W, H)
-        iters.append(it)
-        times.append(elapsed)
-        losses.append(loss)
-        if stop.done(it, elapsed, loss):
+        loss = None
+        if it <= EVAL_FIRST or it >= stop.max_iter or spent <= EVAL_SHARE * elapsed:
+            t0 = time.perf_counter()
+            loss = evaluate(W, H)
+            spent += time.perf_counter() - t0
+        finished = stop.done(it, elapsed, loss)
+        if finished and loss is None:
+            loss = evaluate(W, H)
+        if loss is not None:
+            iters.append(it)
+            times.append(elapsed)
+            losses.append(loss)
+        if finished:
             return _curve(iters, times, losses)
 
 
@@ -184,7 +246,8 @@ def _minibatch(X, W0, H0, stop, evaluate, threads):
         # (the next fit takes about twice as long: stop when it would pass the time cap)
         if (epochs >= stop.max_iter or (stop.max_time is not None
                                         and 2 * elapsed >= stop.max_time)
-                or (stop.target is not None and loss <= stop.target * (1 + stop.rtol))):
+                or (stop.target is not None and loss <= stop.target * (1 + stop.rtol))
+                or stop.give_up(elapsed, loss)):
             return _curve(iters, times, losses), {"iteration_unit": "epoch"}
         epochs = min(2 * epochs, stop.max_iter)
 
@@ -254,4 +317,6 @@ def run_method(name, X, W0, H0, stop: Stop, evaluate, threads: int) -> dict:
     """Run one method under ``threads`` (Numba and BLAS), return its curve and notes."""
     with fastnmf.thread_limits(threads):
         curve, notes = METHODS[name](X, W0, H0, stop, evaluate, threads)
+    if stop.gave_up_s is not None:
+        notes["out_of_reach_s"] = stop.gave_up_s
     return {"curve": curve, **notes}

@@ -61,7 +61,8 @@ def _status(run, ref):
     if run is ref:
         return "—"
     c = run["curve"]
-    return f"not reached ({c['iteration'][-1]} it, {c['time'][-1]:.3g} s)"
+    why = ", out of reach" if run.get("out_of_reach_s") is not None else ""
+    return f"not reached ({c['iteration'][-1]} it, {c['time'][-1]:.3g} s{why})"
 
 
 def headline(results) -> list[str]:
@@ -278,9 +279,11 @@ METHOD_NOTES = """\
   `_multiplicative_update_w`/`_h` pair that is the body of
   `_fit_multiplicative_update`); only those calls are timed and the loss is
   computed outside the timer, so sklearn's convergence checks are not charged to
-  it. The NumPy/SciPy baseline (`fastnmf/bench/baseline.py`) is timed the same
-  way. MiniBatchNMF runs through its public `fit_transform` with 1, 2, 4, …
-  epochs, each a fresh fit; its "iteration" is an epoch.
+  it (for the first 10 iterations, then whenever the evaluations so far took at
+  most 15 % of the timed time, and at the last iteration). The NumPy/SciPy
+  baseline (`fastnmf/bench/baseline.py`) is timed the same way. MiniBatchNMF
+  runs through its public `fit_transform` with 1, 2, 4, … epochs, each a fresh
+  fit; its "iteration" is an epoch.
 - **Floor**: the data products of one iteration alone, timed in the fastnmf
   process with the same threads. Dense: `X Hᵀ` and `Xᵀ W`, each at the fastest of
   `X@Ht`/`(Ht.T@X.T).T` and `X.T@W`/`(W.T@X).T`. Sparse: fastnmf's CSR kernels for
@@ -290,8 +293,13 @@ METHOD_NOTES = """\
   iterations; a method reaches it when its loss is within a relative
   {rtol64} (float64) or {rtol32} (float32) of it (the methods compute the loss by
   different, equally exact, formulas). Other methods stop shortly after
-  reaching it, or after {factor}× sklearn cd's time, or {max_iter} iterations;
-  "not reached" says which.
+  reaching it, or after {factor}× sklearn cd's time, or {max_iter} iterations,
+  or once the target is **out of reach**: from a quarter of the time cap on, a run
+  whose loss, falling 1.5× as fast as over the last quarter of its time, would
+  still be above the target at the cap (a conservative bound: these loss-versus-time
+  curves are convex, each second buys less than the one before). "not reached"
+  says which. Where the loss was evaluated every few iterations, the crossing is
+  interpolated within the gap (on a convex curve the chord crosses no earlier).
 - **Kullback–Leibler workloads** (K1, KS, NEWS-KL) run fastnmf's CCD and MU
   with `beta_loss="kullback-leibler"` against scikit-learn's MU-KL, which runs
   its `_multiplicative_update_w`/`_h` pair with `beta_loss=1` one iteration at a

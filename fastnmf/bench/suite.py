@@ -41,7 +41,7 @@ def add_bench_parser(subparsers) -> None:
     p.add_argument("--out", default=None, metavar="DIR",
                    help="write DIR/benchmarks.md, DIR/results.json and DIR/img/*.png "
                    "(default: docs/benchmarks.md, docs/img/bench/)")
-    p.add_argument("--time-factor", type=float, default=1.5,
+    p.add_argument("--time-factor", type=float, default=1.0,
                    help="a method stops after this multiple of the reference's (scikit-learn "
                    "cd, or MU-KL for KL workloads) time to the target (default: %(default)s)")
     p.add_argument("--max-iter", type=int, default=1000,

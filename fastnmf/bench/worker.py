@@ -40,7 +40,8 @@ def _fill(task: dict, ctx: dict) -> dict:
 def _update(ctx: dict, task: dict, result: dict) -> None:
     if task["role"] == "reference" and "curve" in result:
         curve = result["curve"]
-        k = min(REFERENCE_ITERS, len(curve["loss"]) - 1)
+        # the point at iteration REFERENCE_ITERS (or the last, if the run ended early)
+        k = int(np.searchsorted(curve["iteration"], REFERENCE_ITERS, "right")) - 1
         ctx["reference"] = {"target": curve["loss"][k], "target_time_s": curve["time"][k]}
         result["target"] = curve["loss"][k]
         result["time_to_target_s"] = curve["time"][k]
@@ -106,7 +107,7 @@ def run_method(task: dict) -> dict:
     out["per_iter_s"] = _per_iteration(curve, out.get("iteration_unit"))
     if task.get("target") is not None:
         out["time_to_target_s"] = metrics.time_to_target(curve["time"], curve["loss"],
-                                                         task["target"], rtol)
+                                                         task["target"], rtol, curve["iteration"])
     out["curve"] = thin(curve)
     if task.get("floor"):
         from .. import thread_limits
@@ -142,7 +143,7 @@ def _per_iteration(curve: dict, unit: str | None) -> float | None:
         if len(t) < 3:
             return float(t[-1] / it[-1])
         return float((t[-1] - t[-2]) / (it[-1] - it[-2]))
-    return float(np.median(np.diff(t)))
+    return float(np.median(np.diff(t) / np.diff(it)))  # the loss may skip iterations
 
 
 def main(argv=None) -> int:
