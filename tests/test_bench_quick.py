@@ -202,3 +202,15 @@ def test_manual_loop_thins_the_loss_but_times_every_iteration():
     assert it[: peers.EVAL_FIRST + 1] == list(range(peers.EVAL_FIRST + 1))
     assert it[-1] == 60 and len(it) < 61 and len(calls) == len(it)
     assert curve["loss"][-1] == pytest.approx(4 * 0.99**60)
+
+
+def test_headlines_are_copied_into_a_readme(quick_run, tmp_path):
+    from fastnmf.bench.report import copy_headlines
+
+    readme = tmp_path / "README.md"
+    readme.write_text("intro\n<!-- headline:start -->\nold table\n<!-- headline:end -->\nend\n")
+    assert copy_headlines(str(quick_run / "benchmarks.md"), str(readme)) == [
+        "<!-- headline:start -->"]
+    text = readme.read_text()
+    assert "old table" not in text and text.startswith("intro\n") and text.endswith("end\n")
+    assert "| D1 | float64 |" in text and "| S1 | float64 |" in text

@@ -41,6 +41,9 @@ def add_bench_parser(subparsers) -> None:
     p.add_argument("--out", default=None, metavar="DIR",
                    help="write DIR/benchmarks.md, DIR/results.json and DIR/img/*.png "
                    "(default: docs/benchmarks.md, docs/img/bench/)")
+    p.add_argument("--readme", default=None, metavar="FILE",
+                   help="also copy the headline tables into FILE (e.g. README.md), between "
+                   "its <!-- headline:start/end --> and <!-- headline-kl:start/end --> markers")
     p.add_argument("--time-factor", type=float, default=1.0,
                    help="a method stops after this multiple of the reference's (scikit-learn "
                    "cd, or MU-KL for KL workloads) time to the target (default: %(default)s)")
@@ -235,6 +238,8 @@ def bench_command(args) -> int:
     with open(json_path, "w") as f:
         json.dump(results, f, separators=(",", ":"))
     report.write(results, md_path, img_dir, json_path)
+    if args.readme:
+        report.copy_headlines(md_path, args.readme)
     errors = [r for r in results["runs"] if "error" in r]
     print(f"fastnmf bench: {len(results['runs'])} configurations in "
           f"{results['total_s']:.0f} s ({len(errors)} failed); wrote {md_path}, {json_path} "
