@@ -16,6 +16,7 @@ import scipy.sparse as sp
 
 from . import kernels
 from ._chunks import n_chunks_for, nnz_bounds, row_bounds
+from .kernels.factor_updates import ROW_GROUP
 
 # Below this fraction of nonzeros a dense ndarray is factorized with the
 # sparse kernels (backend="auto").  Measured on the development machine (AMD
@@ -263,9 +264,10 @@ def make_data(X, is_sparse: bool, backend: str = "auto"):
 def factor_bounds(n_rows: int) -> np.ndarray:
     """Chunks for the factor updates: rows cost the same, so equal ranges.
 
-    Bounds are multiples of 4 (the HALS kernel's row group), so the factor
-    update gives the same result for any number of threads.
+    Bounds are multiples of ``ROW_GROUP`` (8, the HALS kernel's row group), so
+    the factor update gives the same result for any number of threads.
     """
-    groups = -(-n_rows // 4)
-    bounds = np.minimum(row_bounds(groups, min(groups, n_chunks_for(n_rows))) * 4, n_rows)
+    size = ROW_GROUP
+    groups = -(-n_rows // size)
+    bounds = np.minimum(row_bounds(groups, min(groups, n_chunks_for(n_rows))) * size, n_rows)
     return np.unique(bounds)

@@ -40,7 +40,7 @@ from ._data import SparseData, _canonical_csr, _sqnorm_f64, factor_bounds, make_
 from ._fit import NMFResult, check_loop_options, regularization
 from ._threads import thread_limits
 from .init import INIT_METHODS, initialize
-from .kernels import inner_f64
+from .kernels import ROW_GROUP, inner_f64
 from .kernels import kl as klk
 from .solvers import Monitor, objective_for
 from .solvers import frobenius as frob
@@ -381,17 +381,17 @@ def _check_dask_X(X):
     return X, dtype
 
 
-# Accelerated HALS sweeps rows in groups of four aligned to absolute row 4q and
-# stops repeating a group's sweeps on the group's own change; a block whose
-# first row is not a multiple of 4 would group rows differently from the whole
-# matrix (and stop some groups at another sweep).
-_ROW_GROUP = 4
+# Accelerated HALS sweeps rows in groups of ROW_GROUP (8) aligned to absolute
+# row 8q and stops repeating a group's sweeps on the group's own change; a block
+# whose first row is not a multiple of 8 would group rows differently from the
+# whole matrix (and stop some groups at another sweep).
+_ROW_GROUP = ROW_GROUP
 
 
 def _align_rows(X):
     """X with every row-block boundary moved down to a multiple of ``_ROW_GROUP``.
 
-    A one-time move of at most three rows per boundary (before X is
+    A one-time move of at most seven rows per boundary (before X is
     persisted), so accelerated HALS gives the single-machine iterates.
     """
     edges = np.cumsum((0, *X.chunks[0]))
@@ -448,8 +448,8 @@ def nmf_dask(X, rank, *, beta_loss="frobenius", solver=None, init=None, max_iter
     * ``callback``: ``info.W`` is the current W as a dask array (compute it
       to look at it: that moves m·r numbers).
     * ``accelerate`` (HALS): with ``persist=True`` the row-block edges are
-      first moved down to multiples of 4 rows (accelerated HALS groups rows by
-      four), so the iterates equal the single-machine ones.
+      first moved down to multiples of 8 rows (accelerated HALS groups rows by
+      eight), so the iterates equal the single-machine ones.
 
     Parameters
     ----------

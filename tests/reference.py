@@ -13,6 +13,8 @@ import scipy.sparse as sp
 
 # scikit-learn's guard for a zero multiplicative-update denominator.
 MU_EPS = float(np.finfo(np.float32).eps)
+# rows per accelerated-HALS group (fastnmf.kernels.ROW_GROUP; a test checks they agree)
+GROUP = 8
 
 
 def dense(X) -> np.ndarray:
@@ -41,13 +43,13 @@ def hals_sweep(F, A, B, l1=0.0, l2=0.0, return_violation=False):
 
 
 def hals_sweeps(F, A, B, l1=0.0, l2=0.0, n_inner=1, delta=0.1):
-    """Accelerated HALS on one product: rows in groups of four from row 0 (the
-    last ``m mod 4`` rows one by one), each group swept until a sweep moves it
+    """Accelerated HALS on one product: rows in groups of ``g`` = 8 from row 0 (the
+    last ``m mod g`` rows one by one), each group swept until a sweep moves it
     by ``‖Δ‖² ≤ δ²‖Δ_first‖²`` or ``n_inner`` sweeps; returns the new array."""
     F = np.array(F, dtype=np.float64)
-    m = F.shape[0]
-    groups = [range(g, g + 4) for g in range(0, m - m % 4, 4)]
-    groups += [range(i, i + 1) for i in range(m - m % 4, m)]
+    m, g = F.shape[0], GROUP
+    groups = [range(i, i + g) for i in range(0, m - m % g, g)]
+    groups += [range(i, i + 1) for i in range(m - m % g, m)]
     for rows in groups:
         rows = slice(rows.start, rows.stop)
         block = F[rows]

@@ -27,7 +27,7 @@ import fastnmf  # noqa: E402
 from fastnmf import dask as fdask  # noqa: E402
 
 M, N, R = 157, 43, 5
-ROW_CHUNKS = (40, 37, 50, 30)  # uneven, and not multiples of 4
+ROW_CHUNKS = (40, 37, 50, 30)  # uneven, and not multiples of 8
 TOL = {np.float64: 1e-9, np.float32: 2e-3}
 
 
@@ -152,20 +152,20 @@ def test_float32_rebalance_like_single_machine(solver, monkeypatch):
 
 
 def test_accelerated_hals_realigns_row_blocks():
-    """Accelerated HALS stops its repeated sweeps per group of 4 rows (aligned to
-    absolute rows), so persisted X gets its row-block edges moved to multiples of 4;
+    """Accelerated HALS stops its repeated sweeps per group of 8 rows (aligned to
+    absolute rows), so persisted X gets its row-block edges moved to multiples of 8;
     a streamed X (persist=False) keeps its blocks, and equals only when aligned."""
     X = _data(False, np.float64, seed=4)
     kw = dict(init="random", random_state=0, max_iter=15, tol=0)
     ref = fastnmf.nmf(X, R, **kw)
     with dask.config.set(scheduler="threads"):
         _same_fit(ref, fastnmf.nmf(_dask(X), R, **kw), np.float64)
-        aligned = da.from_array(X, chunks=((40, 36, 48, 33), N))
+        aligned = da.from_array(X, chunks=((40, 32, 48, 37), N))
         _same_fit(ref, fdask.nmf_dask(aligned, R, persist=False, **kw), np.float64)
         streamed = fdask.nmf_dask(_dask(X), R, persist=False, **kw)
     assert np.all(np.diff(streamed.history["loss"]) <= 1e-9 * streamed.history["loss"][0])
     assert streamed.loss == pytest.approx(ref.loss, rel=0.05)
-    assert fdask._align_rows(_dask(X)).chunks[0] == (40, 36, 48, 33)
+    assert fdask._align_rows(_dask(X)).chunks[0] == (40, 32, 48, 37)
 
 
 def test_worker_killed_mid_fit(client):

@@ -144,7 +144,7 @@ def _factor_problem(m, r, dtype, seed):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("m", [1, 2, 3, 4, 5, 7, 8, 9, 13])  # every 4-row block tail
+@pytest.mark.parametrize("m", [1, 3, 4, 7, 8, 9, 13, 16, 17, 23])  # every 8-row block tail
 @pytest.mark.parametrize("r", [1, 5, 33])
 @pytest.mark.parametrize("reg", [(0.0, 0.0), (0.3, 0.4)])
 def test_hals_update_one_sweep(dtype, m, r, reg):
@@ -158,18 +158,18 @@ def test_hals_update_one_sweep(dtype, m, r, reg):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("m", [1, 3, 4, 9, 13, 40])
+@pytest.mark.parametrize("m", [1, 3, 4, 9, 13, 17, 40])
 @pytest.mark.parametrize("r", [1, 5, 12])
 @pytest.mark.parametrize("n_inner", [2, 7, 50])
 @pytest.mark.parametrize("reg", [(0.0, 0.0), (0.3, 0.4)])
 def test_hals_update_repeated_sweeps(dtype, m, r, n_inner, reg):
-    """Accelerated HALS: repeated sweeps per 4-row group == the NumPy twin, for any
-    chunking with bounds on multiples of 4; the violation is the first sweep's."""
+    """Accelerated HALS: repeated sweeps per 8-row group == the NumPy twin, for any
+    chunking with bounds on multiples of 8; the violation is the first sweep's."""
     F, A, B = _factor_problem(m, r, dtype, seed=m * 7 + r)
     expected = ref.hals_sweeps(F, A, B, *reg, n_inner=n_inner, delta=0.1)
     _, violation = _hals_twin(F, A, B, *reg)
     sub = ref.objective_rows(F, A, B, *reg)
-    for bounds in (_data.factor_bounds(m), np.array([0, m]), np.unique(np.r_[0:m:4, m])):
+    for bounds in (_data.factor_bounds(m), np.array([0, m]), np.unique(np.r_[0:m:8, m])):
         F1 = F.copy()
         v = kernels.hals_update(F1, A, B, dtype(reg[0]), dtype(reg[1]),
                                 bounds.astype(np.int64), n_inner, 0.1)
@@ -192,8 +192,9 @@ def test_hals_update_more_sweeps_solve_the_subproblem():
     assert_allclose(W, expected, atol=1e-8)
 
 
-def test_factor_bounds_are_groups_of_four():
+def test_factor_bounds_are_whole_row_groups():
+    assert kernels.ROW_GROUP == ref.GROUP == 8
     for n in (1, 3, 4, 5, 17, 90, 1001, 100_000):
         b = _data.factor_bounds(n)
         assert b[0] == 0 and b[-1] == n and np.all(np.diff(b) > 0)
-        assert np.all(b[:-1] % 4 == 0)
+        assert np.all(b[:-1] % kernels.ROW_GROUP == 0)
