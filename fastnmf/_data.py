@@ -16,6 +16,7 @@ import scipy.sparse as sp
 
 from . import kernels
 from ._chunks import n_chunks_for, nnz_bounds, row_bounds
+from ._threads import product_parts, run_parts
 from .kernels.factor_updates import ROW_GROUP
 
 # Below this fraction of nonzeros a dense ndarray is factorized with the
@@ -68,7 +69,7 @@ class DenseData:
         self.dtype = X.dtype
         self.nnz = X.size
         self.sqnorm = _sqnorm_f64(X)
-        self._wide_out = [None, None]  # r×rows buffers for the wide layout
+        self._wide_out = {}  # r×rows buffers for the wide layout, per (side, row range)
 
     @functools.cached_property
     def nonzeros(self) -> int:
@@ -76,19 +77,29 @@ class DenseData:
         return int(np.count_nonzero(self.X))
 
     def _product_in(self, layout: str, F: np.ndarray, side: int, out: np.ndarray):
-        X = self.X if side == 0 else self.X.T
+        Xs = self.X if side == 0 else self.X.T
+        parts = product_parts()
+        if parts > 1 and self.X.size >= _TUNE_MIN_ELEMENTS and Xs.shape[0] >= 8 * parts:
+            run_parts(lambda a, b: self._rows(layout, Xs, F, side, out, a, b),
+                      row_bounds(Xs.shape[0], parts))
+            return out
+        return self._rows(layout, Xs, F, side, out, 0, Xs.shape[0])
+
+    def _rows(self, layout, Xs, F, side, out, a, b):
+        """Rows ``a:b`` of ``Xs @ F`` into ``out[a:b]`` in one BLAS call."""
         if layout == "tall":
-            return np.matmul(X, F, out=out)
-        buf = self._wide_out[side]
-        if buf is None or buf.shape != (F.shape[1], X.shape[0]):
-            buf = self._wide_out[side] = np.empty((F.shape[1], X.shape[0]), dtype=self.dtype)
-        np.matmul(F.T, X.T, out=buf)
-        out[...] = buf.T
+            return np.matmul(Xs[a:b], F, out=out[a:b])
+        key = (side, a, b)
+        buf = self._wide_out.get(key)
+        if buf is None or buf.shape != (F.shape[1], b - a):
+            buf = self._wide_out[key] = np.empty((F.shape[1], b - a), dtype=self.dtype)
+        np.matmul(F.T, Xs[a:b].T, out=buf)
+        out[a:b] = buf.T
         return out
 
     def product(self, F: np.ndarray, side: int, out: np.ndarray) -> np.ndarray:
         key = (self.shape, self.dtype.str, self.X.flags.c_contiguous, F.shape[1], side,
-               numba.get_num_threads())
+               numba.get_num_threads(), product_parts())
         layout = _LAYOUTS.get(key)
         if layout is None:
             if self.X.size < _TUNE_MIN_ELEMENTS:
@@ -106,7 +117,7 @@ class DenseData:
                 elapsed = time.perf_counter() - t0
                 best[layout] = min(best.get(layout, np.inf), elapsed)
         if best["tall"] <= best["wide"]:
-            self._wide_out[side] = None
+            self._wide_out = {k: v for k, v in self._wide_out.items() if k[0] != side}
             return "tall"
         return "wide"
 
@@ -114,11 +125,42 @@ class DenseData:
         """‖X − W Htᵀ‖² evaluated block by block, accumulated in float64."""
         m, n = self.shape
         step = max(1, _BLOCK_ELEMENTS // n)
-        total = 0.0
-        for start in range(0, m, step):
-            R = self.X[start : start + step] - W[start : start + step] @ Ht.T
-            total += _sqnorm_f64(R)
-        return total
+        totals = {}
+
+        def rows(a, b):
+            total = 0.0
+            for start in range(a, b, step):
+                stop = min(start + step, b)
+                total += _sqnorm_f64(self.X[start:stop] - W[start:stop] @ Ht.T)
+            totals[a] = total
+
+        parts = product_parts() if m >= 8 * product_parts() else 1
+        run_parts(rows, row_bounds(m, parts))
+        return float(sum(totals[a] for a in sorted(totals)))
+
+
+def gram(F: np.ndarray) -> np.ndarray:
+    """``Fᵀ F`` (r×r); split into row ranges summed in order where the products are split
+    (:func:`fastnmf._threads.product_parts`), so the same result for any thread count
+    that splits."""
+    parts = product_parts()
+    if parts == 1 or F.shape[0] * F.shape[1] ** 2 < _GRAM_SPLIT_FLOPS:
+        return F.T @ F
+    partial = {}
+
+    def rows(a, b):
+        partial[a] = F[a:b].T @ F[a:b]
+
+    run_parts(rows, row_bounds(F.shape[0], parts))
+    keys = sorted(partial)
+    out = partial[keys[0]]
+    for k in keys[1:]:
+        out += partial[k]
+    return out
+
+
+# Grams under this many multiply-adds are not worth a hand-off to other threads.
+_GRAM_SPLIT_FLOPS = 1 << 22
 
 
 # Measured layout per (shape, dtype, order, rank, side, threads); see DenseData.

@@ -18,7 +18,7 @@ import numba
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from numpy.testing import assert_array_equal
+from numpy.testing import assert_allclose, assert_array_equal
 from threadpoolctl import threadpool_info
 
 import fastnmf
@@ -129,15 +129,16 @@ def test_overlapping_thread_limits_restore_blas():
         with _threads.thread_limits(1):
             b_in.set()
             a_out.wait(10)
-            inside["b"] = (_threads._BLAS._current, list(_threads._BLAS._active))
+            inside["b"] = (_threads._BLAS._current,
+                           [list(v) for v in _threads._BLAS._stacks.values()])
 
     ts = [threading.Thread(target=fit_a), threading.Thread(target=fit_b)]
     [t.start() for t in ts]
     [t.join(20) for t in ts]
     # B still holds a limit after A left (OpenBLAS may ignore a limit set from
     # a non-main thread, so only the bookkeeping is checked here; docs/threads.md)
-    assert inside["b"] == (1, [1])
-    assert _threads._BLAS._active == [] and _threads._BLAS._saved is None
+    assert inside["b"] == (1, [[1]])
+    assert _threads._BLAS._stacks == {} and _threads._BLAS._saved is None
     assert _blas_threads() == before
 
 
@@ -251,3 +252,31 @@ def test_callback_true_returns_result_so_far(solver, fmt):
     five = fastnmf.nmf(X, 4, solver=solver, random_state=0, max_iter=5, tol=0)
     assert_array_equal(res.W, five.W)
     assert_array_equal(res.H, five.H)
+
+
+def test_split_blas_inside_a_users_block():
+    """A fit inside the user's ``thread_limits(2)`` block gets its own request: one BLAS
+    thread and products split in two (the innermost request of a thread wins); the
+    user's settings come back after it, and the answer equals an unsplit fit's."""
+    rng = np.random.default_rng(0)
+    X = rng.random((600, 500))
+    before = _blas_threads()
+    seen = {}
+    with _threads.thread_limits(2):
+        outer = _threads._BLAS._current
+        with _threads.thread_limits(2, split_blas=True):
+            seen["inner"] = (_threads._BLAS._current, _threads.product_parts())
+        seen["after"] = (_threads._BLAS._current, _threads.product_parts())
+    assert outer == 2 and seen == {"inner": (1, 2), "after": (2, 1)}
+    assert _blas_threads() == before
+
+    from fastnmf._data import DenseData, gram
+
+    data, Ht, W, F = DenseData(X), rng.random((500, 7)), rng.random((600, 7)), \
+        rng.random((200_000, 12))
+    with _threads.thread_limits(2, split_blas=True):
+        XHt, XtW = data.product(Ht, 0, np.empty((600, 7))), data.product(W, 1, np.empty((500, 7)))
+        G = gram(F)
+    assert_allclose(XHt, X @ Ht, rtol=1e-12)
+    assert_allclose(XtW, X.T @ W, rtol=1e-12)
+    assert_allclose(G, F.T @ F, rtol=1e-12)

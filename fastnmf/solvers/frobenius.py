@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import kernels
-from .._data import factor_bounds
+from .._data import factor_bounds, gram
 from ._penalty import penalties
 
 # scikit-learn's guard for a zero MU denominator (float32 machine epsilon).
@@ -146,28 +146,28 @@ def fit_frobenius(data, W, Ht, *, solver, monitor, reg=(0.0, 0.0, 0.0, 0.0),
 
     XHt = np.empty((m, r), dtype=W.dtype)
     XtW = np.empty((n, r), dtype=W.dtype)
-    HHt = Ht.T @ Ht
+    HHt = gram(Ht)
     data.product(Ht, 0, out=XHt)  # the first W half-step's product, also gives L[0]
-    sqerr = loss.sqerr(XHt, W, W.T @ W, HHt, W, Ht, bounds_W)
+    sqerr = loss.sqerr(XHt, W, gram(W), HHt, W, Ht, bounds_W)
     monitor.start(loss.objective(sqerr, W, Ht), np.sqrt(sqerr))
 
     for it in range(1, monitor.max_iter + 1):
         if it > 1 and update_H:  # with H fixed, X Hᵀ never changes
             data.product(Ht, 0, out=XHt)
         violation = update(W, XHt, HHt, l1_W, l2_W, bounds_W, inner_W)
-        WtW = W.T @ W
+        WtW = gram(W)
         if update_H:
             data.product(W, 1, out=XtW)
             v_H = update(Ht, XtW, WtW, l1_H, l2_H, bounds_H, inner_H)
             if violation is not None:
                 violation += v_H
             with np.errstate(over="ignore"):  # an overflow is caught just below
-                HHt = Ht.T @ Ht
+                HHt = gram(Ht)
             limit = REBALANCE_AT[W.dtype]
             if not reg_on and not (WtW.diagonal().max() < limit
                                    and HHt.diagonal().max() < limit):
                 _rebalance(W, Ht, XtW)
-                WtW, HHt = W.T @ W, Ht.T @ Ht
+                WtW, HHt = gram(W), gram(Ht)
             sqerr = loss.sqerr(XtW, Ht, WtW, HHt, W, Ht, bounds_H)
         else:
             sqerr = loss.sqerr(XHt, W, WtW, HHt, W, Ht, bounds_W)
