@@ -49,7 +49,7 @@ def add_bench_parser(subparsers) -> None:
                    "cd, or MU-KL for KL workloads) time to the target (default: %(default)s)")
     p.add_argument("--max-iter", type=int, default=1000,
                    help="most iterations of any method (default: %(default)s)")
-    p.add_argument("--scaling-iters", type=int, default=20,
+    p.add_argument("--scaling-iters", type=int, default=10,
                    help="iterations per thread-scaling run (default: %(default)s)")
     p.add_argument("--isolate", action=argparse_bool(), default=None,
                    help="one subprocess per configuration (default: on, off with --quick)")
