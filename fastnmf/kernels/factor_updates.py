@@ -29,7 +29,7 @@ ROW_GROUP = 8
 
 
 @kernel(parallel=False)
-def _sweep_row(f, a, B, l1, l2):
+def _sweep_row(f, a, B, l1, l2, zero):
     """HALS sweep of one row ``f`` in place.
 
     Returns ``(violation, change)``: the row's projected-gradient violation
@@ -47,14 +47,14 @@ def _sweep_row(f, a, B, l1, l2):
         if hess <= 0:
             continue
         v = f[k] - grad / hess
-        v = v if v > 0 else 0
+        v = v if v > 0 else zero
         change += _sq(v - f[k])
         f[k] = v
     return violation, change
 
 
 @kernel(parallel=False)
-def _sweep_rows8(F, A, i, B, l1, l2):
+def _sweep_rows8(F, A, i, B, l1, l2, zero):
     """:func:`_sweep_row` on rows ``i … i+7`` of ``F`` at once (eight independent chains)."""
     f0, f1, f2, f3, f4, f5, f6, f7 = F[i], F[i + 1], F[i + 2], F[i + 3], F[i + 4], \
         F[i + 5], F[i + 6], F[i + 7]
@@ -88,21 +88,21 @@ def _sweep_rows8(F, A, i, B, l1, l2):
         if hess <= 0:
             continue
         v0 = f0[k] - g0 / hess
-        v0 = v0 if v0 > 0 else 0
+        v0 = v0 if v0 > 0 else zero
         v1 = f1[k] - g1 / hess
-        v1 = v1 if v1 > 0 else 0
+        v1 = v1 if v1 > 0 else zero
         v2 = f2[k] - g2 / hess
-        v2 = v2 if v2 > 0 else 0
+        v2 = v2 if v2 > 0 else zero
         v3 = f3[k] - g3 / hess
-        v3 = v3 if v3 > 0 else 0
+        v3 = v3 if v3 > 0 else zero
         v4 = f4[k] - g4 / hess
-        v4 = v4 if v4 > 0 else 0
+        v4 = v4 if v4 > 0 else zero
         v5 = f5[k] - g5 / hess
-        v5 = v5 if v5 > 0 else 0
+        v5 = v5 if v5 > 0 else zero
         v6 = f6[k] - g6 / hess
-        v6 = v6 if v6 > 0 else 0
+        v6 = v6 if v6 > 0 else zero
         v7 = f7[k] - g7 / hess
-        v7 = v7 if v7 > 0 else 0
+        v7 = v7 if v7 > 0 else zero
         change += (_sq(v0 - f0[k]) + _sq(v1 - f1[k]) + _sq(v2 - f2[k]) + _sq(v3 - f3[k])
                    + _sq(v4 - f4[k]) + _sq(v5 - f5[k]) + _sq(v6 - f6[k]) + _sq(v7 - f7[k]))
         f0[k] = v0
@@ -162,6 +162,9 @@ def hals_update(F, A, B, l1, l2, bounds, n_inner=1, delta=0.0):
     n_chunks = bounds.shape[0] - 1
     partial = np.zeros(n_chunks, dtype=np.float64)
     d2 = delta * delta
+    # 0 in F's dtype: a literal 0 in `v if v > 0 else 0` made every float32 step a
+    # round trip through float64 on the dependency chain (l1 is finite, validated)
+    zero = l1 - l1
     for c in prange(n_chunks):
         # slices make the row index provably >= 0 (no wraparound code)
         Fc = F[bounds[c] : bounds[c + 1]]
@@ -169,19 +172,19 @@ def hals_update(F, A, B, l1, l2, bounds, n_inner=1, delta=0.0):
         violation = 0.0
         i = 0
         while i + ROW_GROUP <= Fc.shape[0]:
-            v, first = _sweep_rows8(Fc, Ac, i, B, l1, l2)
+            v, first = _sweep_rows8(Fc, Ac, i, B, l1, l2, zero)
             violation += v
             last, t = first, 1
             while t < n_inner and last > d2 * first:
-                last = _sweep_rows8(Fc, Ac, i, B, l1, l2)[1]
+                last = _sweep_rows8(Fc, Ac, i, B, l1, l2, zero)[1]
                 t += 1
             i += ROW_GROUP
         while i < Fc.shape[0]:
-            v, first = _sweep_row(Fc[i], Ac[i], B, l1, l2)
+            v, first = _sweep_row(Fc[i], Ac[i], B, l1, l2, zero)
             violation += v
             last, t = first, 1
             while t < n_inner and last > d2 * first:
-                last = _sweep_row(Fc[i], Ac[i], B, l1, l2)[1]
+                last = _sweep_row(Fc[i], Ac[i], B, l1, l2, zero)[1]
                 t += 1
             i += 1
         partial[c] = violation

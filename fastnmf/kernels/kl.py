@@ -20,7 +20,8 @@ Loss sums are accumulated in float64, per chunk, and summed by the caller.
 from __future__ import annotations
 
 import numpy as np
-from numba import prange
+from numba import prange, types
+from numba.extending import overload
 
 from .._jit import kernel
 
@@ -31,7 +32,32 @@ _SQRT2 = 1.4142135623730951
 # Relative margin below the safeguard's limit at which the dense CCD checks a
 # step exactly (its estimate of max g/wh is off by a few ulps).
 _SAFEGUARD_SLACK = 1e-6
-_INF_BITS = np.int64(0x7FF0000000000000)  # +inf as int64 bits
+
+
+def _bits(x):
+    """The bits of a float ≥ 0 (or +inf) as a signed integer of the same width: they
+    order as the floats do, and an integer max vectorizes where a float max without
+    ``nnan`` does not.  Same width as ``x``, so float32 loops keep 16 lanes."""
+    raise NotImplementedError  # compiled only (overload below)
+
+
+def _unbits(b):
+    """The float whose bits :func:`_bits` gave."""
+    raise NotImplementedError
+
+
+@overload(_bits)
+def _bits_impl(x):
+    if x == types.float32:
+        return lambda x: np.float32(x).view(np.int32)
+    return lambda x: np.float64(x).view(np.int64)
+
+
+@overload(_unbits)
+def _unbits_impl(b):
+    if b == types.int32:
+        return lambda b: np.int32(b).view(np.float32)
+    return lambda b: np.int64(b).view(np.float64)
 _LN2 = 0.6931471805599453
 
 
@@ -245,6 +271,8 @@ def _ccd_row(cols, vals, nz, f, G, Gl, wh, Gsum, l1, l2, n_newton, newton_tol, e
     """
     r = f.shape[0]
     zero = eps - eps
+    one = eps / eps  # literals would make every float32 loop float64
+    half = one / (one + one)
     for q in range(nz):
         g = G[cols[q]]
         s = zero
@@ -264,7 +292,7 @@ def _ccd_row(cols, vals, nz, f, G, Gl, wh, Gsum, l1, l2, n_newton, newton_tol, e
                 v = wh[q]
                 if v < eps:
                     v = eps
-                inv = 1 / v
+                inv = one / v
                 t = vals[q] * gk[q] * inv
                 grad -= t
                 hess += t * gk[q] * inv
@@ -279,8 +307,8 @@ def _ccd_row(cols, vals, nz, f, G, Gl, wh, Gsum, l1, l2, n_newton, newton_tol, e
                 # nonzero fall below half of what it was.
                 for q in range(nz):
                     dg = d * gk[q]
-                    if wh[q] + dg < 0.5 * wh[q]:
-                        d = -0.5 * wh[q] / gk[q]
+                    if wh[q] + dg < half * wh[q]:
+                        d = -half * wh[q] / gk[q]
                 new = fk + d
                 if new < 0:
                     new = zero
@@ -355,8 +383,8 @@ def _ccd_dense_row(y, f, GT, wh, Gsum, l1, l2, n_newton, newton_tol, eps):
     r = f.shape[0]
     q = y.shape[0]
     zero = eps - eps
-    one = zero + 1
-    half = one / 2
+    one = eps / eps  # 1 in the data's dtype (zero + 1 would be float64: all float32
+    half = one / (one + one)  # loops then ran at float64 width, slower than float64 data)
     for j in range(q):
         wh[j] = zero
     k = 0
@@ -383,8 +411,9 @@ def _ccd_dense_row(y, f, GT, wh, Gsum, l1, l2, n_newton, newton_tol, eps):
             b = zero
             # max g/wh over the nonzeros (how far a step down may go; +inf where
             # wh < eps, whose 1/wh is not computed), as the bits of a positive
-            # float64: an integer max vectorizes, a float max without `nnan` does not
-            steepest_bits = 0
+            # float of the data's width (_bits: an integer max vectorizes)
+            steepest_bits = _bits(zero)
+            inf = one / zero
             for j in range(q):
                 w = wh[j] + d_prev * g_prev[j]
                 wh[j] = w
@@ -395,10 +424,10 @@ def _ccd_dense_row(y, f, GT, wh, Gsum, l1, l2, n_newton, newton_tol, eps):
                 t = yj * gj * inv
                 a += t
                 b += t * gj * inv
-                ratio = np.float64(gj * inv) if w >= eps else np.inf
-                ratio_nz = ratio if yj != 0 else 0.0
-                steepest_bits = max(steepest_bits, np.float64(ratio_nz).view(np.int64))
-            steepest = np.int64(steepest_bits).view(np.float64)
+                ratio = gj * inv if w >= eps else inf
+                ratio_nz = ratio if yj != 0 else zero
+                steepest_bits = max(steepest_bits, _bits(ratio_nz))
+            steepest = _unbits(steepest_bits)
             d_prev = zero
             grad = lin + l2 * fk - a
             hess = l2 + b
@@ -411,15 +440,15 @@ def _ccd_dense_row(y, f, GT, wh, Gsum, l1, l2, n_newton, newton_tol, eps):
             # pass measured max g/wh, so the exact (dividing) pass below only
             # runs when the step comes within round-off of the limit.
             if d < 0 and -d * steepest > half * (one - _SAFEGUARD_SLACK):
-                lowest_bits = _INF_BITS  # min wh/g over the nonzeros with g > 0
+                lowest_bits = _bits(inf)  # min wh/g over the nonzeros with g > 0
                 for j in range(q):
                     gj = g[j]
                     w = wh[j]
-                    ratio = np.float64(w if w > 0 else zero) / np.float64(gj)
+                    ratio = (w if w > 0 else zero) / gj
                     ok = (y[j] != 0) & (gj > 0)
-                    ratio_ok = ratio if ok else np.inf
-                    lowest_bits = min(lowest_bits, np.float64(ratio_ok).view(np.int64))
-                lowest = np.int64(lowest_bits).view(np.float64)
+                    ratio_ok = ratio if ok else inf
+                    lowest_bits = min(lowest_bits, _bits(ratio_ok))
+                lowest = _unbits(lowest_bits)
                 d = max(d, -half * lowest)
                 new = fk + d
                 if new < 0:
