@@ -223,21 +223,16 @@ def kl_ratio_dense(Y, P, eps, with_loss):
     return partial
 
 
-@kernel
 def kl_mu_apply(F, num, den0, l1, l2, eps, clip, bounds):
-    """``F ← F ∘ num ⊘ (den0 + l1 + l2·F)`` (zero denominator → eps), then ``F < clip → 0``."""
-    r = F.shape[1]
-    zero = eps - eps
-    for c in prange(bounds.shape[0] - 1):
-        for i in range(bounds[c], bounds[c + 1]):
-            f = F[i]
-            nrow = num[i]
-            for k in range(r):
-                den = den0[k] + l1 + l2 * f[k]
-                if den == 0:
-                    den = eps
-                v = f[k] * (nrow[k] / den)
-                f[k] = v if v >= clip else zero
+    """``F ← F ∘ num ⊘ (den0 + l1 + l2·F)`` (zero denominator → eps), then ``F < clip → 0``.
+
+    The KL update is the β-divergence one with γ = 1 and one denominator row
+    (``den0``, the other factor's column sums) shared by every row of ``F``:
+    :func:`fastnmf.kernels.beta.beta_mu_apply` on a broadcast view.
+    """
+    from .beta import beta_mu_apply  # (beta.py imports this module)
+
+    beta_mu_apply(F, num, np.broadcast_to(den0, F.shape), l1, l2, eps, 1.0, clip, bounds)
 
 
 @kernel(parallel=False)
