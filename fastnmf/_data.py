@@ -16,7 +16,7 @@ import scipy.sparse as sp
 
 from . import kernels
 from ._chunks import n_chunks_for, nnz_bounds, row_bounds
-from ._threads import product_parts, run_parts
+from ._threads import product_parts, run_parts, split_bounds
 from .kernels.factor_updates import ROW_GROUP
 
 # Below this fraction of nonzeros a dense ndarray is factorized with the
@@ -78,12 +78,9 @@ class DenseData:
 
     def _product_in(self, layout: str, F: np.ndarray, side: int, out: np.ndarray):
         Xs = self.X if side == 0 else self.X.T
-        parts = product_parts()
-        if parts > 1 and self.X.size >= _TUNE_MIN_ELEMENTS and Xs.shape[0] >= 8 * parts:
-            run_parts(lambda a, b: self._rows(layout, Xs, F, side, out, a, b),
-                      row_bounds(Xs.shape[0], parts))
-            return out
-        return self._rows(layout, Xs, F, side, out, 0, Xs.shape[0])
+        run_parts(lambda a, b: self._rows(layout, Xs, F, side, out, a, b),
+                  split_bounds(Xs.shape[0], self.X.size >= _TUNE_MIN_ELEMENTS))
+        return out
 
     def _rows(self, layout, Xs, F, side, out, a, b):
         """Rows ``a:b`` of ``Xs @ F`` into ``out[a:b]`` in one BLAS call."""
@@ -134,8 +131,7 @@ class DenseData:
                 total += _sqnorm_f64(self.X[start:stop] - W[start:stop] @ Ht.T)
             totals[a] = total
 
-        parts = product_parts() if m >= 8 * product_parts() else 1
-        run_parts(rows, row_bounds(m, parts))
+        run_parts(rows, split_bounds(m))
         return float(sum(totals[a] for a in sorted(totals)))
 
 
@@ -143,15 +139,15 @@ def gram(F: np.ndarray) -> np.ndarray:
     """``Fᵀ F`` (r×r); split into row ranges summed in order where the products are split
     (:func:`fastnmf._threads.product_parts`), so the same result for any thread count
     that splits."""
-    parts = product_parts()
-    if parts == 1 or F.shape[0] * F.shape[1] ** 2 < _GRAM_SPLIT_FLOPS:
+    bounds = split_bounds(F.shape[0], F.shape[0] * F.shape[1] ** 2 >= _GRAM_SPLIT_FLOPS)
+    if len(bounds) == 2:
         return F.T @ F
     partial = {}
 
     def rows(a, b):
         partial[a] = F[a:b].T @ F[a:b]
 
-    run_parts(rows, row_bounds(F.shape[0], parts))
+    run_parts(rows, bounds)
     keys = sorted(partial)
     out = partial[keys[0]]
     for k in keys[1:]:

@@ -8,7 +8,10 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
 
 import numba
+import numpy as np
 from threadpoolctl import threadpool_limits
+
+from ._chunks import row_bounds
 
 
 def resolve_n_threads(n_threads: int | None) -> int:
@@ -97,6 +100,15 @@ _LOCAL = threading.local()
 def product_parts() -> int:
     """Into how many row ranges this thread's large BLAS products are split (1: not split)."""
     return getattr(_LOCAL, "parts", 1)
+
+
+def split_bounds(n_rows: int, split: bool = True) -> np.ndarray:
+    """Row ranges for :func:`run_parts`: one per part where this thread splits its products
+    (and ``split`` and there are at least 8 rows a part), else the whole range."""
+    parts = product_parts()
+    if not split or parts == 1 or n_rows < 8 * parts:
+        parts = 1
+    return row_bounds(n_rows, parts)
 
 
 _POOL: ThreadPoolExecutor | None = None
