@@ -31,12 +31,13 @@ def test_factor_update(benchmark, solver, dtype):
     B = H0 @ H0.T
     bounds = factor_bounds(W0.shape[0])
     zero = W0.dtype.type(0)
+    G = np.empty((rank, rank), dtype=W0.dtype)  # the updated factor's Gram, written by both
 
     def update():
         W = W0.copy()
         if solver == "hals":
-            kernels.hals_update(W, A, B, zero, zero, bounds)
+            kernels.hals_update(W, A, B, zero, zero, bounds, G)
         else:
-            kernels.mu_update(W, A, B, zero, zero, W.dtype.type(MU_EPS), bounds)
+            kernels.mu_update(W, A, B, zero, zero, W.dtype.type(MU_EPS), bounds, G)
 
     run_warm(benchmark, update, group=f"dense-{SIZE} factor update r={rank} {dtype}")

@@ -191,15 +191,16 @@ def _frob_step(block, W, Ht, HHt, solver, l1, l2, n_inner, update_H, n_threads):
     with thread_limits(n_threads):
         bounds = factor_bounds(W.shape[0])
         XHt = data.product(Ht, 0, out=np.empty(W.shape, dtype=W.dtype))
-        violation = frob.UPDATES[solver](W, XHt, HHt, l1, l2, bounds, n_inner)
+        WtW = np.empty((W.shape[1],) * 2, dtype=W.dtype)
+        violation, cross = frob.UPDATES[solver](W, XHt, HHt, l1, l2, bounds, n_inner, WtW)
         if violation is not None:
             parts["violation"] = float(violation)
         if update_H:
             XtW = data.product(W, 1, out=np.empty(Ht.shape, dtype=W.dtype))
             parts["XtW"] = XtW.astype(np.float64)
         else:
-            parts["cross"] = inner_f64(XHt, W, bounds)
-    parts["WtW"] = (W.T @ W).astype(np.float64)
+            parts["cross"] = cross
+    parts["WtW"] = WtW.astype(np.float64)
     parts["W_l1"] = float(W.sum(dtype=np.float64))
     parts["W_sq"] = float(np.vdot(W, W))
     return W, parts
@@ -604,11 +605,11 @@ def _fit_frobenius(blocks, W_blocks, Ht, stats, *, solver, monitor, reg, update_
             # Only around the client's own kernels: with Dask's local threads the
             # block tasks enter thread_limits from other threads meanwhile.
             with thread_limits(nt):
-                v_H = frob.UPDATES[solver](Ht, XtW, WtW, l1_H, l2_H, bounds_H, inner_H)
+                # (writes H Hᵀ into HHt; an overflow is caught just below)
+                v_H, cross = frob.UPDATES[solver](Ht, XtW, WtW, l1_H, l2_H, bounds_H, inner_H,
+                                                  HHt)
             if violation is not None:
                 violation += v_H
-            with np.errstate(over="ignore"):  # an overflow is caught just below
-                HHt = Ht.T @ Ht
             limit = frob.REBALANCE_AT[dtype]
             if not reg_on and not (WtW.diagonal().max() < limit
                                    and HHt.diagonal().max() < limit):
@@ -617,8 +618,7 @@ def _fit_frobenius(blocks, W_blocks, Ht, stats, *, solver, monitor, reg, update_
                 Ht /= s
                 XtW *= s
                 WtW64 = WtW64 * np.outer(s, s)
-                HHt = Ht.T @ Ht
-            cross = inner_f64(XtW, Ht, bounds_H)
+                HHt = Ht.T @ Ht  # ⟨Xᵀ W, Hᵀ⟩ is unchanged by the scaling
         else:
             cross = tot["cross"]
         sqerr = sqerr_from(cross, WtW64, HHt)

@@ -52,6 +52,20 @@ def _factor_problem(m, r, dtype, seed, zero_row=False, zero_component=False):
 REGS = [(0.0, 0.0), (0.5, 0.0), (0.0, 0.7), (0.3, 0.4)]
 
 
+def _gram_out(F):
+    """The r×r buffer (F's dtype) a factor update writes the new ``Fᵀ F`` into."""
+    return np.full((F.shape[1],) * 2, np.nan, dtype=F.dtype)
+
+
+def _check_gram_and_cross(F, A, G, cross, dtype):
+    """An update's by-products: G == Fᵀ F (exactly symmetric), cross == ⟨A, F⟩ (float64)."""
+    F64 = F.astype(np.float64)
+    _close(G, F64.T @ F64, dtype)
+    assert G.dtype == dtype and np.array_equal(G, G.T)
+    assert isinstance(float(cross), float)
+    assert_allclose(cross, np.sum(A.astype(np.float64) * F64), rtol=1e-12, atol=1e-300)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", FACTOR_SHAPES)
 @pytest.mark.parametrize("reg", REGS)
@@ -60,9 +74,12 @@ def test_hals_update(dtype, shape, reg, many_chunks):
     m, r = shape
     F, A, B = _factor_problem(m, r, dtype, seed=m * 10 + r)
     expected, violation = ref.hals_sweep(F, A, B, *reg, return_violation=True)
-    got = kernels.hals_update(F, A, B, dtype(reg[0]), dtype(reg[1]), _chunks(m, many_chunks))
+    G = _gram_out(F)
+    got, cross = kernels.hals_update(F, A, B, dtype(reg[0]), dtype(reg[1]),
+                                     _chunks(m, many_chunks), G)
     assert F.dtype == dtype
     _close(F, expected, dtype)
+    _check_gram_and_cross(F, A, G, cross, dtype)
     # the sweep returns scikit-learn's projected-gradient violation (the cd stopping rule)
     assert_allclose(got, violation, rtol=RTOL[dtype], atol=RTOL[dtype])
     assert np.all(F >= 0)
@@ -76,10 +93,12 @@ def test_mu_update(dtype, shape, reg, many_chunks):
     m, r = shape
     F, A, B = _factor_problem(m, r, dtype, seed=m * 10 + r + 1)
     expected = ref.mu_step(F, A, B, *reg)
-    kernels.mu_update(F, A, B, dtype(reg[0]), dtype(reg[1]), dtype(ref.MU_EPS),
-                      _chunks(m, many_chunks))
+    G = _gram_out(F)
+    cross = kernels.mu_update(F, A, B, dtype(reg[0]), dtype(reg[1]), dtype(ref.MU_EPS),
+                              _chunks(m, many_chunks), G)
     assert F.dtype == dtype
     _close(F, expected, dtype)
+    _check_gram_and_cross(F, A, G, cross, dtype)
     assert np.all(F >= 0)
 
 
@@ -89,7 +108,7 @@ def test_hals_update_zero_rows_and_zero_gram_diagonal(dtype, many_chunks):
     F, A, B = _factor_problem(12, 4, dtype, seed=3, zero_row=True, zero_component=True)
     F0 = F.copy()
     expected = ref.hals_sweep(F, A, B)
-    kernels.hals_update(F, A, B, dtype(0), dtype(0), _chunks(12, many_chunks))
+    kernels.hals_update(F, A, B, dtype(0), dtype(0), _chunks(12, many_chunks), _gram_out(F))
     assert np.all(np.isfinite(F))
     _close(F, expected, dtype)
     # a component with B[k, k] == 0 (and no l2) is left unchanged
@@ -100,7 +119,7 @@ def test_hals_update_zero_rows_and_zero_gram_diagonal(dtype, many_chunks):
 def test_hals_update_zero_gram_diagonal_with_l2_is_updated(dtype):
     F, A, B = _factor_problem(10, 3, dtype, seed=4, zero_component=True)
     expected = ref.hals_sweep(F, A, B, 0.0, 0.5)
-    kernels.hals_update(F, A, B, dtype(0), dtype(0.5), row_bounds(10, 4))
+    kernels.hals_update(F, A, B, dtype(0), dtype(0.5), row_bounds(10, 4), _gram_out(F))
     _close(F, expected, dtype)
 
 
@@ -111,7 +130,8 @@ def test_mu_update_zero_denominator_uses_eps(dtype, many_chunks):
     F[1] = 0.0  # F B == 0 in row 1: every denominator there is 0
     A[1] = 1.0
     expected = ref.mu_step(F, A, B)
-    kernels.mu_update(F, A, B, dtype(0), dtype(0), dtype(ref.MU_EPS), _chunks(12, many_chunks))
+    kernels.mu_update(F, A, B, dtype(0), dtype(0), dtype(ref.MU_EPS), _chunks(12, many_chunks),
+                      _gram_out(F))
     assert np.all(np.isfinite(F))
     _close(F, expected, dtype)
     assert np.all(F[0] == 0) and np.all(F[1] == 0)

@@ -152,9 +152,14 @@ def test_hals_update_one_sweep(dtype, m, r, reg):
     expected, violation = _hals_twin(F, A, B, *reg)
     for bounds in (row_bounds(m, 1), row_bounds(m, 3), row_bounds(m, m + 3)):
         F1 = F.copy()
-        v1 = kernels.hals_update(F1, A, B, dtype(reg[0]), dtype(reg[1]), bounds)
+        G = np.empty((r, r), dtype=dtype)
+        v1, cross = kernels.hals_update(F1, A, B, dtype(reg[0]), dtype(reg[1]), bounds, G)
         _close(F1, expected, dtype)
         assert_allclose(v1, violation, rtol=RTOL[dtype] * 10, atol=RTOL[dtype])
+        # the Gram and ⟨A, F⟩ of the updated factor, every 8-row tail included
+        F64 = F1.astype(np.float64)
+        _close(G, F64.T @ F64, dtype)
+        assert_allclose(cross, np.sum(A * F64), rtol=1e-12)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -171,8 +176,9 @@ def test_hals_update_repeated_sweeps(dtype, m, r, n_inner, reg):
     sub = ref.objective_rows(F, A, B, *reg)
     for bounds in (_data.factor_bounds(m), np.array([0, m]), np.unique(np.r_[0:m:8, m])):
         F1 = F.copy()
-        v = kernels.hals_update(F1, A, B, dtype(reg[0]), dtype(reg[1]),
-                                bounds.astype(np.int64), n_inner, 0.1)
+        v, _ = kernels.hals_update(F1, A, B, dtype(reg[0]), dtype(reg[1]),
+                                   bounds.astype(np.int64), np.empty((r, r), dtype=dtype),
+                                   n_inner, 0.1)
         _close(F1, expected, dtype)
         assert_allclose(v, violation, rtol=RTOL[dtype] * 10, atol=RTOL[dtype])
         # every sweep is an exact coordinate step: the subproblem objective never rises
@@ -187,7 +193,8 @@ def test_hals_update_more_sweeps_solve_the_subproblem():
     H = rng.random((4, 30))
     X = rng.random((9, 30))
     W = rng.random((9, 4))
-    kernels.hals_update(W, X @ H.T, H @ H.T, 0.0, 0.0, row_bounds(9, 2), 500, 0.0)
+    kernels.hals_update(W, X @ H.T, H @ H.T, 0.0, 0.0, row_bounds(9, 2), np.empty((4, 4)),
+                        500, 0.0)
     expected = np.array([nnls(H.T, x)[0] for x in X])
     assert_allclose(W, expected, atol=1e-8)
 

@@ -30,13 +30,18 @@ MU_EPS = float(np.finfo(np.float32).eps)
 CANCEL = {np.dtype(np.float64): 1e-12, np.dtype(np.float32): 1e-5}
 
 
-def _hals(F, A, B, l1, l2, bounds, n_inner):
-    """HALS sweeps; returns the projected-gradient violation of the first (for ``tol``)."""
-    return kernels.hals_update(F, A, B, l1, l2, bounds, n_inner, INNER_DELTA)
+# A factor update: ``update(F, A, B, l1, l2, bounds, n_inner, G)`` updates F in place,
+# writes the new ``Fᵀ F`` into G (F's dtype) and returns ``(violation, ⟨A, F⟩)``: the
+# Gram and the inner product the loss needs come out of the same pass over F.
 
 
-def _mu(F, A, B, l1, l2, bounds, n_inner):
-    kernels.mu_update(F, A, B, l1, l2, F.dtype.type(MU_EPS), bounds)
+def _hals(F, A, B, l1, l2, bounds, n_inner, G):
+    """HALS sweeps; the violation is the first sweep's projected gradient (for ``tol``)."""
+    return kernels.hals_update(F, A, B, l1, l2, bounds, G, n_inner, INNER_DELTA)
+
+
+def _mu(F, A, B, l1, l2, bounds, n_inner, G):
+    return None, kernels.mu_update(F, A, B, l1, l2, F.dtype.type(MU_EPS), bounds, G)
 
 
 # Accelerated HALS (Gillis & Glineur, Neural Computation 2012): after the data
@@ -91,9 +96,9 @@ class _Loss:
         self.reg = reg  # (l1_W, l1_H, l2_W, l2_H)
         self.cancel = CANCEL[np.dtype(data.dtype)] * data.sqnorm
 
-    def sqerr(self, A, F, WtW, HHt, W, Ht, bounds):
-        """‖X − WH‖² given A = the product that pairs with factor F (⟨A, F⟩ = ⟨X, WH⟩)."""
-        cross = kernels.inner_f64(A, F, bounds)
+    def sqerr(self, A, cross, WtW, HHt, W, Ht):
+        """‖X − WH‖² given ``cross = ⟨A, F⟩ = ⟨X, WH⟩``, A the product that pairs with
+        the factor F just updated."""
         gram = float(np.vdot(WtW.astype(np.float64), HHt.astype(np.float64)))
         err = self.data.sqnorm - 2.0 * cross + gram
         correct = getattr(self.data, "correct_sqerr", None)  # missing values (_masked.py)
@@ -146,31 +151,27 @@ def fit_frobenius(data, W, Ht, *, solver, monitor, reg=(0.0, 0.0, 0.0, 0.0),
 
     XHt = np.empty((m, r), dtype=W.dtype)
     XtW = np.empty((n, r), dtype=W.dtype)
+    WtW = np.empty((r, r), dtype=W.dtype)  # the Grams, written by the updates
     HHt = gram(Ht)
     data.product(Ht, 0, out=XHt)  # the first W half-step's product, also gives L[0]
-    sqerr = loss.sqerr(XHt, W, gram(W), HHt, W, Ht, bounds_W)
+    sqerr = loss.sqerr(XHt, kernels.inner_f64(XHt, W, bounds_W), gram(W), HHt, W, Ht)
     monitor.start(loss.objective(sqerr, W, Ht), np.sqrt(sqerr))
 
     for it in range(1, monitor.max_iter + 1):
         if it > 1 and update_H:  # with H fixed, X Hᵀ never changes
             data.product(Ht, 0, out=XHt)
-        violation = update(W, XHt, HHt, l1_W, l2_W, bounds_W, inner_W)
-        WtW = gram(W)
+        violation, cross = update(W, XHt, HHt, l1_W, l2_W, bounds_W, inner_W, WtW)
         if update_H:
             data.product(W, 1, out=XtW)
-            v_H = update(Ht, XtW, WtW, l1_H, l2_H, bounds_H, inner_H)
+            v_H, cross = update(Ht, XtW, WtW, l1_H, l2_H, bounds_H, inner_H, HHt)
             if violation is not None:
                 violation += v_H
-            with np.errstate(over="ignore"):  # an overflow is caught just below
-                HHt = gram(Ht)
             limit = REBALANCE_AT[W.dtype]
             if not reg_on and not (WtW.diagonal().max() < limit
                                    and HHt.diagonal().max() < limit):
-                _rebalance(W, Ht, XtW)
+                _rebalance(W, Ht, XtW)  # leaves ⟨Xᵀ W, Hᵀ⟩ as it is
                 WtW, HHt = gram(W), gram(Ht)
-            sqerr = loss.sqerr(XtW, Ht, WtW, HHt, W, Ht, bounds_H)
-        else:
-            sqerr = loss.sqerr(XHt, W, WtW, HHt, W, Ht, bounds_W)
+        sqerr = loss.sqerr(XtW if update_H else XHt, cross, WtW, HHt, W, Ht)
         if monitor.step(it, loss.objective(sqerr, W, Ht), np.sqrt(sqerr), W, Ht.T,
                         violation):
             break
