@@ -274,8 +274,8 @@ def nmf(X, rank, *, beta_loss="frobenius", solver=None, init=None, max_iter=200,
     dtype = X.dtype
     init, W0, H0 = _check_start(X, rank, init, W, H, solver, update_H, dtype)
 
-    # the Frobenius loop: BLAS on one thread, its products split by fastnmf (see thread_limits)
-    with thread_limits(n_threads, split_blas=objective.name == "frobenius"):
+    # the Frobenius and KL loops: BLAS on one thread, products split by fastnmf (thread_limits)
+    with thread_limits(n_threads, split_blas=objective.split_blas):
         data = prepared.data(backend, make_data)
         if W0 is None:  # masked: initialized from X with the missing entries zeroed
             W0, H0 = initialize(X, rank, init, random_state, data=getattr(data, "base", data))

@@ -111,6 +111,20 @@ def split_bounds(n_rows: int, split: bool = True) -> np.ndarray:
     return row_bounds(n_rows, parts)
 
 
+@contextmanager
+def numba_threads(n: int | None):
+    """Run the body with ``n`` Numba threads in this Python thread (None: leave as is)."""
+    if n is None:
+        yield
+        return
+    previous = numba.get_num_threads()
+    numba.set_num_threads(n)
+    try:
+        yield
+    finally:
+        numba.set_num_threads(previous)
+
+
 _POOL: ThreadPoolExecutor | None = None
 _POOL_LOCK = threading.Lock()
 

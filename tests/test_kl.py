@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -137,22 +138,32 @@ def test_numerator_and_loss_sparse(dtype, index_dtype, tiny):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("order", ["C", "F"])
 @pytest.mark.parametrize("side", [0, 1])
-def test_numerator_dense_blocks(dtype, order, side, monkeypatch):
+@pytest.mark.parametrize("split", [False, True])
+def test_numerator_dense_blocks(dtype, order, side, split, monkeypatch):
+    """Blocks of rows, also split over two threads as inside a fit (BLAS single-threaded,
+    one row range per thread, G's numerator summed from per-range partials)."""
     import fastnmf.solvers.kl as S
+    from fastnmf._threads import split_bounds, thread_limits
 
+    if split and numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("splitting needs two Numba threads")
     monkeypatch.setattr(S, "_BLOCK_ELEMENTS", 64)  # several blocks, a ragged last one
+    monkeypatch.setattr(S, "_SPLIT_MIN_ELEMENTS", 0)
     m, n, r = 41, 19, 4
     X = np.asarray(counts(m, n, dtype=dtype, zero_rows=(1,), zero_cols=(0,)), order=order)
     W, H = factors(m, n, r, dtype=dtype)
     Ht = np.ascontiguousarray(H.T)
-    engine = S._Dense(DenseData(X))
     F, G, Y = (W, Ht, X) if side == 0 else (Ht, W, X.T)
-    out = np.empty_like(F)
-    loss = engine.numerator(side, F, G, dtype(EPS), True, out)
-    np.testing.assert_allclose(out, ref_ratio(Y, F, G) @ G, rtol=RTOL[dtype])
-    np.testing.assert_allclose(loss, ref_kl_nz(X, W, Ht), rtol=RTOL[dtype])
-    np.testing.assert_allclose(engine.loss_nz(W, Ht, dtype(EPS)), ref_kl_nz(X, W, Ht),
-                               rtol=RTOL[dtype])
+    with thread_limits(2 if split else 1, split_blas=split):
+        engine = S._Dense(DenseData(X))
+        assert len(split_bounds(engine.Y.shape[0])) == (3 if split else 2)
+        for _ in range(2):  # the second call reuses the scratch buffers
+            out = np.full_like(F, np.nan)
+            loss = engine.numerator(side, F, G, dtype(EPS), True, out)
+            np.testing.assert_allclose(out, ref_ratio(Y, F, G) @ G, rtol=RTOL[dtype])
+            np.testing.assert_allclose(loss, ref_kl_nz(X, W, Ht), rtol=RTOL[dtype])
+        np.testing.assert_allclose(engine.loss_nz(W, Ht, dtype(EPS)), ref_kl_nz(X, W, Ht),
+                                   rtol=RTOL[dtype])
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -26,6 +26,9 @@ class Objective:
     default_solver: str
     aliases: dict = field(default_factory=dict)
     loss_name: str = "loss"
+    # the loop splits its dense BLAS products over the threads itself and runs BLAS
+    # single-threaded (fastnmf._threads.thread_limits(split_blas=True))
+    split_blas: bool = False
 
     @property
     def solvers(self):
@@ -44,10 +47,10 @@ class Objective:
 
 OBJECTIVES = {
     "frobenius": Objective("frobenius", frobenius.fit_frobenius, frobenius.STOP_RULES,
-                           default_solver="hals", aliases={"cd": "hals"}),
+                           default_solver="hals", aliases={"cd": "hals"}, split_blas=True),
     "kullback-leibler": Objective("kullback-leibler", kl.fit_kl, kl.STOP_RULES,
                                   default_solver=kl.DEFAULT_SOLVER, aliases={"cd": "ccd"},
-                                  loss_name="KL"),
+                                  loss_name="KL", split_blas=True),
 }
 _BETA_NAMES = {"frobenius": "frobenius", 2: "frobenius", "kullback-leibler": "kullback-leibler",
                1: "kullback-leibler", "itakura-saito": 0.0}

@@ -30,6 +30,7 @@ import numpy as np
 
 from .._chunks import row_bounds
 from .._data import factor_bounds
+from .._threads import numba_threads, run_parts, split_bounds
 from ..kernels import kl as klk
 from ._penalty import penalties
 
@@ -41,6 +42,8 @@ CLIP_H = float(np.finfo(np.float64).eps)
 # the block (written by BLAS, rewritten by the ratio kernel, read by BLAS) in
 # the L2/L3 cache.
 _BLOCK_ELEMENTS = 1 << 18
+# Below this many elements of X the numerator is not split over threads.
+_SPLIT_MIN_ELEMENTS = 1 << 18
 
 # CCD: Newton steps per variable (at most), and the relative step at which
 # they stop.  One step per variable per sweep reached scikit-learn's
@@ -101,6 +104,15 @@ class _Dense:
     ⊘ max(P, eps)`` (Numba, with the loss), then ``F``'s numerator is
     ``P G`` and ``G``'s numerator accumulates ``Pᵀ F_blk`` (BLAS): no m×n
     temporary.
+
+    Where the fit splits its products (:func:`fastnmf._threads.product_parts`:
+    BLAS on one thread), the rows of ``Y`` are split into one range per thread,
+    each running its blocks through single-threaded BLAS and a single-threaded
+    ratio kernel side by side, with its own block buffer and, for ``G``'s side,
+    its own partial numerator (summed in order).  Alternating multi-threaded
+    BLAS calls and Numba regions per block left one pool spinning while the
+    other worked: K1 (5000×2000, r=20) MU-KL ran 49 ms/it on 2 threads
+    against 66 on one.
     """
 
     def __init__(self, data):
@@ -109,15 +121,22 @@ class _Dense:
         self.Y = X.T if self.transposed else X
         p, q = self.Y.shape
         self.step = max(1, min(p, _BLOCK_ELEMENTS // max(q, 1)))
-        self.P = np.empty((self.step, q), dtype=X.dtype)
-        self._tmp = None
+        self._scratch = {}  # (what, first row of the part) -> buffer
         self._ylogy_value = None
 
-    def _blocks(self):
-        p = self.Y.shape[0]
-        for a in range(0, p, self.step):
-            b = min(a + self.step, p)
-            yield a, b, self.P[: b - a]
+    def _buffer(self, what, start, shape):
+        """A per-part scratch array: "P" (a block), "acc" and "tmp" (G's numerator)."""
+        buf = self._scratch.get((what, start))
+        if buf is None or buf.shape != shape:
+            buf = self._scratch[what, start] = np.empty(shape, dtype=self.Y.dtype)
+        return buf
+
+    def _blocks(self, start=0, stop=None):
+        stop = self.Y.shape[0] if stop is None else stop
+        P = self._buffer("P", start, (min(self.step, stop - start), self.Y.shape[1]))
+        for a in range(start, stop, self.step):
+            b = min(a + self.step, stop)
+            yield a, b, P[: b - a]
 
     def _ylogy(self, eps):
         """``Σ_{y>eps} y log y − y`` over X, computed once: the loss's constant part."""
@@ -134,19 +153,33 @@ class _Dense:
     def numerator(self, side, F, G, eps, with_loss, out):
         """``out = (Y ⊘ (F Gᵀ)) G`` for ``side`` 0 (F = W) or 1 (F = Ht), and the KL."""
         row_side = (side == 0) != self.transposed  # is F the factor of Y's rows?
-        loss = 0.0
-        if row_side:
-            for a, b, P in self._blocks():
-                loss += self._ratio(a, b, P, F, G, eps, with_loss)
-                np.matmul(P, G, out=out[a:b])
-        else:  # F pairs with the columns of Y: out = Σ_blocks Pᵀ G_blk
-            if self._tmp is None or self._tmp.shape != out.shape:
-                self._tmp = np.empty_like(out)
-            out[...] = 0
-            for a, b, P in self._blocks():
-                loss += self._ratio(a, b, P, G, F, eps, with_loss)
-                np.matmul(P.T, G[a:b], out=self._tmp)
-                out += self._tmp
+        bounds = split_bounds(self.Y.shape[0], self.Y.size >= _SPLIT_MIN_ELEMENTS)
+        losses = {}
+
+        def rows(start, stop):
+            loss = 0.0
+            with numba_threads(1 if len(bounds) > 2 else None):
+                if row_side:
+                    for a, b, P in self._blocks(start, stop):
+                        loss += self._ratio(a, b, P, F, G, eps, with_loss)
+                        np.matmul(P, G, out=out[a:b])
+                else:  # F pairs with the columns of Y: out = Σ_blocks Pᵀ G_blk
+                    acc = self._buffer("acc", start, out.shape)
+                    acc[...] = 0
+                    tmp = self._buffer("tmp", start, out.shape)
+                    for a, b, P in self._blocks(start, stop):
+                        loss += self._ratio(a, b, P, G, F, eps, with_loss)
+                        np.matmul(P.T, G[a:b], out=tmp)
+                        acc += tmp
+            losses[start] = loss
+
+        run_parts(rows, bounds)
+        starts = bounds[:-1]
+        if not row_side:
+            out[...] = self._scratch["acc", starts[0]]
+            for a in starts[1:]:
+                out += self._scratch["acc", a]
+        loss = sum(losses[a] for a in starts)
         return loss + self._ylogy(eps) if with_loss else 0.0
 
     def loss_nz(self, W, Ht, eps):
