@@ -102,13 +102,17 @@ def product_parts() -> int:
     return getattr(_LOCAL, "parts", 1)
 
 
-def split_bounds(n_rows: int, split: bool = True) -> np.ndarray:
+def split_bounds(n_rows: int, split: bool = True, align: int = 1) -> np.ndarray:
     """Row ranges for :func:`run_parts`: one per part where this thread splits its products
-    (and ``split`` and there are at least 8 rows a part), else the whole range."""
+    (and ``split`` and there are at least 8 rows a part), else the whole range.  Inner
+    bounds are multiples of ``align``."""
     parts = product_parts()
     if not split or parts == 1 or n_rows < 8 * parts:
         parts = 1
-    return row_bounds(n_rows, parts)
+    bounds = row_bounds(n_rows, parts)
+    if align > 1:
+        bounds[1:-1] = np.round(bounds[1:-1] / align) * align
+    return bounds
 
 
 @contextmanager

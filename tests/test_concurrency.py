@@ -280,3 +280,37 @@ def test_split_blas_inside_a_users_block():
     assert_allclose(XHt, X @ Ht, rtol=1e-12)
     assert_allclose(XtW, X.T @ W, rtol=1e-12)
     assert_allclose(G, F.T @ F, rtol=1e-12)
+
+
+@pytest.mark.parametrize("solver", ["hals", "mu"])
+def test_updates_in_the_product_threads_equal_a_plain_fit(solver, monkeypatch):
+    """Where a dense product is split, each part updates the factor rows it made
+    (``product_then``): a fit that does so equals, to round-off, one on one thread, and
+    the parts really ran (two per product) with row bounds on whole 8-row groups."""
+    from fastnmf import _data
+
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("splitting needs two Numba threads")
+    X = np.random.default_rng(3).random((600, 500))  # above the splitting size
+    seen = []
+    real = _data.DenseData._product_in
+
+    def spy(self, layout, F, side, out, then=None):
+        result = real(self, layout, F, side, out, then)
+        if then is not None:
+            seen.append(len(result))
+        return result
+
+    monkeypatch.setattr(_data.DenseData, "_product_in", spy)
+    kw = dict(solver=solver, init="nndsvda", random_state=0, max_iter=8, tol=0)
+    one = fastnmf.nmf(X, 6, n_threads=1, **kw)
+    assert seen and set(seen) == {1}
+    seen.clear()
+    two = fastnmf.nmf(X, 6, n_threads=2, **kw)
+    assert seen and set(seen) == {2}
+    assert_allclose(two.W, one.W, rtol=1e-9, atol=1e-12)
+    assert_allclose(two.H, one.H, rtol=1e-9, atol=1e-12)
+    assert_allclose(two.history["loss"], one.history["loss"], rtol=1e-10)
+    with _threads.thread_limits(2, split_blas=True):
+        bounds = _threads.split_bounds(500, align=8)
+    assert len(bounds) == 3 and bounds[1] % 8 == 0

@@ -13,10 +13,11 @@ same kernel on the same layout.  The loss comes from products already made:
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 
 from .. import kernels
-from .._data import factor_bounds, gram
+from .._data import factor_bounds, gram, product_then
 from ._penalty import penalties
 
 # scikit-learn's guard for a zero MU denominator (float32 machine epsilon).
@@ -88,6 +89,47 @@ def _rebalance(W, Ht, A_H):
 STOP_RULES = {"hals": "violation", "mu": "error"}
 
 
+class _HalfStep:
+    """A data product, then the factor update that uses it: ``A = X·Fo`` (side 0) or
+    ``Xᵀ·Fo`` (side 1), then ``F`` from ``A`` and the Gram ``B``.
+
+    Where the dense product is split over threads, each thread updates the rows of ``F``
+    whose rows of ``A`` it just made (:func:`fastnmf._data.product_then`): no Numba
+    parallel region to wake, rows still in cache.  The parts' Grams, ``⟨A, F⟩`` and
+    violations are summed in row order.
+    """
+
+    def __init__(self, data, update):
+        self.data = data
+        self.update = update
+        self._bounds = {}
+
+    def bounds(self, rows: int) -> np.ndarray:
+        """:func:`factor_bounds` for ``rows`` at this thread's Numba thread count (cached)."""
+        key = (rows, numba.get_num_threads())
+        if key not in self._bounds:
+            self._bounds[key] = factor_bounds(rows)
+        return self._bounds[key]
+
+    def only_update(self, F, A, B, l1, l2, n_inner, G):
+        """The update alone (its product is at hand); returns ``(violation, cross)``."""
+        return self.update(F, A, B, l1, l2, self.bounds(F.shape[0]), n_inner, G)
+
+    def __call__(self, Fo, side, A, F, B, l1, l2, n_inner, G):
+        """Product and update; writes ``Fᵀ F`` into G and returns ``(violation, cross)``."""
+        def then(a, b):
+            Gp = G if b - a == F.shape[0] else np.empty_like(G)
+            return (*self.only_update(F[a:b], A[a:b], B, l1, l2, n_inner, Gp), Gp)
+
+        parts = product_then(self.data, Fo, side, A, then)
+        if len(parts) > 1:
+            G[...] = parts[0][2]
+            for part in parts[1:]:
+                G += part[2]
+        violation = None if parts[0][0] is None else sum(part[0] for part in parts)
+        return violation, sum(part[1] for part in parts)
+
+
 class _Loss:
     """½‖X − WH‖² plus the penalties, from the products at hand."""
 
@@ -142,7 +184,8 @@ def fit_frobenius(data, W, Ht, *, solver, monitor, reg=(0.0, 0.0, 0.0, 0.0),
     dtype = W.dtype.type
     l1_W, l1_H, l2_W, l2_H = (dtype(v) for v in reg)
     reg_on = any(reg)
-    bounds_W, bounds_H = factor_bounds(m), factor_bounds(n)
+    bounds_W = factor_bounds(m)
+    half_step = _HalfStep(data, update)
     loss = _Loss(data, reg)
     inner_W = inner_H = 1
     if accelerate and solver == "hals":
@@ -158,12 +201,12 @@ def fit_frobenius(data, W, Ht, *, solver, monitor, reg=(0.0, 0.0, 0.0, 0.0),
     monitor.start(loss.objective(sqerr, W, Ht), np.sqrt(sqerr))
 
     for it in range(1, monitor.max_iter + 1):
-        if it > 1 and update_H:  # with H fixed, X Hᵀ never changes
-            data.product(Ht, 0, out=XHt)
-        violation, cross = update(W, XHt, HHt, l1_W, l2_W, bounds_W, inner_W, WtW)
+        if it > 1 and update_H:
+            violation, cross = half_step(Ht, 0, XHt, W, HHt, l1_W, l2_W, inner_W, WtW)
+        else:  # X Hᵀ at hand: made for L[0], and never changes with H fixed
+            violation, cross = half_step.only_update(W, XHt, HHt, l1_W, l2_W, inner_W, WtW)
         if update_H:
-            data.product(W, 1, out=XtW)
-            v_H, cross = update(Ht, XtW, WtW, l1_H, l2_H, bounds_H, inner_H, HHt)
+            v_H, cross = half_step(W, 1, XtW, Ht, WtW, l1_H, l2_H, inner_H, HHt)
             if violation is not None:
                 violation += v_H
             limit = REBALANCE_AT[W.dtype]
