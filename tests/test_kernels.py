@@ -322,3 +322,21 @@ def test_row_bounds_cover_all_rows(n_rows, n_chunks):
     assert b.dtype == np.int64
     assert b[0] == 0 and b[-1] == n_rows
     assert np.all(np.diff(b) >= 0)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("kernel", ["hals", "mu"])
+def test_update_without_gram(dtype, kernel):
+    """A 0×0 G asks for no Gram: the update and ⟨A, F⟩ are those of a call with one."""
+    F, A, B = _factor_problem(33, 5, dtype, seed=8)
+    results = []
+    for G in (_gram_out(F), np.empty((0, 0), dtype=dtype)):
+        F1 = F.copy()
+        if kernel == "hals":
+            out = kernels.hals_update(F1, A, B, dtype(0), dtype(0), row_bounds(33, 3), G, 3, 0.1)
+        else:
+            out = kernels.mu_update(F1, A, B, dtype(0), dtype(0), dtype(ref.MU_EPS),
+                                    row_bounds(33, 3), G)
+        results.append((F1, out))
+    assert np.array_equal(results[0][0], results[1][0])
+    assert results[0][1] == results[1][1]

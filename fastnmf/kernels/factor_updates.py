@@ -147,7 +147,7 @@ def _gram_cross(Fc, Ac, G):
     """
     r = Fc.shape[1]
     n = Fc.shape[0]
-    i = 0
+    i = 0 if G.shape[0] == r else n  # a 0×0 G: no Gram wanted
     while i + 8 <= n:
         f0, f1, f2, f3, f4, f5, f6, f7 = Fc[i], Fc[i + 1], Fc[i + 2], Fc[i + 3], \
             Fc[i + 4], Fc[i + 5], Fc[i + 6], Fc[i + 7]
@@ -180,6 +180,8 @@ def _gram_cross(Fc, Ac, G):
 def _sum_grams(partial, G):
     """``G = Σ_c partial[c]`` in chunk order, then made exactly symmetric (upper → lower)."""
     r = G.shape[0]
+    if r == 0:
+        return
     G[:, :] = partial[0]
     for c in range(1, partial.shape[0]):
         G += partial[c]
@@ -217,13 +219,12 @@ def hals_update(F, A, B, l1, l2, bounds, G, n_inner=1, delta=0.0):
     (scikit-learn's ``cd`` stopping quantity, at the factor as it was handed
     in), and ``⟨A, F⟩`` at the updated ``F`` (for the loss), both accumulated
     in float64 per chunk; writes the updated factor's Gram ``Fᵀ F`` into ``G``
-    (r×r, F's dtype).
+    (r×r, F's dtype; pass a 0×0 array to skip it).
     """
     n_chunks = bounds.shape[0] - 1
-    r = F.shape[1]
     partial = np.zeros(n_chunks, dtype=np.float64)
     cross = np.zeros(n_chunks, dtype=np.float64)
-    grams = np.zeros((n_chunks, r, r), dtype=F.dtype)
+    grams = np.zeros((n_chunks, G.shape[0], G.shape[1]), dtype=F.dtype)
     d2 = delta * delta
     # 0 in F's dtype: a literal 0 in `v if v > 0 else 0` made every float32 step a
     # round trip through float64 on the dependency chain (l1 is finite, validated)
@@ -263,13 +264,13 @@ def mu_update(F, A, B, l1, l2, eps, bounds, G):
     A zero denominator is replaced by ``eps`` (scikit-learn uses float32's
     machine epsilon).  The whole row's denominators are formed from the old
     row before any entry changes, so this is exactly Lee & Seung's update.
-    As :func:`hals_update`, writes the updated ``Fᵀ F`` into ``G`` and returns
-    ``⟨A, F⟩`` (float64).
+    As :func:`hals_update`, writes the updated ``Fᵀ F`` into ``G`` (unless ``G`` is
+    0×0) and returns ``⟨A, F⟩`` (float64).
     """
     n_chunks = bounds.shape[0] - 1
     r = F.shape[1]
     cross = np.zeros(n_chunks, dtype=np.float64)
-    grams = np.zeros((n_chunks, r, r), dtype=F.dtype)
+    grams = np.zeros((n_chunks, G.shape[0], G.shape[1]), dtype=F.dtype)
     for c in prange(n_chunks):
         ratio = np.empty(r, dtype=F.dtype)
         for i in range(bounds[c], bounds[c + 1]):

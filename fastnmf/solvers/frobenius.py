@@ -89,6 +89,13 @@ def _rebalance(W, Ht, A_H):
 STOP_RULES = {"hals": "violation", "mu": "error"}
 
 
+# Up to this rank the updates add ``Fᵀ F`` in their own pass over F; above it they get
+# a 0×0 G (no Gram) and BLAS's Gram follows, which is faster there.  2 threads,
+# float64, update + Gram + ⟨A, F⟩, fused against separate: 5000×20 0.51 vs 0.72 ms,
+# 100000×32 15.1 vs 15.1 ms, 10304×49 (ORL's H) 2.95 vs 2.61 ms.
+GRAM_IN_UPDATE_MAX_RANK = 32
+
+
 class _HalfStep:
     """A data product, then the factor update that uses it: ``A = X·Fo`` (side 0) or
     ``Xᵀ·Fo`` (side 1), then ``F`` from ``A`` and the Gram ``B``.
@@ -113,7 +120,11 @@ class _HalfStep:
 
     def only_update(self, F, A, B, l1, l2, n_inner, G):
         """The update alone (its product is at hand); returns ``(violation, cross)``."""
-        return self.update(F, A, B, l1, l2, self.bounds(F.shape[0]), n_inner, G)
+        if F.shape[1] <= GRAM_IN_UPDATE_MAX_RANK:
+            return self.update(F, A, B, l1, l2, self.bounds(F.shape[0]), n_inner, G)
+        result = self.update(F, A, B, l1, l2, self.bounds(F.shape[0]), n_inner, G[:0, :0])
+        G[...] = gram(F)
+        return result
 
     def __call__(self, Fo, side, A, F, B, l1, l2, n_inner, G):
         """Product and update; writes ``Fᵀ F`` into G and returns ``(violation, cross)``."""
