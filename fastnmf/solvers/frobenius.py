@@ -123,7 +123,8 @@ class _HalfStep:
         if F.shape[1] <= GRAM_IN_UPDATE_MAX_RANK:
             return self.update(F, A, B, l1, l2, self.bounds(F.shape[0]), n_inner, G)
         result = self.update(F, A, B, l1, l2, self.bounds(F.shape[0]), n_inner, G[:0, :0])
-        G[...] = gram(F)
+        with np.errstate(over="ignore"):  # an overflowing Gram is caught by the rebalancing
+            G[...] = gram(F)
         return result
 
     def __call__(self, Fo, side, A, F, B, l1, l2, n_inner, G):
