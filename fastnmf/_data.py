@@ -16,7 +16,7 @@ import scipy.sparse as sp
 
 from . import kernels
 from ._chunks import n_chunks_for, nnz_bounds, row_bounds
-from ._threads import numba_threads, product_parts, run_parts, split_bounds
+from ._threads import product_parts, run_parts, split_bounds
 from .kernels.factor_updates import ROW_GROUP
 
 # Below this fraction of nonzeros a dense ndarray is factorized with the
@@ -80,16 +80,13 @@ class DenseData:
         Xs = self.X if side == 0 else self.X.T
         # bounds on whole HALS row groups, so `then` may update the factor's rows a:b
         bounds = split_bounds(Xs.shape[0], self.X.size >= _TUNE_MIN_ELEMENTS, ROW_GROUP)
-        results = {}
 
         def part(a, b):
             self._rows(layout, Xs, F, side, out, a, b)
-            if then is not None:
-                with numba_threads(1 if len(bounds) > 2 else None):
-                    results[a] = then(a, b)
+            return None if then is None else then(a, b)
 
-        run_parts(part, bounds)
-        return [results[a] for a in bounds[:-1]] if then is not None else out
+        results = run_parts(part, bounds)
+        return results if then is not None else out
 
     def _rows(self, layout, Xs, F, side, out, a, b):
         """Rows ``a:b`` of ``Xs @ F`` into ``out[a:b]`` in one BLAS call."""
@@ -111,7 +108,7 @@ class DenseData:
         are made, in the thread that made them (with one Numba thread where the product is
         split); returns the results in row order.  A factor update that follows a product
         then needs no parallel region of its own, and finds its rows of ``out`` in cache:
-        a Numba region started after a BLAS call wakes sleeping threads, 50–150 µs on a
+        a Numba region started after a BLAS call wakes sleeping threads, 45–220 µs on a
         2-core VM (``GOMP_SPINCOUNT=0``), twice per iteration."""
         return self._product_in(self._layout(F, side, out), F, side, out, then)
 
@@ -143,17 +140,15 @@ class DenseData:
         """‖X − W Htᵀ‖² evaluated block by block, accumulated in float64."""
         m, n = self.shape
         step = max(1, _BLOCK_ELEMENTS // n)
-        totals = {}
 
         def rows(a, b):
             total = 0.0
             for start in range(a, b, step):
                 stop = min(start + step, b)
                 total += _sqnorm_f64(self.X[start:stop] - W[start:stop] @ Ht.T)
-            totals[a] = total
+            return total
 
-        run_parts(rows, split_bounds(m))
-        return float(sum(totals[a] for a in sorted(totals)))
+        return float(sum(run_parts(rows, split_bounds(m))))
 
 
 def product_then(data, F: np.ndarray, side: int, out: np.ndarray, then) -> list:
@@ -174,16 +169,10 @@ def gram(F: np.ndarray) -> np.ndarray:
     bounds = split_bounds(F.shape[0], F.shape[0] * F.shape[1] ** 2 >= _GRAM_SPLIT_FLOPS)
     if len(bounds) == 2:
         return F.T @ F
-    partial = {}
-
-    def rows(a, b):
-        partial[a] = F[a:b].T @ F[a:b]
-
-    run_parts(rows, bounds)
-    keys = sorted(partial)
-    out = partial[keys[0]]
-    for k in keys[1:]:
-        out += partial[k]
+    partial = run_parts(lambda a, b: F[a:b].T @ F[a:b], bounds)
+    out = partial[0]
+    for part in partial[1:]:
+        out += part
     return out
 
 

@@ -142,17 +142,24 @@ def _pool() -> ThreadPoolExecutor:
         return _POOL
 
 
-def run_parts(fn, bounds) -> None:
+def run_parts(fn, bounds) -> list:
     """``fn(a, b)`` for each range ``bounds[i]:bounds[i+1]``, the first in this thread and the
-    others in a pool of idle-waiting threads (each a single-threaded BLAS call: NumPy
-    releases the GIL); returns when all are done, raising the first error."""
+    others in a pool of idle-waiting threads (single-threaded BLAS calls and Numba kernels:
+    both release the GIL); returns their results in range order once all are done, raising
+    the first error.  With more than one range, each runs with one Numba thread."""
+    n_threads = 1 if len(bounds) > 2 else None
+
+    def part(a, b):
+        with numba_threads(n_threads):
+            return fn(a, b)
+
     pool = _pool()
-    futures = [pool.submit(fn, bounds[i], bounds[i + 1]) for i in range(1, len(bounds) - 1)]
+    futures = [pool.submit(part, bounds[i], bounds[i + 1]) for i in range(1, len(bounds) - 1)]
     try:
-        fn(bounds[0], bounds[1])
+        first = part(bounds[0], bounds[1])
     finally:
-        for f in futures:
-            f.result()
+        rest = [f.result() for f in futures]
+    return [first, *rest]
 
 
 @contextmanager

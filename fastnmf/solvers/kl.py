@@ -30,7 +30,7 @@ import numpy as np
 
 from .._chunks import row_bounds
 from .._data import factor_bounds
-from .._threads import numba_threads, run_parts, split_bounds
+from .._threads import run_parts, split_bounds
 from ..kernels import kl as klk
 from ._penalty import penalties
 
@@ -154,32 +154,30 @@ class _Dense:
         """``out = (Y ⊘ (F Gᵀ)) G`` for ``side`` 0 (F = W) or 1 (F = Ht), and the KL."""
         row_side = (side == 0) != self.transposed  # is F the factor of Y's rows?
         bounds = split_bounds(self.Y.shape[0], self.Y.size >= _SPLIT_MIN_ELEMENTS)
-        losses = {}
 
         def rows(start, stop):
+            """The KL part over rows start:stop, and (G's side) their partial numerator."""
             loss = 0.0
-            with numba_threads(1 if len(bounds) > 2 else None):
-                if row_side:
-                    for a, b, P in self._blocks(start, stop):
-                        loss += self._ratio(a, b, P, F, G, eps, with_loss)
-                        np.matmul(P, G, out=out[a:b])
-                else:  # F pairs with the columns of Y: out = Σ_blocks Pᵀ G_blk
-                    acc = self._buffer("acc", start, out.shape)
-                    acc[...] = 0
-                    tmp = self._buffer("tmp", start, out.shape)
-                    for a, b, P in self._blocks(start, stop):
-                        loss += self._ratio(a, b, P, G, F, eps, with_loss)
-                        np.matmul(P.T, G[a:b], out=tmp)
-                        acc += tmp
-            losses[start] = loss
+            if row_side:
+                for a, b, P in self._blocks(start, stop):
+                    loss += self._ratio(a, b, P, F, G, eps, with_loss)
+                    np.matmul(P, G, out=out[a:b])
+                return loss, None
+            acc = self._buffer("acc", start, out.shape)  # out = Σ_blocks Pᵀ G_blk
+            acc[...] = 0
+            tmp = self._buffer("tmp", start, out.shape)
+            for a, b, P in self._blocks(start, stop):
+                loss += self._ratio(a, b, P, G, F, eps, with_loss)
+                np.matmul(P.T, G[a:b], out=tmp)
+                acc += tmp
+            return loss, acc
 
-        run_parts(rows, bounds)
-        starts = bounds[:-1]
+        parts = run_parts(rows, bounds)
         if not row_side:
-            out[...] = self._scratch["acc", starts[0]]
-            for a in starts[1:]:
-                out += self._scratch["acc", a]
-        loss = sum(losses[a] for a in starts)
+            out[...] = parts[0][1]
+            for _, acc in parts[1:]:
+                out += acc
+        loss = sum(part_loss for part_loss, _ in parts)
         return loss + self._ylogy(eps) if with_loss else 0.0
 
     def loss_nz(self, W, Ht, eps):
