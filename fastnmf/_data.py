@@ -323,7 +323,7 @@ def make_data(X, is_sparse: bool, backend: str = "auto"):
 def factor_bounds(n_rows: int) -> np.ndarray:
     """Chunks for the factor updates: rows cost the same, so equal ranges.
 
-    Bounds are multiples of ``ROW_GROUP`` (8, the HALS kernel's row group), so
+    Bounds are multiples of ``ROW_GROUP`` (64, the HALS kernel's row group), so
     the factor update gives the same result for any number of threads.
     """
     size = ROW_GROUP

@@ -104,10 +104,10 @@ def product_parts() -> int:
 
 def split_bounds(n_rows: int, split: bool = True, align: int = 1) -> np.ndarray:
     """Row ranges for :func:`run_parts`: one per part where this thread splits its products
-    (and ``split`` and there are at least 8 rows a part), else the whole range.  Inner
-    bounds are multiples of ``align``."""
+    (and ``split`` and there are at least ``max(8, align)`` rows a part), else the whole
+    range.  Inner bounds are multiples of ``align``."""
     parts = product_parts()
-    if not split or parts == 1 or n_rows < 8 * parts:
+    if not split or parts == 1 or n_rows < max(8, align) * parts:
         parts = 1
     bounds = row_bounds(n_rows, parts)
     if align > 1:

@@ -845,20 +845,3 @@ def test_fit_does_not_import_sklearn():
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
-
-
-@pytest.mark.parametrize("solver", SOLVERS)
-def test_gram_from_update_or_blas_agree(make_X, solver, monkeypatch):
-    """Above ``GRAM_IN_UPDATE_MAX_RANK`` the Gram comes from BLAS after the update instead
-    of from the update's own pass: the same fit either way, to round-off."""
-    from fastnmf.solvers import frobenius
-
-    X = make_X(70, 60, seed=21)
-    kw = dict(solver=solver, init="nndsvda", random_state=0, max_iter=15, tol=0)
-    monkeypatch.setattr(frobenius, "GRAM_IN_UPDATE_MAX_RANK", 64)
-    fused = fastnmf.nmf(X, 40, **kw)
-    monkeypatch.setattr(frobenius, "GRAM_IN_UPDATE_MAX_RANK", 32)
-    blas = fastnmf.nmf(X, 40, **kw)
-    _close_factors(blas.W, fused.W, 1e-9)
-    _close_factors(blas.H, fused.H, 1e-9)
-    assert_allclose(blas.history["loss"], fused.history["loss"], rtol=1e-10)

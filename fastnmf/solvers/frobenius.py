@@ -89,13 +89,6 @@ def _rebalance(W, Ht, A_H):
 STOP_RULES = {"hals": "violation", "mu": "error"}
 
 
-# Up to this rank the updates add ``Fᵀ F`` in their own pass over F; above it they get
-# a 0×0 G (no Gram) and BLAS's Gram follows, which is faster there.  2 threads,
-# float64, update + Gram + ⟨A, F⟩, fused against separate: 5000×20 0.51 vs 0.72 ms,
-# 100000×32 15.1 vs 15.1 ms, 10304×49 (ORL's H) 2.95 vs 2.61 ms.
-GRAM_IN_UPDATE_MAX_RANK = 32
-
-
 class _HalfStep:
     """A data product, then the factor update that uses it: ``A = X·Fo`` (side 0) or
     ``Xᵀ·Fo`` (side 1), then ``F`` from ``A`` and the Gram ``B``.
@@ -119,13 +112,13 @@ class _HalfStep:
         return self._bounds[key]
 
     def only_update(self, F, A, B, l1, l2, n_inner, G):
-        """The update alone (its product is at hand); returns ``(violation, cross)``."""
-        if F.shape[1] <= GRAM_IN_UPDATE_MAX_RANK:
-            return self.update(F, A, B, l1, l2, self.bounds(F.shape[0]), n_inner, G)
-        result = self.update(F, A, B, l1, l2, self.bounds(F.shape[0]), n_inner, G[:0, :0])
-        with np.errstate(over="ignore"):  # an overflowing Gram is caught by the rebalancing
-            G[...] = gram(F)
-        return result
+        """The update alone (its product is at hand); returns ``(violation, cross)``.
+
+        The updates add ``Fᵀ F`` group by group in their own pass (a GEMM per group of
+        rows still in cache): faster than BLAS's Gram after the update at every rank
+        measured (2 threads, float64, update + Gram: 5000×20 0.44 vs 0.53 ms,
+        147306×50 32 vs 42 ms, 10304×49 2.3 vs 2.6 ms)."""
+        return self.update(F, A, B, l1, l2, self.bounds(F.shape[0]), n_inner, G)
 
     def __call__(self, Fo, side, A, F, B, l1, l2, n_inner, G):
         """Product and update; writes ``Fᵀ F`` into G and returns ``(violation, cross)``."""
