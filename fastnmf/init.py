@@ -61,9 +61,11 @@ def check_init(init, rank: int, shape) -> str:
         raise ValueError(f"init must be one of {(*INIT_METHODS, 'custom')} or None, "
                          f"got {init!r}.")
     if init != "random" and rank > min(shape):
+        # scikit-learn's wording first: code written for it matches on it
         raise ValueError(
-            f"init={init!r} can only be used when rank <= min(n_samples, n_features) "
-            f"= {min(shape)}; got rank={rank}. Use init='random'.")
+            f"init = {init!r} can only be used when n_components <= min(n_samples, "
+            f"n_features); got n_components (rank) = {rank} > {min(shape)}. Use "
+            f"init='random'.")
     return init
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from sklearn.decomposition import non_negative_factorization as skd_nnf
 from sklearn.decomposition._nmf import _beta_divergence, _fit_multiplicative_update
 
 import fastnmf
@@ -21,9 +22,10 @@ from fastnmf.solvers.beta import (
     _numerator_dense,
     fit_beta,
     gamma_for,
+    work_dtype,
 )
 
-BETAS = [0.0, 0.5, 1.5, 3.0]
+BETAS = [-0.6, 0.0, 0.5, 1.5, 3.0]
 DTYPES = [np.float64, np.float32]
 
 
@@ -68,7 +70,9 @@ def ref_terms(Y, P, beta):
         div = Y[keep] / Pl[keep]
         sums = (np.sum(div - np.log(div)), 0.0)
     else:
-        sums = (np.sum(Y[keep] * Pl[keep] ** (beta - 1)), np.sum(P ** beta))
+        # β < 0: raised to eps, where scikit-learn's Σ WH^β is infinite at WH = 0
+        Ps = Pl if beta < 0 else P
+        sums = (np.sum(Y[keep] * Pl[keep] ** (beta - 1)), np.sum(Ps ** beta))
     return N, D, sums
 
 
@@ -223,6 +227,71 @@ def test_zeros_give_no_nan(beta, dtype):
     W, H, _, history, _ = run(X, W0, H0, beta, 20)
     assert np.isfinite(W).all() and np.isfinite(H).all() and np.isfinite(history["loss"]).all()
     assert (W >= 0).all() and (H >= 0).all()
+
+
+def near_zero_data(m=14, n=11, seed=42):
+    """scikit-learn's test_nmf_negative_beta_loss data, larger: Gaussian clipped at 0, + 1e-9."""
+    X = np.random.RandomState(seed).randn(m, n)
+    np.clip(X, 0, None, out=X)
+    X[2] = 0  # a whole row at 1e-9: its row of W is clipped to 0, so WH = 0 there
+    return X + 1e-9
+
+
+@pytest.mark.parametrize("beta", [-0.6, 0.0, 0.5])
+@pytest.mark.parametrize("sparse", [False, True])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_near_zero_data_finite_and_like_sklearn(beta, sparse, dtype):
+    """Entries of 1e-9 (≤ eps: zeros to the loss) with β ≤ 0 drove model values to 0 and
+    ``Σ WH^β`` to inf: the loss was −inf and the fit raised (β = −0.6, issue 18)."""
+    X64 = near_zero_data()
+    X = X64.astype(dtype)
+    W0, H0 = factors(*X.shape, 3, seed=1)
+    Xk = sp.csr_matrix(X) if sparse else X
+    with np.errstate(divide="raise", over="raise", invalid="raise"):
+        W, H, loss, history, _ = run(X, W0, H0, beta, 60, sparse=sparse)
+    assert np.isfinite(history["loss"]).all() and np.isfinite(loss)
+    assert np.isfinite(W).all() and np.isfinite(H).all() and (W >= 0).all() and (H >= 0).all()
+    assert (W[2] == 0).all()  # the case that matters was reached
+    with np.errstate(all="ignore"):
+        Ws, Hs, _ = _fit_multiplicative_update(X64, W0.copy(), H0.copy(), beta, max_iter=60,
+                                               tol=0)
+    scale_W, scale_H = np.abs(Ws).max(), np.abs(Hs).max()
+    if dtype == np.float64:
+        np.testing.assert_allclose(W, Ws, rtol=1e-9, atol=1e-12 * scale_W)
+        np.testing.assert_allclose(H, Hs, rtol=1e-9, atol=1e-12 * scale_H)
+    else:  # 60 iterations of float32 round-off
+        np.testing.assert_allclose(W, Ws, rtol=2e-2, atol=1e-4 * scale_W)
+        np.testing.assert_allclose(H, Hs, rtol=2e-2, atol=1e-4 * scale_H)
+    # and through the public functions, as scikit-learn's own test calls them
+    kw = dict(init="random", n_components=3, solver="mu", beta_loss=beta, random_state=0,
+              max_iter=1000)
+    W, H, n_iter = fastnmf.non_negative_factorization(Xk, **kw)
+    assert np.isfinite(W).all() and np.isfinite(H).all() and W.dtype == dtype
+    with np.errstate(all="ignore"):
+        _, _, n_sk = skd_nnf(X64, **kw)
+    if dtype == np.float64:
+        assert n_iter == n_sk  # the same stopping iteration
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_float32_fit_with_very_negative_beta_uses_float64_blocks(sparse):
+    """At β = −4 the numerator's eps^(β−2) ≈ 4e41 overflows float32: nan at iteration 6."""
+    X64 = near_zero_data()
+    X = X64.astype(np.float32)
+    W0, H0 = factors(*X.shape, 3, seed=1)
+    data32 = SparseData(sp.csr_matrix(X)) if sparse else DenseData(X)
+    assert work_dtype(data32, -4.0) == np.float64
+    assert work_dtype(data32, -0.6) == np.float32 and work_dtype(data32, 0.5) == np.float32
+    W, H, loss, history, _ = run(X, W0, H0, -4.0, 30, sparse=sparse)
+    assert W.dtype == np.float32 and np.isfinite(W).all() and np.isfinite(H).all()
+    assert np.isfinite(history["loss"]).all()
+    W64, H64, loss64, *_ = run(X64, W0, H0, -4.0, 30, sparse=sparse)
+    np.testing.assert_allclose(W, W64, rtol=2e-2, atol=1e-4 * np.abs(W64).max())
+    np.testing.assert_allclose(H, H64, rtol=2e-2, atol=1e-4 * np.abs(H64).max())
+    np.testing.assert_allclose(loss, loss64, rtol=1e-4)
+    # far beyond float64's range: a clear error, not a nan at some iteration
+    with pytest.raises(ValueError, match="overflow float64"):
+        fastnmf.nmf(X64, 3, beta_loss=-60.0, solver="mu", max_iter=5)
 
 
 @pytest.mark.parametrize("beta", [0.0, -0.5, "itakura-saito"])

@@ -150,7 +150,7 @@ def test_bad_options_fail_before_any_fit(kwargs, error, match):
 
 def test_an_error_in_one_fit_is_raised():
     X = random_matrix(10, 8)
-    with pytest.raises(ValueError, match="rank <= min"):  # nndsvda cannot give rank 9
+    with pytest.raises(ValueError, match="n_components <= min"):  # nndsvda cannot give rank 9
         fit_many(X, [2, 9], n_runs=2, random_state=0, n_jobs=2, init="nndsvda")
 
 

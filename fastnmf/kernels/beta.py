@@ -16,7 +16,13 @@ epsilon) are kept so that the iterates agree to round-off:
 * in the numerator ``P`` is raised to ``eps`` when β < 2 (negative power);
 * in the denominator ``P`` is raised to ``eps`` when β < 1;
 * the loss counts ``x`` only where ``x > eps`` (with ``P`` raised to ``eps``
-  there), and ``Σ P^β`` over every entry, as ``_beta_divergence`` does.
+  there), and ``Σ P^β`` over every entry, as ``_beta_divergence`` does —
+  except that for β < 0 ``P`` is raised to ``eps`` there too, where
+  scikit-learn's sum becomes infinite (the loss −inf) at a model value 0.
+
+A float32 fit whose powers of model values do not fit float32 (β below
+about −3.5) passes float64 ``P`` and numerator/denominator blocks here
+(:func:`fastnmf.solvers.beta.work_dtype`).
 """
 
 from __future__ import annotations
@@ -105,23 +111,22 @@ def _num(y, p, beta, eps):
 
 
 @kernel(parallel=False)
-def _loss_terms(y, p, beta, eps):
-    """This entry's two sums of ``_beta_divergence``, in float64.
+def _cross_term(y, p, beta, eps):
+    """This entry's term of ``_beta_divergence``'s sum over X's entries, in float64.
 
-    β = 0: ``(x/p − log(x/p), 0)`` where ``x > eps``; otherwise
-    ``(x·p^(β−1) where x > eps, p^β)``.
+    Where ``x > eps`` (else 0), with ``p`` raised to eps: ``x/p − log(x/p)``
+    for β = 0, ``x·p^(β−1)`` otherwise.  (The sum of ``p^β`` over every
+    entry is the solver's.)
     """
     y64 = np.float64(y)
+    if not y64 > eps:
+        return 0.0
     p64 = np.float64(p)
     pl = p64 if p64 >= eps else np.float64(eps)
     if beta == 0:
-        if y64 > eps:
-            div = y64 / pl
-            return div - np.log(div), 0.0
-        return 0.0, 0.0
-    b = np.float64(beta)
-    cross = y64 * _pow_pos(pl, b - 1) if y64 > eps else 0.0
-    return cross, _pow_pos(p64, b)
+        div = y64 / pl
+        return div - np.log(div)
+    return y64 * _pow_pos(pl, np.float64(beta) - 1)
 
 
 @kernel
@@ -130,8 +135,8 @@ def beta_terms_sparse(indptr, indices, data, row0, G, P, num, beta, eps, with_lo
 
     The numerator needs ``Y ∘ P^(β−2)`` only at the nonzeros, so it is
     multiplied by ``G`` here: ``num[row0 + i] = Σ_j y_ij p_ij^(β−2) G[j]``.
-    Returns per-row float64 sums of the loss terms at the nonzeros (the
-    first column of :func:`_loss_terms`; zeros unless ``with_loss``).  The
+    Returns per-row float64 sums of the loss terms at the nonzeros
+    (:func:`_cross_term`; zeros unless ``with_loss``).  The
     dense part (``P^(β−1)`` and ``Σ P^β``) is NumPy's, in the solver.
     """
     m = P.shape[0]
@@ -153,8 +158,7 @@ def beta_terms_sparse(indptr, indices, data, row0, G, P, num, beta, eps, with_lo
             for k in range(r):
                 out[k] += t * g[k]
             if with_loss:
-                t0, _ = _loss_terms(y, p, beta, eps)
-                s0 += t0
+                s0 += _cross_term(y, p, beta, eps)
         partial[i] = s0
     return partial
 

@@ -54,9 +54,19 @@ def gamma_for(beta: float) -> float:
 
 
 def _denominator_part(P, beta, eps, with_loss):
-    """``Σ P^β`` (float64; 0.0 unless ``with_loss``), then ``P ← P_d^(β−1)`` in place."""
+    """``Σ P_s^β`` (float64; 0.0 unless ``with_loss``), then ``P ← P_d^(β−1)`` in place.
+
+    ``P_d = max(P, eps)`` when β < 1, as scikit-learn.  ``P_s`` is ``P`` for
+    β > 0 (scikit-learn's ``Σ WH^β``), but ``max(P, eps)`` for β < 0: there
+    a model value of 0 (a row of W or a column of H clipped to zero, at an
+    entry of X at most eps) made ``Σ WH^β`` infinite and the loss −inf
+    (scikit-learn's too); the updates already see ``max(P, eps)`` there, so
+    the loss is the one of the model they minimize.
+    """
+    if beta < 0:
+        np.maximum(P, eps, out=P)
     s1 = float(np.sum(P ** beta, dtype=np.float64)) if with_loss and beta != 0 else 0.0
-    if beta < 1:
+    if 0 <= beta < 1:
         np.maximum(P, eps, out=P)
     np.power(P, beta - 1, out=P)
     return s1
@@ -95,14 +105,67 @@ def _numerator_dense(Y, P, N, T, beta, eps, with_loss):
     return s0
 
 
-class _Engine:
-    """Numerator, denominator and loss of one MU half-step, block by block."""
+def _x_max(data) -> float:
+    if data.is_sparse:
+        values = data._arrays[0][2]
+        return float(values.max()) if values.size else 0.0
+    return float(data.X.max()) if data.X.size else 0.0
 
-    def __init__(self, data, beta):
+
+def _log10_largest(beta: float, x_max: float, q: int) -> float:
+    """log10 of a bound on the numbers the MU half-steps form, for ``X``'s scale.
+
+    The guards keep model values at or above eps where they meet a negative
+    power, so with ``L = log10 max(x_max, eps)`` the largest are about
+    ``x·eps^(β−2)`` (β < 2), ``eps^(β−1)`` (β < 1), ``eps^β`` (β < 0) and,
+    for model values near X's scale, ``P^β``, ``P^(β−1)``, ``x·P^(β−2)``;
+    times up to ``q`` terms in a product, and 10⁴ for the other factor's
+    entries.
+    """
+    L = float(np.log10(max(x_max, EPS)))
+    le = float(np.log10(EPS))
+    terms = [beta * L, (beta - 1) * L, L + (beta - 2) * L]
+    if beta < 2:
+        terms.append(L + (beta - 2) * le)
+    if beta < 1:
+        terms.append((beta - 1) * le)
+    if beta < 0:
+        terms.append(beta * le)
+    return max(terms) + float(np.log10(max(q, 1))) + 4.0
+
+
+def work_dtype(data, beta: float) -> np.dtype:
+    """The dtype of the numerator, denominator and ``WH`` blocks: X's, unless too narrow.
+
+    float32 holds eps^(β−2) ≈ 10^(6.9·(2−β)) only down to β ≈ −3.5: below,
+    (or for large X and β), the numerator became inf, its ratio to the
+    denominator nan, and the fit failed (measured: β = −4, float32, X with
+    entries 1e-9: nan at iteration 6).  Those blocks are then float64 (the
+    factors stay float32).  Where even float64 cannot hold them, a clear error.
+    """
+    m, n = data.shape
+    need = _log10_largest(beta, _x_max(data), max(m, n))
+    if need < np.log10(np.finfo(data.dtype).max):
+        return data.dtype
+    if need < np.log10(np.finfo(np.float64).max):
+        return np.dtype(np.float64)
+    raise ValueError(f"beta_loss={beta!r} is out of range for this X: the multiplicative "
+                     f"updates' powers of model values (about 1e{need:.0f}) overflow float64. "
+                     f"Use a beta_loss closer to 1.")
+
+
+class _Engine:
+    """Numerator, denominator and loss of one MU half-step, block by block.
+
+    The blocks (and the numerator and denominator the caller passes) are of
+    ``dtype`` (:func:`work_dtype`), which may be wider than X's.
+    """
+
+    def __init__(self, data, beta, dtype):
         self.data = data
         self.beta = beta
         self.shape = data.shape
-        self.dtype = data.dtype
+        self.dtype = np.dtype(dtype)
         self._buf = None
         self._const = None
 
@@ -221,9 +284,10 @@ def fit_beta(data, W, Ht, *, beta, solver, monitor, reg=(0.0, 0.0, 0.0, 0.0),
     clip_W = dtype(CLIP) if beta < 1 else dtype(0)
     clip_H = dtype(CLIP) if beta <= 1 else dtype(0)
     bounds_W, bounds_H = factor_bounds(W.shape[0]), factor_bounds(Ht.shape[0])
-    engine = _Engine(data, beta)
-    num_W, den_W = np.empty_like(W), np.empty_like(W)
-    num_H, den_H = np.empty_like(Ht), np.empty_like(Ht)
+    work = work_dtype(data, beta)
+    engine = _Engine(data, beta, work)
+    num_W, den_W = np.empty(W.shape, dtype=work), np.empty(W.shape, dtype=work)
+    num_H, den_H = np.empty(Ht.shape, dtype=work), np.empty(Ht.shape, dtype=work)
     # As for KL MU: the W products at the current factors also give their
     # loss, so the stopping rule sees the loss of the iteration just finished.
     loss = engine.half(0, W, Ht, num_W, den_W, eps, True)

@@ -1,0 +1,103 @@
+"""scikit-learn's own NMF tests, run against fastnmf.
+
+The installed scikit-learn's ``decomposition/tests/test_nmf.py`` is run in a
+subprocess with ``sklearn.decomposition.NMF`` and ``non_negative_factorization``
+(and ``MiniBatchNMF`` once fastnmf has one) bound to fastnmf's before the file
+is imported, so that its parametrizations see fastnmf's classes too.  Its tests
+of scikit-learn's private helpers (``_initialize_nmf``, ``_beta_divergence``)
+still run scikit-learn's code and pass trivially.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import fastnmf
+
+# Items that fail on purpose, by test function name, with the reason.
+EXPECTED_FAILURES = {
+    # Its first check wants NMF(solver="cd", beta_loss=1.0) refused; fastnmf's "cd"
+    # fits the KL loss by coordinate descent with Newton steps (a deliberate superset).
+    # The rest of that test is test_nndsvd_rank_error_has_sklearns_wording below.
+    "test_parameter_checking",
+}
+
+_BIND = '''
+import sklearn.decomposition as skd
+
+import fastnmf
+
+
+def pytest_configure(config):
+    skd.NMF = fastnmf.NMF
+    skd.non_negative_factorization = fastnmf.non_negative_factorization
+    if hasattr(fastnmf, "MiniBatchNMF"):
+        skd.MiniBatchNMF = fastnmf.MiniBatchNMF
+'''
+
+
+def _sklearn_test_file():
+    spec = importlib.util.find_spec("sklearn")
+    if spec is None or spec.origin is None:
+        return None
+    path = Path(spec.origin).parent / "decomposition" / "tests" / "test_nmf.py"
+    return path if path.is_file() else None
+
+
+def test_sklearn_test_nmf_passes_with_fastnmf(tmp_path):
+    path = _sklearn_test_file()
+    if path is None:
+        pytest.skip("scikit-learn's decomposition/tests/test_nmf.py is not installed "
+                    "(a wheel without tests)")
+    (tmp_path / "fastnmf_sklearn_bind.py").write_text(_BIND, encoding="utf-8")
+    report = tmp_path / "report.xml"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [str(tmp_path), *filter(None, [os.environ.get("PYTHONPATH")])]))
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", str(path), "-p", "fastnmf_sklearn_bind", "-q",
+         "-p", "no:cacheprovider", "-o", "addopts=", f"--junitxml={report}",
+         "-W", "ignore::DeprecationWarning"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+    assert report.is_file(), proc.stdout[-3000:] + proc.stderr[-3000:]
+    cases = ET.parse(report).getroot().iter("testcase")
+    outcome = {}
+    for case in cases:
+        bad = case.find("failure") is not None or case.find("error") is not None
+        skipped = case.find("skipped") is not None
+        outcome[case.get("name")] = "failed" if bad else ("skipped" if skipped else "passed")
+    assert len(outcome) > 200, proc.stdout[-3000:]
+    failed = {name for name, o in outcome.items() if o == "failed"}
+    unexpected = {name for name in failed if re.sub(r"\[.*", "", name) not in EXPECTED_FAILURES}
+    assert not unexpected, (f"scikit-learn's test_nmf.py fails with fastnmf: "
+                            f"{sorted(unexpected)}\n{proc.stdout[-5000:]}")
+    nmf_items = [n for n in outcome if not re.search(r"minibatch|mbnmf", n, re.I)]
+    passed = sum(outcome[n] == "passed" for n in nmf_items)
+    assert passed >= len(nmf_items) - len(EXPECTED_FAILURES)
+
+
+@pytest.mark.parametrize("init", ["nndsvd", "nndsvda", "nndsvdar"])
+def test_nndsvd_rank_error_has_sklearns_wording(init):
+    """The checks of scikit-learn's test_parameter_checking after its cd + KL one."""
+    A = np.ones((2, 2))
+    msg = re.escape(f"init = '{init}' can only be used when "
+                    "n_components <= min(n_samples, n_features)")
+    with pytest.raises(ValueError, match=msg):
+        fastnmf.NMF(3, init=init).fit(A)
+    with pytest.raises(ValueError, match=msg):
+        fastnmf.non_negative_factorization(A, n_components=3, init=init)
+    with pytest.raises(ValueError, match=msg + r".*rank"):  # and names nmf()'s argument
+        fastnmf.nmf(A, 3, init=init)
+    with pytest.raises(ValueError, match="Negative values in data passed to"):
+        fastnmf.NMF().fit(-A)
+    clf = fastnmf.NMF(2, tol=0.1).fit(A)
+    with pytest.raises(ValueError, match="Negative values in data passed to"):
+        clf.transform(-A)
