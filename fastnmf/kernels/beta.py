@@ -31,73 +31,7 @@ import numpy as np
 from numba import prange
 
 from .._jit import kernel
-from .kl import _log_pos
-
-_LN2_HI = 0.6931471803691238  # ln 2 in two parts: k·_LN2_HI is exact for |k| < 2¹¹
-_LN2_LO = 1.9082149292705877e-10
-_INV_LN2 = 1.4426950408889634
-_TINY = 2.2250738585072014e-308  # smallest normal float64
-_TWO54 = 18014398509481984.0
-# 1/n! for n = 14 … 0: the Taylor coefficients of e^t, highest first.
-_EXP_COEF = (1 / 87178291200, 1 / 6227020800, 1 / 479001600, 1 / 39916800, 1 / 3628800,
-             1 / 362880, 1 / 40320, 1 / 5040, 1 / 720, 1 / 120, 1 / 24, 1 / 6, 1 / 2, 1.0, 1.0)
-
-
-@kernel(parallel=False)
-def _exp(x):
-    """``exp(x)`` in branch-free float64 arithmetic (vectorizes; ``_log_pos``'s twin).
-
-    ``x = k·ln2 + t`` with ``|t| ≤ ½ln2``, the Taylor sum of ``e^t`` to
-    degree 14 (truncation below 1e-16), times ``2^k`` built from bits in two
-    halves so that results near overflow and in the subnormal range come out
-    right.  Within 4e-16 of ``np.exp`` for |x| ≤ 5, 3e-14 up to |x| = 709.
-    """
-    x = min(max(x, -746.0), 710.0)
-    k = np.floor(x * _INV_LN2 + 0.5)
-    t = (x - k * _LN2_HI) - k * _LN2_LO
-    p = _EXP_COEF[0]
-    for c in _EXP_COEF[1:]:
-        p = p * t + c
-    ki = np.int64(k)
-    k1 = ki >> 1
-    s1 = np.int64((k1 + 1023) << 52).view(np.float64)
-    s2 = np.int64((ki - k1 + 1023) << 52).view(np.float64)
-    return p * s1 * s2
-
-
-@kernel(parallel=False)
-def _pow_pos(x, e):
-    """``x ** e`` for float64 ``x ≥ 0`` as ``exp(e·log x)``, vectorizable.
-
-    libm's scalar ``pow`` (what Numba calls) costs ~30 ns and stops loops from
-    vectorizing; NumPy uses a SIMD ``pow``, so scikit-learn's MU was 2.5×
-    faster than this module with it.  Measured relative error against
-    ``np.power``: ≤ 3e-15 for x in [0.01, 100], ≤ 2e-13 over 600 decades
-    (``exp``'s argument reduction loses digits for ``|e·log x|`` in the
-    hundreds).  ``0 ** e`` is 0, 1 or inf as in NumPy.
-    """
-    small = x < _TINY  # subnormal: scale into the normal range first
-    xs = x * _TWO54 if small else x
-    lg = _log_pos(xs) - (54.0 * 0.6931471805599453 if small else 0.0)
-    y = _exp(e * lg)
-    zero_pow = 0.0 if e > 0 else (1.0 if e == 0 else np.inf)
-    return y if x > 0 else zero_pow
-
-
-@kernel(parallel=False)
-def _pow(x, e):
-    """``x ** e`` with NumPy's exact shortcuts for the exponents MU meets most."""
-    if e == 1:
-        return x
-    if e == 2:
-        return x * x
-    if e == -1:
-        return 1 / x
-    if e == 0.5:
-        return np.sqrt(x)
-    if e == 0:
-        return x - x + 1
-    return _pow_pos(np.float64(x), np.float64(e))
+from ._math import pow_pos, power
 
 
 @kernel(parallel=False)
@@ -107,7 +41,7 @@ def _num(y, p, beta, eps):
     if beta == 0:  # scikit-learn: (1/p)² · y
         inv = 1 / pn
         return inv * inv * y
-    return _pow(pn, beta - 2) * y
+    return power(pn, beta - 2) * y
 
 
 @kernel(parallel=False)
@@ -126,7 +60,7 @@ def _cross_term(y, p, beta, eps):
     if beta == 0:
         div = y64 / pl
         return div - np.log(div)
-    return y64 * _pow_pos(pl, np.float64(beta) - 1)
+    return y64 * pow_pos(pl, np.float64(beta) - 1)
 
 
 @kernel
@@ -173,7 +107,7 @@ def beta_sum_power(values, beta, eps, bounds):
         s = 0.0
         for j in range(bounds[c], bounds[c + 1]):
             y = np.float64(values[j])
-            s += _pow_pos(y, b) if y > eps else 0.0
+            s += pow_pos(y, b) if y > eps else 0.0
         partial[c] = s
     return partial
 

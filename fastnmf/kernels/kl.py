@@ -20,81 +20,15 @@ Loss sums are accumulated in float64, per chunk, and summed by the caller.
 from __future__ import annotations
 
 import numpy as np
-from numba import prange, types
-from numba.extending import overload
+from numba import prange
 
 from .._jit import kernel
+from ._math import float_bits, from_bits, log_pos
+from .beta import beta_mu_apply
 
-# Bits of an IEEE double: the mantissa, and the exponent field of 1.0.
-_MANTISSA = np.int64(0x000FFFFFFFFFFFFF)
-_ONE_BITS = np.int64(0x3FF0000000000000)
-_SQRT2 = 1.4142135623730951
 # Relative margin below the safeguard's limit at which the dense CCD checks a
 # step exactly (its estimate of max g/wh is off by a few ulps).
 _SAFEGUARD_SLACK = 1e-6
-
-
-def _bits(x):
-    """The bits of a float ≥ 0 (or +inf) as a signed integer of the same width: they
-    order as the floats do, and an integer max vectorizes where a float max without
-    ``nnan`` does not.  Same width as ``x``, so float32 loops keep 16 lanes."""
-    raise NotImplementedError  # compiled only (overload below)
-
-
-def _unbits(b):
-    """The float whose bits :func:`_bits` gave."""
-    raise NotImplementedError
-
-
-@overload(_bits)
-def _bits_impl(x):
-    if x == types.float32:
-        return lambda x: np.float32(x).view(np.int32)
-    return lambda x: np.float64(x).view(np.int64)
-
-
-@overload(_unbits)
-def _unbits_impl(b):
-    if b == types.int32:
-        return lambda b: np.int32(b).view(np.float32)
-    return lambda b: np.int64(b).view(np.float64)
-_LN2 = 0.6931471805599453
-
-
-@kernel(parallel=False)
-def _log_pos(x):
-    """``log(x)`` for a positive, normal float64 ``x``, in branch-free arithmetic.
-
-    Numba calls libm's scalar ``log`` once per element (no SVML here), which
-    keeps loops over the nonzeros from vectorizing: 3.9 ns per element.  This
-    splits ``x = m·2^e`` with bit operations, ``m`` in ``[√½, √2)``, and sums
-    ``log m = 2 atanh(s)``, ``s = (m − 1)/(m + 1)``, to eleven terms (|s| ≤
-    0.172, truncation below 1e-16): 0.8 ns per element in a vectorized loop,
-    within 3e-16 relative of ``np.log`` (measured on 10⁴ values over 38
-    decades).  Only for ``x ≥`` float32's epsilon here, where no subnormal
-    or zero can occur.
-    """
-    bits = np.float64(x).view(np.int64)
-    e = np.float64(((bits >> 52) & 0x7FF) - 1023)
-    m = np.int64((bits & _MANTISSA) | _ONE_BITS).view(np.float64)
-    if m > _SQRT2:
-        m = m * 0.5
-        e = e + 1.0
-    f = m - 1.0
-    s = f / (2.0 + f)
-    z = s * s
-    p = 1 / 21
-    p = p * z + 1 / 19
-    p = p * z + 1 / 17
-    p = p * z + 1 / 15
-    p = p * z + 1 / 13
-    p = p * z + 1 / 11
-    p = p * z + 1 / 9
-    p = p * z + 1 / 7
-    p = p * z + 1 / 5
-    p = p * z + 1 / 3
-    p = p * z + 1.0
-    return 2.0 * s * p + e * _LN2
 
 
 @kernel(parallel=False)
@@ -105,7 +39,7 @@ def _ylogv_sum(y, v, n, eps):
         yj = np.float64(y[j])
         vj = np.float64(v[j])
         vj = vj if vj > eps else np.float64(eps)
-        s += (yj if yj > eps else 0.0) * _log_pos(vj)
+        s += (yj if yj > eps else 0.0) * log_pos(vj)
     return s
 
 
@@ -123,7 +57,7 @@ def kl_ylogy(values, eps, bounds):
         s = 0.0
         for j in range(bounds[c], bounds[c + 1]):
             y = np.float64(values[j])
-            s += (y * _log_pos(y) - y) if y > eps else 0.0
+            s += (y * log_pos(y) - y) if y > eps else 0.0
         partial[c] = s
     return partial
 
@@ -207,7 +141,7 @@ def kl_ratio_dense(Y, P, eps, with_loss):
     Returns per-row float64 sums ``Σ_{y>eps} y·log(max(p, eps))`` at the
     entering ``P`` (zeros when not ``with_loss``): the KL at the nonzeros is
     ``kl_ylogy(Y)`` minus their total.  Every loop is branch-free and
-    vectorizes (``_log_pos``).
+    vectorizes (``log_pos``).
     """
     m, n = Y.shape
     partial = np.zeros(m, dtype=np.float64)
@@ -230,8 +164,6 @@ def kl_mu_apply(F, num, den0, l1, l2, eps, clip, bounds):
     (``den0``, the other factor's column sums) shared by every row of ``F``:
     :func:`fastnmf.kernels.beta.beta_mu_apply` on a broadcast view.
     """
-    from .beta import beta_mu_apply  # (beta.py imports this module)
-
     beta_mu_apply(F, num, np.broadcast_to(den0, F.shape), l1, l2, eps, 1.0, clip, bounds)
 
 
@@ -406,8 +338,8 @@ def _ccd_dense_row(y, f, GT, wh, Gsum, l1, l2, n_newton, newton_tol, eps):
             b = zero
             # max g/wh over the nonzeros (how far a step down may go; +inf where
             # wh < eps, whose 1/wh is not computed), as the bits of a positive
-            # float of the data's width (_bits: an integer max vectorizes)
-            steepest_bits = _bits(zero)
+            # float of the data's width (float_bits: an integer max vectorizes)
+            steepest_bits = float_bits(zero)
             inf = one / zero
             for j in range(q):
                 w = wh[j] + d_prev * g_prev[j]
@@ -421,8 +353,8 @@ def _ccd_dense_row(y, f, GT, wh, Gsum, l1, l2, n_newton, newton_tol, eps):
                 b += t * gj * inv
                 ratio = gj * inv if w >= eps else inf
                 ratio_nz = ratio if yj != 0 else zero
-                steepest_bits = max(steepest_bits, _bits(ratio_nz))
-            steepest = _unbits(steepest_bits)
+                steepest_bits = max(steepest_bits, float_bits(ratio_nz))
+            steepest = from_bits(steepest_bits)
             d_prev = zero
             grad = lin + l2 * fk - a
             hess = l2 + b
@@ -435,15 +367,15 @@ def _ccd_dense_row(y, f, GT, wh, Gsum, l1, l2, n_newton, newton_tol, eps):
             # pass measured max g/wh, so the exact (dividing) pass below only
             # runs when the step comes within round-off of the limit.
             if d < 0 and -d * steepest > half * (one - _SAFEGUARD_SLACK):
-                lowest_bits = _bits(inf)  # min wh/g over the nonzeros with g > 0
+                lowest_bits = float_bits(inf)  # min wh/g over the nonzeros with g > 0
                 for j in range(q):
                     gj = g[j]
                     w = wh[j]
                     ratio = (w if w > 0 else zero) / gj
                     ok = (y[j] != 0) & (gj > 0)
                     ratio_ok = ratio if ok else inf
-                    lowest_bits = min(lowest_bits, _bits(ratio_ok))
-                lowest = _unbits(lowest_bits)
+                    lowest_bits = min(lowest_bits, float_bits(ratio_ok))
+                lowest = from_bits(lowest_bits)
                 d = max(d, -half * lowest)
                 new = fk + d
                 if new < 0:
