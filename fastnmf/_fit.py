@@ -3,85 +3,22 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 
 import numpy as np
 
 from . import _validation as v
-from ._data import BACKENDS, make_data
+from ._data import make_data
 from ._masked import PreparedX
+from ._options import check_loop_options, is_dask, regularization
+from ._result import NMFResult
 from ._threads import thread_limits
 from .init import check_init, initialize, mean_of
 from .solvers import Monitor, objective_for
 
-
-@dataclass
-class NMFResult:
-    """The outcome of :func:`nmf`.
-
-    Attributes
-    ----------
-    W : ndarray of shape (n_samples, rank)
-    H : ndarray of shape (rank, n_features)
-    loss : float
-        The objective at the end: ``½‖X − WH‖²_F`` (Frobenius), the
-        generalized KL divergence ``D(X‖WH)`` or the β-divergence, plus the
-        penalties.
-    reconstruction_err : float
-        scikit-learn's ``reconstruction_err_``: ``‖X − WH‖_F`` for the
-        Frobenius loss, ``sqrt(2·D(X‖WH))`` for KL and other β.
-    relative_error : float
-        ``‖X − WH‖_F / ‖X‖_F`` (for either loss).  With missing values
-        (``mask``/``missing``), loss and errors are over the observed entries.
-    n_iter : int
-        Iterations run.
-    converged : bool
-        True when the stopping rule on ``tol`` was met (not ``max_iter``,
-        ``max_time`` or a callback).
-    stop_reason : {"tol", "max_iter", "max_time", "callback"}
-    history : dict of ndarrays
-        ``iteration``, ``time`` (seconds since the solver started) and
-        ``loss`` (the objective), starting at iteration 0 (the initial factors).
-    solver, backend, beta_loss : str
-        What ran.
-    elapsed : float
-        Wall time of the whole call, in seconds (validation and init included).
-    """
-
-    W: np.ndarray
-    H: np.ndarray
-    loss: float
-    reconstruction_err: float
-    relative_error: float
-    n_iter: int
-    converged: bool
-    stop_reason: str
-    history: dict = field(repr=False)
-    solver: str = "hals"
-    backend: str = "dense"
-    beta_loss: str = "frobenius"
-    elapsed: float = 0.0
-
-
-def regularization(shape, alpha_W, alpha_H, l1_ratio):
-    """scikit-learn's scaling: penalties grow with the other dimension of X.
-
-    Returns ``(l1_W, l1_H, l2_W, l2_H)`` for the objective
-    ``½‖X − WH‖² + l1_W‖W‖₁ + ½l2_W‖W‖² + l1_H‖H‖₁ + ½l2_H‖H‖²``.
-    """
-    n_samples, n_features = shape
-    alpha_W = v.check_nonneg_float(alpha_W, "alpha_W")
-    alpha_H = alpha_W if isinstance(alpha_H, str) and alpha_H == "same" else (
-        v.check_nonneg_float(alpha_H, "alpha_H"))
-    l1_ratio = v.check_nonneg_float(l1_ratio, "l1_ratio")
-    if l1_ratio > 1:
-        raise ValueError(f"l1_ratio must be in [0, 1], got {l1_ratio}.")
-    return (
-        n_features * alpha_W * l1_ratio,
-        n_samples * alpha_H * l1_ratio,
-        n_features * alpha_W * (1.0 - l1_ratio),
-        n_samples * alpha_H * (1.0 - l1_ratio),
-    )
+# (NMFResult, regularization, check_loop_options: defined below this layer, so the
+# Dask fit uses them without importing this module; their old names stay importable.)
+_is_dask = is_dask
+__all__ = ["NMFResult", "check_loop_options", "nmf", "regularization"]
 
 
 def _check_start(X, rank, init, W, H, solver, update_H, dtype):
@@ -106,23 +43,6 @@ def _check_start(X, rank, init, W, H, solver, update_H, dtype):
         return (init, v.check_factor(W, (m, rank), "W", dtype),
                 v.check_factor(H, (rank, n), "H", dtype))
     return check_init(init, rank, X.shape), None, None
-
-
-def check_loop_options(backend, max_iter, tol, max_time, callback):
-    """Validate the options every fit loop shares; returns ``(max_iter, tol, max_time)``."""
-    v.check_option(backend, "backend", BACKENDS)
-    max_iter = v.check_positive_int(max_iter, "max_iter")
-    tol = v.check_nonneg_float(tol, "tol")
-    if max_time is not None:
-        max_time = v.check_nonneg_float(max_time, "max_time")
-    if callback is not None and not callable(callback):
-        raise TypeError("callback must be callable.")
-    return max_iter, tol, max_time
-
-
-def _is_dask(X) -> bool:
-    """Whether X is a Dask collection, decided without importing Dask."""
-    return type(X).__module__.split(".")[0] == "dask"
 
 
 def nmf(X, rank, *, beta_loss="frobenius", solver=None, init=None, max_iter=200, tol=1e-4,
@@ -242,10 +162,10 @@ def nmf(X, rank, *, beta_loss="frobenius", solver=None, init=None, max_iter=200,
     >>> bool(res.relative_error < 1e-2)
     True
     """
-    if _is_dask(X):  # a row-partitioned dask array: the distributed fit (fastnmf/dask.py)
+    if is_dask(X):  # a row-partitioned dask array: the distributed fit (fastnmf/dask/)
         if mask is not None or missing is not None:
             raise ValueError("Missing values (mask/missing) are not supported for dask arrays.")
-        from .dask import nmf_dask
+        from .dask.fit import nmf_dask
 
         return nmf_dask(X, rank, beta_loss=beta_loss, solver=solver, init=init,
                         max_iter=max_iter, tol=tol, random_state=random_state, alpha_W=alpha_W,

@@ -1,4 +1,4 @@
-"""fastnmf on Dask (fastnmf/dask.py): a real two-process LocalCluster, started here.
+"""fastnmf on Dask (fastnmf/dask/): a real two-process LocalCluster, started here.
 
 The distributed fit of a row-partitioned dask array must give the iterates of
 the single-machine fit from the same start, to round-off; a worker killed in
@@ -25,6 +25,9 @@ from conftest import random_matrix  # noqa: E402
 
 import fastnmf  # noqa: E402
 from fastnmf import dask as fdask  # noqa: E402
+from fastnmf.dask import data as fdask_data  # noqa: E402
+from fastnmf.dask import fit as fdask_fit  # noqa: E402
+from fastnmf.kernels import ROW_GROUP  # noqa: E402
 
 M, N, R = 157, 43, 5
 ROW_CHUNKS = (40, 37, 50, 30)  # uneven, and not multiples of 8
@@ -140,8 +143,8 @@ def test_float32_rebalance_like_single_machine(solver, monkeypatch):
     H0 = (rng.random((2, 8)) * 1e16).astype(np.float32)
     kw = dict(solver=solver, W=W0, H=H0, max_iter=20, tol=0, accelerate=False)
     scaled = []
-    scale = fdask._Blocks.scale
-    monkeypatch.setattr(fdask._Blocks, "scale",
+    scale = fdask_data._Blocks.scale
+    monkeypatch.setattr(fdask_data._Blocks, "scale",
                         lambda self, blocks, s: scaled.append(s) or scale(self, blocks, s))
     ref = fastnmf.nmf(X, 2, **kw)
     with dask.config.set(scheduler="sync"):
@@ -152,20 +155,25 @@ def test_float32_rebalance_like_single_machine(solver, monkeypatch):
 
 
 def test_accelerated_hals_realigns_row_blocks():
-    """Accelerated HALS stops its repeated sweeps per group of 8 rows (aligned to
-    absolute rows), so persisted X gets its row-block edges moved to multiples of 8;
-    a streamed X (persist=False) keeps its blocks, and equals only when aligned."""
+    """Accelerated HALS stops its repeated sweeps per group of ROW_GROUP rows (aligned
+    to absolute rows), so persisted X gets its row-block edges moved to multiples of
+    ROW_GROUP; a streamed X (persist=False) keeps its blocks, and equals only when
+    aligned."""
     X = _data(False, np.float64, seed=4)
     kw = dict(init="random", random_state=0, max_iter=15, tol=0)
     ref = fastnmf.nmf(X, R, **kw)
+    edges = np.cumsum(ROW_CHUNKS)[:-1]
+    edges = np.unique([0, *(edges - edges % ROW_GROUP), M])
+    realigned = tuple(int(c) for c in np.diff(edges))
+    assert realigned != ROW_CHUNKS and sum(realigned) == M
     with dask.config.set(scheduler="threads"):
         _same_fit(ref, fastnmf.nmf(_dask(X), R, **kw), np.float64)
-        aligned = da.from_array(X, chunks=((40, 32, 48, 37), N))
+        aligned = da.from_array(X, chunks=(realigned, N))
         _same_fit(ref, fdask.nmf_dask(aligned, R, persist=False, **kw), np.float64)
         streamed = fdask.nmf_dask(_dask(X), R, persist=False, **kw)
     assert np.all(np.diff(streamed.history["loss"]) <= 1e-9 * streamed.history["loss"][0])
     assert streamed.loss == pytest.approx(ref.loss, rel=0.05)
-    assert fdask._align_rows(_dask(X)).chunks[0] == (40, 32, 48, 37)
+    assert fdask_fit._align_rows(_dask(X)).chunks[0] == realigned
 
 
 def test_worker_killed_mid_fit(client):

@@ -1,171 +1,34 @@
-"""fastnmf on Dask: one row-partitioned matrix larger than a machine, and many fits at once.
+"""One fit of a row-partitioned dask array: :func:`nmf_dask`.
 
-Two ways to use a cluster (or Dask's local scheduler), both on Dask's own
-scheduler and transport:
-
-* :func:`nmf_dask` (what :func:`fastnmf.nmf` and :class:`fastnmf.NMF` call
-  for a ``dask.array.Array``): one fit of a matrix partitioned by rows.  Each
-  row block of X keeps its rows of W next to it; per iteration each block
-  computes its share of the data products with fastnmf's own kernels, the
-  r×n partial sums are tree-summed by Dask, H (r×n) is updated once on the
-  client and sent back to the blocks.  The W half-step is exact per block
-  (rows of W are independent), so the iterates are those of the
-  single-machine fit up to round-off.
-* :func:`map_fits`: many independent fits (ranks × restarts), X sent to each
-  worker once.
-
-And loaders that build a row-partitioned dask array lazily from files, so X
-can be larger than memory: :func:`from_npz_blocks`, :func:`from_zarr`,
-:func:`from_hdf5`, plus :func:`write_sparse_blocks` for synthetic data.
-
-Dask is imported inside the functions: ``import fastnmf`` never imports it.
-Design and cost model: docs/dask.md.
+Each row block of X keeps its rows of W next to it; per iteration each block
+computes its share of the data products with fastnmf's own kernels, the r×n
+partial sums are tree-summed by Dask, H (r×n) is updated once on the client
+and sent back to the blocks.  The W half-step is exact per block (rows of W
+are independent), so the iterates are those of the single-machine fit up to
+round-off.  Design and cost model: docs/dask.md.
 """
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import math
-import os
 import time
-import zipfile
 
 import numpy as np
-import scipy.sparse as sp
 
-from . import _validation as v
-from ._chunks import nnz_bounds
-from ._data import SparseData, _canonical_csr, _sqnorm_f64, factor_bounds, make_data
-from ._fit import NMFResult, check_loop_options, regularization
-from ._threads import thread_limits
-from .init import INIT_METHODS, initialize
-from .kernels import ROW_GROUP, inner_f64
-from .kernels import kl as klk
-from .solvers import Monitor, objective_for
-from .solvers import frobenius as frob
-from .solvers import kl as kls
+from .. import _validation as v
+from .._data import factor_bounds
+from .._options import check_loop_options, regularization
+from .._result import NMFResult
+from .._threads import thread_limits
+from ..init import INIT_METHODS, initialize
+from ..kernels import ROW_GROUP, inner_f64
+from ..kernels import kl as klk
+from ..solvers import Monitor, objective_for
+from ..solvers import frobenius as frob
+from ..solvers import kl as kls
+from .data import _block_stats, _Blocks, _import_dask
 
-__all__ = [
-    "from_hdf5",
-    "from_npz_blocks",
-    "from_zarr",
-    "map_fits",
-    "nmf_dask",
-    "write_sparse_blocks",
-]
-
-# Partial sums are added this many at a time (the fan-in of the tree).
-SPLIT_EVERY = 8
-
-
-def _import_dask():
-    try:
-        import dask
-        import dask.array as da
-    except ImportError as exc:  # pragma: no cover - exercised only without dask
-        raise ImportError(
-            "fastnmf.dask needs Dask: pip install 'fastnmf[dask]' "
-            "(that is, 'dask[array,distributed]')."
-        ) from exc
-    return dask, da
-
-
-def _is_dask_collection(X) -> bool:
-    """Whether X is a Dask object, decided without importing Dask."""
-    return type(X).__module__.split(".")[0] == "dask"
-
-
-# ---------------------------------------------------------------------------
-# Block tasks: plain functions of plain arrays (picklable, pure: they never
-# modify an argument, so Dask may run them again after losing a result).
-# ---------------------------------------------------------------------------
-
-class _Block:
-    """One prepared row block of X (its ``DenseData``/``SparseData``), sized for Dask.
-
-    Dask's scheduler places a task next to the largest inputs it knows of;
-    the size of an arbitrary object defaults to its shallow ``sys.getsizeof``
-    (tens of bytes), which let the scheduler copy X's blocks between workers
-    to sit next to a W block.  Reporting the arrays' bytes keeps every task on
-    the worker that holds its block of X.
-    """
-
-    __slots__ = ("data",)
-
-    def __init__(self, data):
-        self.data = data
-
-    def __sizeof__(self):
-        if self.data.is_sparse:
-            return sum(a.nbytes for arrays in self.data._arrays if arrays for a in arrays)
-        return self.data.X.nbytes
-
-
-class _StreamedSparse(SparseData):
-    """A sparse block read for one iteration only (``persist=False``): CSR of Xᵦ, no Xᵦᵀ.
-
-    ``SparseData`` builds the CSR of Xᵀ too, and times gather against scatter
-    on its first product of each side; both pay off over a fit, not over the
-    one iteration a streamed block lives.  Measured on a 50000×100000 block
-    with 5·10⁶ nonzeros (float32, r=10, 2 threads): building the transpose
-    0.56 s and the timing 0.35 s, against 0.05 s per product.  So ``X Hᵀ`` is
-    gathered from the CSR and ``Xᵀ W`` scattered from it (one private n×r
-    copy per thread).
-    """
-
-    def __init__(self, X):
-        csr = _canonical_csr(X)
-        self.shape, self.dtype, self.nnz = csr.shape, csr.dtype, csr.nnz
-        self._arrays = ((csr.indptr, csr.indices, csr.data), None)
-        self._bounds = (nnz_bounds(csr.indptr), None)
-        self._method = {}
-        self._scratch = [None, None]
-
-    @functools.cached_property
-    def sqnorm(self):  # asked once per fit (the first pass), not at every iteration
-        return _sqnorm_f64(self._arrays[0][2])
-
-    def product(self, F, side, out, method=None):
-        return super().product(F, side, out, "gather" if side == 0 else "scatter")
-
-
-def _prepare_block(block, dtype, backend, streamed=False):
-    """Validate one row block and build its data products (CSR and CSR of Xᵀ, or dense).
-
-    ``streamed``: the block is read again at every iteration (only the
-    Frobenius products are needed): sparse blocks skip the CSR of Xᵀ.
-    """
-    X, is_sparse = v.check_X(block, "X (a block of the dask array)")
-    if X.dtype != dtype:
-        X = X.astype(dtype)
-    if streamed and backend != "dense" and is_sparse:
-        return _Block(_StreamedSparse(X))
-    return _Block(make_data(X, is_sparse, backend))
-
-
-def _block_stats(block):
-    """Sum (for the mean of X), ‖X‖², nonzeros and backend of one prepared block."""
-    data = block.data
-    if data.is_sparse:
-        total = float(data._arrays[0][2].sum(dtype=np.float64))
-    else:
-        total = float(data.X.sum(dtype=np.float64))
-    nonzeros = data.nonzeros if hasattr(data, "nonzeros") else data.nnz  # accelerated HALS cost
-    return {"sum": total, "sqnorm": data.sqnorm, "nnz": nonzeros,
-            "backend": {data.backend}}
-
-
-def _add_parts(*parts):
-    """Sum dicts of partial results key by key (sets are united: the backends used)."""
-    out = dict(parts[0])
-    for part in parts[1:]:
-        for key, value in part.items():
-            if isinstance(value, set):
-                out[key] = out[key] | value
-            else:
-                out[key] = out[key] + value
-    return out
+__all__ = ["nmf_dask"]
 
 
 def _frob_start(block, W, Ht, n_threads):
@@ -212,10 +75,6 @@ def _direct_sqerr(block, W, Ht, n_threads):
         return {"sqerr": data.direct_sqerr(W, Ht)}
 
 
-def _scale_columns(W, s):
-    return W * s
-
-
 def _kl_numerator_W(block, W, Ht, n_threads):
     """MU-KL numerator of W's rows ``(Xᵦ ⊘ Wᵦ H) Hᵀ`` and the block's KL at the nonzeros."""
     data = block.data
@@ -241,114 +100,6 @@ def _kl_step(block, W, num_W, H_sum, Ht, l1, l2, update_H, n_threads):
             kls._engine(data).numerator(1, Ht, W, eps, False, num_H)
             parts = {"num_H": num_H.astype(np.float64), "W_sum": W.sum(0, dtype=np.float64)}
     return W, parts
-
-
-def _fit_one(X, rank, seed, nmf_kwargs):
-    from ._fit import nmf
-
-    return nmf(X, rank, random_state=seed, **nmf_kwargs)
-
-
-# ---------------------------------------------------------------------------
-# The driver (runs on the client)
-# ---------------------------------------------------------------------------
-
-class _Blocks:
-    """The row blocks of X as prepared data objects, and how Dask runs tasks on them."""
-
-    def __init__(self, X, dtype, backend, persist, scheduler, n_threads, streamed=False):
-        dask, _ = _import_dask()
-        self.dask = dask
-        self.scheduler = scheduler
-        self.client = _client_of(dask, scheduler)
-        self.n_threads = n_threads
-        rows = [int(c) for c in X.chunks[0]]
-        keep = [i for i, c in enumerate(rows) if c > 0]  # empty blocks: nothing to do
-        blocks = X.to_delayed()[:, 0]
-        self.rows = [rows[i] for i in keep]
-        self.offsets = np.concatenate([[0], np.cumsum(self.rows)]).astype(np.int64)
-        prepare = dask.delayed(_prepare_block, pure=True)
-        self.data = [prepare(blocks[i], dtype, backend, streamed) for i in keep]
-        if persist:  # X is loaded and prepared once, then stays where it is
-            self.data = list(dask.persist(*self.data, scheduler=scheduler))
-
-    def _homes(self):
-        """The worker holding each persisted block of X (None: not known, or no cluster)."""
-        if self.client is None:
-            return [None] * len(self.data)
-        who = self.client.who_has([d.key for d in self.data])
-        return [next(iter(who.get(d.key) or ()), None) for d in self.data]
-
-    def _map(self, fn, args, nout=None):
-        """``fn(data_b, *args_b)`` for every block, each task placed where its block of X is.
-
-        A list argument gives one item per block.  Without the placement,
-        Dask's scheduler may treat these tasks, many of one name across
-        iterations, as "root-ish" and spread them over the workers without
-        regard to where X is (copying X's blocks around).  The restriction
-        is loose: if that worker is gone, the task runs anywhere.
-        """
-        task = self.dask.delayed(fn, pure=False, nout=nout)
-        homes = self._homes()
-        outs = []
-        for b, d in enumerate(self.data):
-            where = (self.dask.annotate(workers=[homes[b]], allow_other_workers=True)
-                     if homes[b] is not None else contextlib.nullcontext())
-            with where:
-                out = task(d, *[a[b] if isinstance(a, list) else a for a in args])
-                outs.append(tuple(out[i] for i in range(nout)) if nout else out)
-        return outs
-
-    def constant(self, value):
-        """A value shared by all block tasks: one key in the graph, not one copy per task."""
-        return self.dask.delayed(value, pure=True)
-
-    def tree_sum(self, parts):
-        add = self.dask.delayed(_add_parts, pure=False)
-        while len(parts) > 1:
-            parts = [add(*parts[i : i + SPLIT_EVERY]) for i in range(0, len(parts), SPLIT_EVERY)]
-        return parts[0]
-
-    def reduce(self, fn, *args):
-        """``Σ_b fn(data_b, *args_b)``, tree-summed by Dask, returned to the client."""
-        total = self.tree_sum(self._map(fn, args))
-        return self.dask.compute(total, scheduler=self.scheduler)[0]
-
-    def step(self, fn, *args):
-        """Run ``fn(data_b, *args_b) -> (new_block, parts)`` on every block.
-
-        Returns the new blocks, persisted where they were computed, and the sum
-        of the parts; one submission, so each block of X is read once.
-        """
-        outs = self._map(fn, args, nout=2)
-        new = [o[0] for o in outs]
-        total = self.tree_sum([o[1] for o in outs])
-        new, total = self.dask.persist(new, total, scheduler=self.scheduler)
-        return list(new), self.dask.compute(total, scheduler=self.scheduler)[0]
-
-    def scale(self, blocks, s):
-        task = self.dask.delayed(_scale_columns, pure=False)
-        return list(self.dask.persist(*[task(w, s) for w in blocks], scheduler=self.scheduler))
-
-    def split(self, F):
-        """Rows of a client-side m×r array as one constant per block."""
-        return [self.constant(np.ascontiguousarray(F[a:b]))
-                for a, b in zip(self.offsets[:-1], self.offsets[1:], strict=True)]
-
-    def as_dask_array(self, blocks, r, dtype):
-        _, da = _import_dask()
-        return da.concatenate([da.from_delayed(w, shape=(rows, r), dtype=dtype)
-                               for w, rows in zip(blocks, self.rows, strict=True)])
-
-    def gather(self, blocks):
-        return np.concatenate(self.dask.compute(*blocks, scheduler=self.scheduler))
-
-
-def _client_of(dask, scheduler):
-    """The ``dask.distributed.Client`` that ``scheduler`` resolves to, or None."""
-    get = dask.base.get_scheduler(scheduler=scheduler)
-    owner = getattr(get, "__self__", None)
-    return owner if type(owner).__name__ == "Client" else None
 
 
 class _Summary:
@@ -685,204 +436,3 @@ def _fit_kl(blocks, W_blocks, Ht, stats, *, solver, monitor, reg, update_H, acce
     sqerr = max(blocks.reduce(_direct_sqerr, W_blocks, blocks.constant(Ht.copy()),
                               nt)["sqerr"], 0.0)
     return W_blocks, Ht, max(kl, 0.0), sqerr
-
-
-# ---------------------------------------------------------------------------
-# Many fits
-# ---------------------------------------------------------------------------
-
-def map_fits(client, X, tasks, nmf_kwargs=None):
-    """Run independent fits ``fastnmf.nmf(X, rank, random_state=seed, **nmf_kwargs)`` on a cluster.
-
-    X is sent to every worker once (``client.scatter(X, broadcast=True)``),
-    then each fit is one task; Dask spreads them over the workers and runs a
-    lost one again if a worker dies.
-
-    Parameters
-    ----------
-    client : dask.distributed.Client
-    X : ndarray or scipy sparse matrix
-        The data, small enough for one worker's memory (for one matrix too
-        large for a machine, pass a dask array to :func:`fastnmf.nmf`).
-    tasks : sequence of (rank, run, seed)
-        One fit per item, e.g. from ``fastnmf.many.run_seeds``; ``run`` only
-        labels the fit.
-    nmf_kwargs : dict, optional
-        Keyword arguments for :func:`fastnmf.nmf`.  Without ``n_threads``, each
-        fit runs on one thread: the workers' task slots are the parallelism
-        (a fit on one thread gives the same result as with more, to round-off).
-
-    Returns
-    -------
-    list of NMFResult
-        In the order of ``tasks``.
-    """
-    kwargs = dict(nmf_kwargs or {})
-    if "random_state" in kwargs:
-        raise ValueError("map_fits takes each fit's seed from tasks; remove random_state "
-                         "from nmf_kwargs.")
-    if _is_dask_collection(X):
-        raise TypeError("map_fits sends X whole to every worker: pass a numpy array or a "
-                        "scipy sparse matrix (compute the dask array first).")
-    kwargs.setdefault("n_threads", 1)
-    tasks = [(int(rank), run, int(seed)) for rank, run, seed in tasks]
-    if not tasks:
-        return []
-    X_remote = client.scatter(X, broadcast=True)
-    futures = [client.submit(_fit_one, X_remote, rank, seed, kwargs, pure=False)
-               for rank, _, seed in tasks]
-    try:
-        return client.gather(futures)
-    finally:
-        client.cancel([*futures, X_remote])
-
-
-# ---------------------------------------------------------------------------
-# Loading
-# ---------------------------------------------------------------------------
-
-def _load_npz(path, dtype):
-    X = sp.load_npz(path).tocsr()
-    return X.astype(dtype) if X.dtype != dtype else X
-
-
-def _npz_header(path):
-    """Shape, format and dtype of a ``scipy.sparse.save_npz`` file, read without its arrays."""
-    with zipfile.ZipFile(path) as zf:
-        with zf.open("shape.npy") as f:
-            shape = tuple(int(s) for s in np.lib.format.read_array(f))
-        with zf.open("format.npy") as f:
-            fmt = np.lib.format.read_array(f).item()
-            fmt = fmt.decode() if isinstance(fmt, bytes) else str(fmt)
-        with zf.open("data.npy") as f:
-            version = np.lib.format.read_magic(f)
-            reader = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                      else np.lib.format.read_array_header_2_0)
-            _, _, dtype = reader(f)
-    return shape, fmt, np.dtype(dtype)
-
-
-def from_npz_blocks(paths, dtype=None):
-    """A row-partitioned dask array from ``scipy.sparse.save_npz`` files, one per row block.
-
-    Only the headers are read now; each block is loaded (as CSR) when a task
-    needs it, so the matrix may be larger than memory (see ``persist=False``
-    in :func:`nmf_dask`).
-
-    Parameters
-    ----------
-    paths : sequence of str or path-like
-        The blocks, top to bottom; all must have the same number of columns.
-    dtype : dtype, optional
-        Convert each block on load (default: the dtype stored in the files).
-
-    Returns
-    -------
-    dask.array.Array
-        Chunks of rows × all columns, each chunk a ``scipy.sparse.csr_matrix``.
-    """
-    dask, da = _import_dask()
-    paths = [os.fspath(p) for p in paths]
-    if not paths:
-        raise ValueError("from_npz_blocks needs at least one file.")
-    headers = [_npz_header(p) for p in paths]
-    n_cols = {h[0][1] for h in headers}
-    if len(n_cols) != 1:
-        raise ValueError(f"the blocks have different numbers of columns: {sorted(n_cols)}.")
-    if dtype is None:
-        dtype = np.result_type(*[h[2] for h in headers])
-    dtype = np.dtype(dtype)
-    load = dask.delayed(_load_npz, pure=True)
-    meta = sp.csr_matrix((0, 0), dtype=dtype)
-    parts = [da.from_delayed(load(p, dtype), shape=h[0], dtype=dtype, meta=meta)
-             for p, h in zip(paths, headers, strict=True)]
-    return da.concatenate(parts, axis=0) if len(parts) > 1 else parts[0]
-
-
-def from_zarr(url, rows_per_block=None, component=None, **kwargs):
-    """A row-partitioned dask array from a 2-D dense Zarr array (``dask.array.from_zarr``).
-
-    ``rows_per_block`` (default: the store's row chunk) sets the row blocks;
-    each block holds all columns.  Extra keyword arguments go to
-    ``dask.array.from_zarr``.
-    """
-    _, da = _import_dask()
-    X = da.from_zarr(url, component=component, **kwargs)
-    if X.ndim != 2:
-        raise ValueError(f"expected a 2-D Zarr array, got shape {X.shape}.")
-    rows = rows_per_block or X.chunks[0][0]
-    return X.rechunk((rows, -1))
-
-
-class _HDF5Rows:
-    """A lazily opened HDF5 dataset: picklable, opened on the worker that reads it."""
-
-    def __init__(self, path, dataset):
-        import h5py
-
-        self.path, self.dataset = os.fspath(path), dataset
-        with h5py.File(self.path, "r") as f:
-            ds = f[dataset]
-            self.shape, self.dtype = ds.shape, ds.dtype
-        self.ndim = len(self.shape)
-
-    def __getitem__(self, key):
-        import h5py
-
-        with h5py.File(self.path, "r") as f:
-            return f[self.dataset][key]
-
-
-def from_hdf5(path, dataset, rows_per_block):
-    """A row-partitioned dask array from a 2-D dense HDF5 dataset (needs ``h5py``).
-
-    Each block of ``rows_per_block`` rows is read when a task needs it (the
-    file is opened by the task, so this works on any scheduler).
-    """
-    _, da = _import_dask()
-    source = _HDF5Rows(path, dataset)
-    if source.ndim != 2:
-        raise ValueError(f"expected a 2-D dataset, got shape {source.shape}.")
-    stamp = os.stat(source.path)
-    dask, _ = _import_dask()
-    name = "hdf5-" + dask.base.tokenize(source.path, dataset, stamp.st_mtime_ns, stamp.st_size)
-    return da.from_array(source, chunks=(int(rows_per_block), -1), asarray=True, name=name,
-                         lock=False)
-
-
-def write_sparse_blocks(path, shape, nnz, n_blocks, seed=0, rank=10, dtype=np.float32):
-    """Write a synthetic nonnegative sparse matrix as ``n_blocks`` ``.npz`` row blocks.
-
-    Each block is generated on its own from ``seed`` (so a matrix larger than
-    memory is written one block at a time): about ``nnz·rows/m`` positions
-    drawn uniformly, values ``(W H)_ij`` from random nonnegative factors of
-    rank ``rank`` (so NMF finds structure).  Duplicate positions are merged,
-    so the stored nonzeros are slightly fewer than ``nnz`` when dense-ish.
-
-    Returns
-    -------
-    list of str
-        The block files, top to bottom (pass them to :func:`from_npz_blocks`).
-    """
-    m, n = (int(s) for s in shape)
-    if n_blocks < 1 or n_blocks > m:
-        raise ValueError(f"n_blocks must be in [1, {m}], got {n_blocks}.")
-    os.makedirs(path, exist_ok=True)
-    root = np.random.SeedSequence(seed)
-    H_rng, *block_seeds = (np.random.default_rng(s) for s in root.spawn(n_blocks + 1))
-    H = H_rng.random((rank, n), dtype=np.float32)
-    edges = np.linspace(0, m, n_blocks + 1).round().astype(np.int64)
-    paths = []
-    for b, rng in enumerate(block_seeds):
-        rows = int(edges[b + 1] - edges[b])
-        k = round(nnz * rows / m)
-        W = rng.random((rows, rank), dtype=np.float32)
-        i = rng.integers(0, rows, size=k, dtype=np.int32)
-        j = rng.integers(0, n, size=k, dtype=np.int32)
-        values = np.einsum("kr,rk->k", W[i], H[:, j]).astype(dtype)
-        block = sp.csr_matrix((values, (i, j)), shape=(rows, n))
-        block.sum_duplicates()
-        file = os.path.join(path, f"block_{b:05d}.npz")
-        sp.save_npz(file, block, compressed=False)
-        paths.append(file)
-    return paths

@@ -1,0 +1,44 @@
+"""The options every fit shares, checked and scaled in one place (in memory or on Dask)."""
+
+from __future__ import annotations
+
+from . import _validation as v
+from ._data import BACKENDS
+
+
+def regularization(shape, alpha_W, alpha_H, l1_ratio):
+    """scikit-learn's scaling: penalties grow with the other dimension of X.
+
+    Returns ``(l1_W, l1_H, l2_W, l2_H)`` for the objective
+    ``½‖X − WH‖² + l1_W‖W‖₁ + ½l2_W‖W‖² + l1_H‖H‖₁ + ½l2_H‖H‖²``.
+    """
+    n_samples, n_features = shape
+    alpha_W = v.check_nonneg_float(alpha_W, "alpha_W")
+    alpha_H = alpha_W if isinstance(alpha_H, str) and alpha_H == "same" else (
+        v.check_nonneg_float(alpha_H, "alpha_H"))
+    l1_ratio = v.check_nonneg_float(l1_ratio, "l1_ratio")
+    if l1_ratio > 1:
+        raise ValueError(f"l1_ratio must be in [0, 1], got {l1_ratio}.")
+    return (
+        n_features * alpha_W * l1_ratio,
+        n_samples * alpha_H * l1_ratio,
+        n_features * alpha_W * (1.0 - l1_ratio),
+        n_samples * alpha_H * (1.0 - l1_ratio),
+    )
+
+
+def check_loop_options(backend, max_iter, tol, max_time, callback):
+    """Validate the options every fit loop shares; returns ``(max_iter, tol, max_time)``."""
+    v.check_option(backend, "backend", BACKENDS)
+    max_iter = v.check_positive_int(max_iter, "max_iter")
+    tol = v.check_nonneg_float(tol, "tol")
+    if max_time is not None:
+        max_time = v.check_nonneg_float(max_time, "max_time")
+    if callback is not None and not callable(callback):
+        raise TypeError("callback must be callable.")
+    return max_iter, tol, max_time
+
+
+def is_dask(X) -> bool:
+    """Whether X is a Dask collection, decided without importing Dask."""
+    return type(X).__module__.split(".")[0] == "dask"
