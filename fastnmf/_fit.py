@@ -69,9 +69,10 @@ def nmf(X, rank, *, beta_loss="frobenius", solver=None, init=None, max_iter=200,
         Number of components ``r``.
     beta_loss : {"frobenius", "kullback-leibler", "itakura-saito"} or float, default="frobenius"
         The objective, named as in scikit-learn: the β-divergence with β = 2
-        (Frobenius), 1 (Kullback–Leibler), 0 (Itakura–Saito) or any other
-        finite float.  β ∉ {1, 2} runs scikit-learn's multiplicative updates
-        (same iterates); for β ≤ 0, X must not contain zeros.
+        (Frobenius), 1 (Kullback–Leibler, also ``"kl"`` or ``"poisson"``), 0
+        (Itakura–Saito) or any other finite float.  β ∉ {1, 2} runs
+        scikit-learn's multiplicative updates (same iterates); for β ≤ 0, X
+        must not contain zeros.
     solver : {"hals", "mu", "ccd"} or None
         Frobenius: ``"hals"`` (default; alias ``"cd"``), hierarchical
         alternating least squares, i.e. exact cyclic coordinate descent, as
@@ -141,6 +142,8 @@ def nmf(X, rank, *, beta_loss="frobenius", solver=None, init=None, max_iter=200,
         *missing* positions, e.g. a held-out test set.  ``"nan"``: the NaN
         entries of X are missing (without it, NaN in X is an error).  With
         both ``mask`` and ``missing``, an entry is missing if either says so.
+        A ``mask`` or ``missing`` that leaves more than half of X missing
+        gives a warning: the two are easily swapped.
         Masked fits need ``update_H=True``; the other losses (KL, β) do not
         support missing values yet.  The missing entries are imputed by the current
         ``WH`` before every data product (a majorize–minimize step for the

@@ -28,6 +28,7 @@ the data objects once per thread: what :func:`fastnmf.nmf` does per call and
 from __future__ import annotations
 
 import threading
+import warnings
 from typing import NamedTuple
 
 import numba
@@ -179,6 +180,28 @@ def _zero_missing(X, is_sparse, pattern: Pattern):
     return sp.csr_matrix((coo.data[keep], (coo.row[keep], coo.col[keep])), shape=X.shape)
 
 
+NAN_HINT = (" To fit X with missing values, pass missing='nan': the NaN entries are then "
+            "left out of the fit.")
+
+
+def _warn_if_swapped(pattern: Pattern, given: str) -> None:
+    """Warn when a user's ``mask`` or ``missing`` leaves more than half of X missing.
+
+    The two take boolean arrays of opposite meaning (``mask``: True = observed,
+    ``missing``: True = missing), so one passed for the other leaves out most
+    of X; a genuine fit with most entries missing is rare.
+    """
+    m, n = pattern.shape
+    fraction = pattern.nnz / (m * n)
+    if fraction > 0.5:
+        own, other, meant = (("observed", "missing", "missing") if given == "mask"
+                             else ("missing", "mask", "observed"))
+        warnings.warn(
+            f"{given} (True = {own}) leaves {fraction:.0%} of X's entries missing. If True "
+            f"marks the {meant} entries, pass it as {other}= instead.",
+            UserWarning, stacklevel=5)
+
+
 def check_data(X, mask=None, missing=None):
     """Validate X and resolve its missing set.
 
@@ -186,27 +209,35 @@ def check_data(X, mask=None, missing=None):
     returns it, with the missing entries zeroed (a copy only if needed; X is
     never modified); ``pattern`` is the missing set, or None without one.
     Entries at missing positions are never read: they may be NaN, infinite
-    or negative.
+    or negative.  ``missing`` may also be a :class:`Pattern` (fastnmf's own
+    held-out sets), taken as is.  A user's ``mask`` or ``missing`` that leaves
+    more than half of X missing is warned about (a likely swap of the two).
     """
     if mask is None and missing is None:
-        # (NaN stays the error it always was; docs/errors.md lists the message)
-        X, is_sparse = v.check_X(X)
+        # NaN is an error unless missing values are asked for: say how
+        X, is_sparse = v.check_X(X, nan_hint=NAN_HINT)
         return X, is_sparse, None
     X, is_sparse = v.check_X(X, values=False)
-    patterns = []
+    patterns, users = [], []  # users: the user's boolean sets, by parameter name
     if isinstance(missing, str):
         if missing != "nan":
             raise ValueError(f"missing must be 'nan', a scipy sparse matrix or a boolean "
                              f"array, got {missing!r}.")
         patterns.append(_nan_pattern(X, is_sparse))
+    elif isinstance(missing, Pattern):  # select_rank's held-out set: no swap check
+        patterns.append(missing)
     elif missing is not None:
         patterns.append(pattern_of(missing, X.shape))
+        users.append((patterns[-1], "missing"))
     if mask is not None:
         patterns.append(_mask_pattern(mask, X.shape))
+        users.append((patterns[-1], "mask"))
     pattern = _union(patterns, X.shape)
     m, n = X.shape
     if pattern.nnz == m * n:
         raise ValueError("Every entry of X is missing: nothing to fit.")
+    for p, given in users:
+        _warn_if_swapped(p, given)
     X0, is_sparse = v.check_X(_zero_missing(X, is_sparse, pattern))
     return X0, is_sparse, pattern
 

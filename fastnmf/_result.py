@@ -38,6 +38,9 @@ class NMFResult:
         What ran.
     elapsed : float
         Wall time of the whole call, in seconds (validation and init included).
+
+    ``W, H = result`` unpacks the factors; the repr shows their shapes, not
+    their entries.
     """
 
     W: np.ndarray
@@ -53,3 +56,18 @@ class NMFResult:
     backend: str = "dense"
     beta_loss: str = "frobenius"
     elapsed: float = 0.0
+
+    def __iter__(self):
+        """``W`` then ``H``, so that ``W, H = nmf(X, r)`` works."""
+        yield self.W
+        yield self.H
+
+    def __repr__(self) -> str:
+        def shape(F):  # (never converts F: it may be large, or not a NumPy array)
+            return "×".join(map(str, getattr(F, "shape", ()))) + f" {getattr(F, 'dtype', '')}"
+
+        return (f"NMFResult(W: {shape(self.W)}, H: {shape(self.H)}, loss={self.loss:.6g}, "
+                f"relative_error={self.relative_error:.4g}, n_iter={self.n_iter}, "
+                f"converged={self.converged}, stop_reason={self.stop_reason!r}, "
+                f"solver={self.solver!r}, backend={self.backend!r}, "
+                f"beta_loss={self.beta_loss!r}, elapsed={self.elapsed:.3g}s)")

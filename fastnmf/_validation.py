@@ -10,13 +10,13 @@ import scipy.sparse as sp
 FLOAT_DTYPES = (np.float64, np.float32)
 
 
-def _check_values(values: np.ndarray, name: str) -> None:
+def _check_values(values: np.ndarray, name: str, nan_hint: str = "") -> None:
     """NaN, inf and negative entries, in two passes without temporaries."""
     if values.size == 0:
         return
     lo, hi = values.min(), values.max()
     if np.isnan(lo) or np.isnan(hi):
-        raise ValueError(f"Input {name} contains NaN.")
+        raise ValueError(f"Input {name} contains NaN.{nan_hint}")
     if np.isinf(lo) or np.isinf(hi):
         raise ValueError(f"Input {name} contains infinity.")
     if lo < 0:
@@ -40,7 +40,7 @@ def _float_dtype(dtype: np.dtype, name: str) -> np.dtype:
     )
 
 
-def check_X(X, name: str = "X", values: bool = True):
+def check_X(X, name: str = "X", values: bool = True, nan_hint: str = ""):
     """Validate the data matrix.
 
     Returns ``(X, is_sparse)`` where ``X`` is a float32/float64 ndarray (any
@@ -48,6 +48,7 @@ def check_X(X, name: str = "X", values: bool = True):
     Conversions copy; a valid float input is returned as is.  ``values=False``
     converts without checking the entries (missing values: their positions
     may hold anything, and the rest is checked once they are zeroed).
+    ``nan_hint`` is appended to the message for NaN entries.
     """
     if X is None:
         raise TypeError(f"{name} must be a 2-D array or sparse matrix, got None.")
@@ -63,7 +64,7 @@ def check_X(X, name: str = "X", values: bool = True):
         if X.format not in ("coo", "csr", "csc", "bsr"):
             X = X.tocsr()
         if values:
-            _check_values(X.data, name)
+            _check_values(X.data, name, nan_hint)
         return X, True
     if not hasattr(X, "__array__") and not isinstance(X, (list, tuple)):
         raise TypeError(
@@ -87,7 +88,7 @@ def check_X(X, name: str = "X", values: bool = True):
     if arr.dtype != dtype:
         arr = arr.astype(dtype)
     if values:
-        _check_values(arr, name)
+        _check_values(arr, name, nan_hint)
     return arr, False
 
 

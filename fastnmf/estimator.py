@@ -83,7 +83,9 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         ``"cd"`` (same as ``"hals"``): cyclic coordinate descent, i.e. HALS,
         scikit-learn's algorithm.  ``"mu"``: multiplicative updates.
     beta_loss : {"frobenius", "kullback-leibler", "itakura-saito"} or float, default="frobenius"
-        The objective.  With ``"kullback-leibler"``, ``solver="cd"`` runs
+        The objective (``"kl"`` and ``"poisson"`` are accepted for
+        ``"kullback-leibler"``; ``get_params`` returns the name given).
+        With ``"kullback-leibler"``, ``solver="cd"`` runs
         fastnmf's coordinate descent for KL (``"ccd"``, where scikit-learn
         raises) and ``"mu"`` scikit-learn's multiplicative updates.  Other
         β-divergences (``"itakura-saito"`` = 0, any other float) need
@@ -164,7 +166,8 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
                          StrOptions({"auto"})],
         "init": [StrOptions({"random", "nndsvd", "nndsvda", "nndsvdar", "custom"}), None],
         "solver": [StrOptions({"cd", "mu", "hals", "ccd"})],
-        "beta_loss": [StrOptions({"frobenius", "kullback-leibler", "itakura-saito"}),
+        "beta_loss": [StrOptions({"frobenius", "kullback-leibler", "kl", "poisson",
+                                  "itakura-saito"}),
                       Real],
         "tol": [Interval(Real, 0, None, closed="left")],
         "max_iter": [Interval(Integral, 1, None, closed="left")],
@@ -426,7 +429,9 @@ def non_negative_factorization(X, W=None, H=None, n_components="auto", *, init=N
     update_H : bool, default=True
         False solves for W only, with H fixed.
     solver : {"cd", "mu", "hals", "ccd"}, default="cd"
-    beta_loss : "frobenius" or 2, default="frobenius"
+    beta_loss : str or float, default="frobenius"
+        As for :class:`NMF`: ``"frobenius"``, ``"kullback-leibler"`` (or ``"kl"``,
+        ``"poisson"``), ``"itakura-saito"`` or a float β.
     tol : float, default=1e-4
     max_iter : int, default=200
     alpha_W : float, default=0.0

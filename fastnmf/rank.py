@@ -359,7 +359,7 @@ def _cross_validate(X, ranks, n_repeats, holdout, cv_runs, rng, rows, result, co
     for repeat in range(n_repeats):
         pattern = speckled_holdout(X.shape, holdout, rng.randint(2**31 - 1))
         fits = fit_many(X, ranks, n_runs=cv_runs, random_state=rng.randint(2**31 - 1),
-                        missing=pattern.tocsr(), **common, **nmf_kwargs)
+                        missing=pattern, **common, **nmf_kwargs)
         for rank in ranks:
             best = fits.best(rank)
             err = heldout_error(X, best.W, best.H, pattern)

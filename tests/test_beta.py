@@ -314,7 +314,7 @@ def test_objectives_and_solvers():
     assert objective_for("itakura-saito").name == "itakura-saito"
     assert objective_for(0).name == "itakura-saito"
     assert objective_for(0.5).name == "beta=0.5"
-    for bad in ("poisson", float("nan"), float("inf"), None):
+    for bad in ("gaussian", float("nan"), float("inf"), None):
         with pytest.raises(ValueError, match="not supported"):
             objective_for(bad)
     X = data(10, 8, positive=True)

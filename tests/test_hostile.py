@@ -109,7 +109,7 @@ NMF_CASES = [
 EST_CASES = [
     ("n_components", "0", {"n_components": 0}, ValueError),
     ("solver", "unknown", {"solver": "lbfgs"}, ValueError),
-    ("beta_loss", "unknown name", {"beta_loss": "poisson"}, ValueError),
+    ("beta_loss", "unknown name", {"beta_loss": "gaussian"}, ValueError),
     ("beta_loss", "β-divergence with solver='cd'", {"beta_loss": "itakura-saito"}, ValueError),
     ("shuffle", "True", {"shuffle": True}, ValueError),
     ("n_threads", "0", {"n_threads": 0}, ValueError),

@@ -52,8 +52,11 @@ OBJECTIVES = {
                                   default_solver=kl.DEFAULT_SOLVER, aliases={"cd": "ccd"},
                                   loss_name="KL", split_blas=True),
 }
+# "kl" and "poisson" (the generalized KL is the Poisson negative log-likelihood, up to
+# terms in X only) are fastnmf's aliases; scikit-learn knows the rest.
 _BETA_NAMES = {"frobenius": "frobenius", 2: "frobenius", "kullback-leibler": "kullback-leibler",
-               1: "kullback-leibler", "itakura-saito": 0.0}
+               1: "kullback-leibler", "kl": "kullback-leibler", "poisson": "kullback-leibler",
+               "itakura-saito": 0.0}
 
 
 def _beta_objective(b: float) -> Objective:
@@ -65,7 +68,8 @@ def _beta_objective(b: float) -> Objective:
 def objective_for(beta_loss) -> Objective:
     """The objective for scikit-learn's ``beta_loss`` value (name or β).
 
-    ``"frobenius"``/2 and ``"kullback-leibler"``/1 have their own solvers;
+    ``"frobenius"``/2 and ``"kullback-leibler"``/1 (also ``"kl"``, ``"poisson"``) have
+    their own solvers;
     ``"itakura-saito"`` (β = 0) and any other finite β run scikit-learn's
     multiplicative updates (:mod:`.beta`).
     """
@@ -83,7 +87,8 @@ def objective_for(beta_loss) -> Objective:
     if name is None:
         raise ValueError(
             f"beta_loss={beta_loss!r} is not supported: use 'frobenius' (2), "
-            "'kullback-leibler' (1), 'itakura-saito' (0) or another finite float β.")
+            "'kullback-leibler' (1; also 'kl' or 'poisson'), 'itakura-saito' (0) or another "
+            "finite float β.")
     return _beta_objective(name)
 
 

@@ -1,0 +1,130 @@
+"""A newcomer's friction (issue 21): hints, short reprs, unpacking, aliases, swap warnings."""
+
+from __future__ import annotations
+
+import re
+import warnings
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from conftest import random_matrix
+
+import fastnmf
+from fastnmf import NMF
+from fastnmf.solvers import objective_for
+
+# ------------------------------------------------------------------ NaN: say how
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_nan_error_points_to_missing_nan(sparse):
+    X = random_matrix(12, 8)
+    X[3, 4] = np.nan
+    Xk = sp.csr_matrix(X) if sparse else X
+    with pytest.raises(ValueError, match=r"Input X contains NaN\..*missing='nan'"):
+        fastnmf.nmf(Xk, 2, max_iter=5)
+    res = fastnmf.nmf(Xk, 2, max_iter=5, missing="nan")  # and the hint works
+    assert np.isfinite(res.W).all() and np.isfinite(res.loss)
+
+
+def test_nan_in_custom_factors_has_no_missing_hint():
+    X = random_matrix(12, 8)
+    W, H = np.ones((12, 2)), np.ones((2, 8))
+    W[0, 0] = np.nan
+    with pytest.raises(ValueError, match="contains NaN") as info:
+        fastnmf.nmf(X, 2, init="custom", W=W, H=H)
+    assert "missing" not in str(info.value)
+
+
+# ------------------------------------------------------------------ NMFResult
+
+
+def test_result_repr_is_short_and_unpacks():
+    X = random_matrix(200, 100)
+    res = fastnmf.nmf(X, 5, max_iter=10)
+    text = repr(res)
+    assert len(text) < 300, text
+    assert "200×5" in text and "5×100" in text and "n_iter=10" in text
+    assert re.search(r"loss=[0-9.e+-]+", text)
+    assert "[" not in text and "array" not in text  # no entries of W or H
+    W, H = res
+    assert W is res.W and H is res.H
+    assert [F.shape for F in res] == [(200, 5), (5, 100)]
+
+
+# ------------------------------------------------------------------ KL aliases
+
+
+@pytest.mark.parametrize("alias", ["kl", "poisson"])
+def test_kl_aliases(alias):
+    assert objective_for(alias) is objective_for("kullback-leibler")
+    X = random_matrix(30, 20, seed=2)
+    kw = dict(solver="mu", max_iter=20, tol=0, random_state=0, init="nndsvda")
+    ref = fastnmf.nmf(X, 3, beta_loss="kullback-leibler", **kw)
+    res = fastnmf.nmf(X, 3, beta_loss=alias, **kw)
+    assert res.beta_loss == "kullback-leibler"
+    np.testing.assert_array_equal(res.W, ref.W)
+    est = NMF(3, beta_loss=alias, **kw)
+    W = est.fit_transform(X)
+    assert est.get_params()["beta_loss"] == alias  # as given (scikit-learn's clone rule)
+    np.testing.assert_array_equal(W, NMF(3, beta_loss="kullback-leibler", **kw).fit_transform(X))
+    W2, _, _ = fastnmf.non_negative_factorization(X, n_components=3, beta_loss=alias, **kw)
+    np.testing.assert_array_equal(W2, W)
+
+
+def test_unknown_loss_names_the_aliases():
+    with pytest.raises(ValueError, match="'kl' or 'poisson'"):
+        fastnmf.nmf(random_matrix(10, 8), 2, beta_loss="gaussian")
+
+
+# ------------------------------------------------------------------ mask / missing swapped
+
+
+def _observed(shape, fraction, seed=0):
+    return np.random.default_rng(seed).random(shape) < fraction
+
+
+@pytest.mark.parametrize("fn", ["nmf", "fit_many"])
+def test_swapped_mask_or_missing_warns(fn):
+    X = random_matrix(30, 20)
+    observed = _observed(X.shape, 0.85)  # the usual case: most entries observed
+
+    def fit(**kw):
+        if fn == "nmf":
+            return fastnmf.nmf(X, 2, max_iter=3, **kw)
+        return fastnmf.fit_many(X, [2], n_runs=1, max_iter=3, random_state=0, **kw)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the right way round: no warning
+        fit(mask=observed)
+        fit(missing=~observed)
+        fit(missing=sp.csr_matrix(~observed))
+    with pytest.warns(UserWarning, match=r"mask \(True = observed\) leaves 8\d% .*"
+                                         r"pass it as missing= instead") as record:
+        fit(mask=~observed)
+    assert record[0].filename == __file__  # points at the caller
+    with pytest.warns(UserWarning, match=r"missing \(True = missing\) leaves 8\d% .*"
+                                         r"pass it as mask= instead"):
+        fit(missing=observed)
+    with pytest.warns(UserWarning, match="pass it as mask= instead"):
+        fit(missing=sp.csr_matrix(observed))
+
+
+def test_half_missing_does_not_warn_and_all_missing_only_raises():
+    X = random_matrix(10, 10)
+    half = np.zeros(X.shape, dtype=bool)
+    half[:5] = True  # exactly half: not "more than half"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fastnmf.nmf(X, 2, max_iter=3, mask=half)
+        with pytest.raises(ValueError, match="Every entry of X is missing"):
+            fastnmf.nmf(X, 2, mask=np.zeros(X.shape, dtype=bool))
+
+
+def test_select_rank_with_a_large_holdout_does_not_warn():
+    X = random_matrix(30, 20, rank=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        fastnmf.select_rank(X, [1, 2], method="cv", n_runs=1, n_repeats=1, holdout=0.6,
+                            max_iter=5, random_state=0)
