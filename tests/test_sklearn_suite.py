@@ -60,8 +60,10 @@ def test_sklearn_test_nmf_passes_with_fastnmf(tmp_path):
                     "(a wheel without tests)")
     (tmp_path / "fastnmf_sklearn_bind.py").write_text(_BIND, encoding="utf-8")
     report = tmp_path / "report.xml"
+    # the subprocess imports the fastnmf this process imported (not another copy)
+    here = str(Path(fastnmf.__file__).resolve().parents[1])
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        [str(tmp_path), *filter(None, [os.environ.get("PYTHONPATH")])]))
+        [str(tmp_path), here, *filter(None, [os.environ.get("PYTHONPATH")])]))
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", str(path), "-p", "fastnmf_sklearn_bind", "-q",
          "-p", "no:cacheprovider", "-o", "addopts=", f"--junitxml={report}",
