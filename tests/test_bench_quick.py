@@ -49,6 +49,10 @@ def test_json_is_complete(quick_run):
         assert r["per_iter_s"] > 0 and r["peak_beyond_x_bytes"] >= 0
         if r["method"].startswith("fastnmf"):
             assert r["floor"]["floor_s"] > 0
+            lim = r["limit"]  # the machine's limit: bytes and flops at measured rates
+            assert lim["limit_s"] == max(lim["bytes_s"], lim["flops_s"]) > 0
+            assert lim["bandwidth_GBs"] > 0 and lim["gemm_GFs"] > 0
+            assert r["sweep"]["sweep_s"] > 0 and r["sweep"]["fraction"] > 0
     ref = [r for r in runs if r["role"] == "reference"]
     assert all(r["curve"]["iteration"][-1] == 200 and r["target"] > 0 for r in ref)
     assert any(r["role"] == "scaling" and r["threads"] == 1 for r in res["runs"])
@@ -60,8 +64,13 @@ def test_markdown_and_plots(quick_run):
     table = md[start:end].splitlines()[1:]
     assert len(table) >= 4 and all(line.startswith("|") for line in table)  # header, rule, rows
     for section in ("## Machine", "## Thread scaling", "## Compile and import time",
-                    "## How to reproduce", "OPENBLAS_CORETYPE"):
+                    "## How to reproduce", "OPENBLAS_CORETYPE", "## Against the machine's limit",
+                    "÷ own product kernels | fastnmf ÷ machine limit", "Machine limit: "):
         assert section in md
+    start = md.index("## Against the machine's limit")
+    table = [line for line in md[start:].split("## Thread scaling")[0].splitlines()
+             if line.startswith("| D1") or line.startswith("| S1")]
+    assert len(table) == 2 and all(line.endswith("% |") for line in table)
     pngs = sorted(os.listdir(quick_run / "img"))
     assert pngs == ["loss_vs_time_D1.png", "loss_vs_time_S1.png"]
     for name in pngs:
@@ -214,3 +223,233 @@ def test_headlines_are_copied_into_a_readme(quick_run, tmp_path):
     text = readme.read_text()
     assert "old table" not in text and text.startswith("intro\n") and text.endswith("end\n")
     assert "| D1 | float64 |" in text and "| S1 | float64 |" in text
+
+
+# --- where the report goes, --data, the real workloads, the reference's cap -----------------
+
+def test_default_out_is_never_docs():
+    """Issue 21: a plain `fastnmf bench` writes into ./fastnmf-bench/; only --out docs
+    writes into docs/ (in the site's layout)."""
+    from fastnmf.bench.suite import _paths
+    from fastnmf.cli import build_parser
+
+    args = build_parser().parse_args(["bench", "--quick"])
+    assert args.out == "fastnmf-bench"
+    md, img, js = _paths(args.out)
+    assert not any(p.startswith("docs") for p in (md, img, js))
+    assert _paths("docs") == (os.path.join("docs", "benchmarks.md"),
+                              os.path.join("docs", "img", "bench"),
+                              os.path.join("docs", "img", "bench", "results.json"))
+    assert _paths("/tmp/x")[1] == os.path.join("/tmp/x", "img")
+
+
+def _bench(args, cwd, timeout=300):
+    cmd = [sys.executable, "-m", "fastnmf.cli", "bench", "--quick", "--dtypes", "float64",
+           "--threads", "2", "--no-compile", *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=cwd)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc
+
+
+def test_data_file_through_the_quick_path(tmp_path):
+    """`fastnmf bench --data counts.npz --rank R`: the same comparison on the user's matrix,
+    written to the default folder under the current one, nothing under docs/."""
+    import numpy as np
+    import scipy.sparse as sp
+
+    from fastnmf import datasets
+
+    X = datasets.make_sparse_counts(1500, 300, 6000, 4, random_state=0)
+    sp.save_npz(tmp_path / "counts.npz", X)
+    _bench(["--data", "counts.npz", "--rank", "4",
+            "--methods", "fastnmf-hals,fastnmf-hals1,sklearn-cd"], tmp_path)
+    assert not (tmp_path / "docs").exists()
+    out = tmp_path / "fastnmf-bench"
+    with open(out / "results.json") as f:
+        res = json.load(f)
+    assert res["settings"]["workloads"] == ["counts"] and not res["skipped"]
+    assert not [r for r in res["runs"] if "error" in r]
+    meta = next(r["meta"] for r in res["runs"] if r["role"] == "prepare")
+    # --quick: at most 1000 evenly spaced rows, the columns left empty dropped
+    assert meta["shape"][0] == 1000 and meta["rank"] == 4 and meta["sparse"]
+    assert meta["description"].startswith("counts.npz")
+    assert {r["method"] for r in res["runs"] if r["role"] in ("reference", "method")} == {
+        "sklearn-cd", "fastnmf-hals", "fastnmf-hals1"}
+    md = (out / "benchmarks.md").read_text()
+    assert "| counts | float64 |" in md and "img/loss_vs_time_counts.png" in md
+    assert (out / "img" / "loss_vs_time_counts.png").is_file()
+    np.testing.assert_array_equal(sp.load_npz(tmp_path / "counts.npz").toarray(), X.toarray())
+
+
+def test_data_file_kl_from_mtx(tmp_path):
+    import scipy.io
+
+    from fastnmf import datasets
+
+    X, _, _ = datasets.make_poisson_counts(80, 40, 3, random_state=1)
+    scipy.io.mmwrite(str(tmp_path / "poisson.mtx"), X)
+    _bench(["--data", "poisson.mtx", "--rank", "3", "--loss", "kl", "--out", "o",
+            "--methods", "fastnmf-ccd,sklearn-mu-kl"], tmp_path)
+    with open(tmp_path / "o" / "results.json") as f:
+        res = json.load(f)
+    runs = [r for r in res["runs"] if r["role"] in ("reference", "method")]
+    assert {r["method"] for r in runs} == {"sklearn-mu-kl", "fastnmf-ccd"}
+    assert all("error" not in r for r in res["runs"])
+    assert "<!-- headline-kl:start -->" in (tmp_path / "o" / "benchmarks.md").read_text()
+
+
+def test_file_workload_quick_slices_npy(tmp_path):
+    """The quick path on a dense .npy: evenly spaced rows and columns, rank at most 8."""
+    import dataclasses
+
+    import numpy as np
+
+    from fastnmf.bench import workloads
+
+    X = np.abs(np.random.default_rng(0).standard_normal((2500, 1200)))
+    np.save(tmp_path / "x.npy", X)
+    w = workloads.from_file(str(tmp_path / "x.npy"), 12)
+    spec = dataclasses.asdict(w)
+    Xq, rank = workloads.make(w.name, np.float32, quick=True, spec=spec)
+    assert Xq.shape == (1000, 1000) and rank == 8 and Xq.dtype == np.float32
+    np.testing.assert_allclose(Xq[0, 0], X[0, 0], rtol=1e-6)
+    np.testing.assert_allclose(Xq[-1, -1], X[-1, -1], rtol=1e-6)
+    Xf, rank = workloads.make(w.name, np.float64, quick=False, spec=spec)
+    assert Xf.shape == X.shape and rank == 12
+    # a name that is a built-in workload's is kept apart
+    np.save(tmp_path / "d1.npy", X[:10])
+    assert workloads.from_file(str(tmp_path / "d1.npy"), 2).name == "file-d1"
+
+
+def test_data_option_errors(tmp_path, capsys):
+    from fastnmf.cli import main
+
+    np_file = tmp_path / "x.npy"
+    __import__("numpy").save(np_file, __import__("numpy").ones((3, 3)))
+    for argv, msg in ((["--data", str(np_file)], "--rank"),
+                      (["--data", str(tmp_path / "none.npy"), "--rank", "2"], "no such file"),
+                      (["--rank", "3"], "--rank is for --data"),
+                      (["--workloads", "XX"], "unknown workload")):
+        with pytest.raises(SystemExit, match=msg):
+            main(["bench", "--quick", "--no-compile", "--out", str(tmp_path / "o"), *argv])
+
+
+def test_workload_groups():
+    from fastnmf.bench import workloads
+
+    assert workloads.expand(["DEFAULT"]) == list(workloads.DEFAULT)
+    assert workloads.expand(["REAL", "WN20", "D1"]) == [*workloads.REAL, "D1"]
+    real = [workloads.WORKLOADS[n] for n in workloads.REAL]
+    assert all(w.optional and w.quick for w in real)
+    assert not set(workloads.REAL) & set(workloads.DEFAULT)
+    assert {w.rank for w in real if w.source == "wordnet"} == {20, 50, 100}
+    assert workloads.WORKLOADS["WN-KL"].loss == workloads.KL
+
+
+def test_real_workloads_skip_cleanly_without_data(tmp_path, monkeypatch):
+    """No cache and no apt-get: the real workloads are skipped with the reason, the run
+    still writes its report (no subprocess starts: nothing to run)."""
+    from fastnmf import datasets
+    from fastnmf.cli import main
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setattr(datasets.shutil, "which", lambda name: None)
+    assert main(["bench", "--quick", "--no-compile", "--workloads", "real",
+                 "--out", str(tmp_path / "o")]) == 0
+    with open(tmp_path / "o" / "results.json") as f:
+        res = json.load(f)
+    assert set(res["skipped"]) == {"WN20", "WN50", "WN100", "FM20", "FM50", "WN-KL"}
+    assert all("apt-get" in r for r in res["skipped"].values())
+    md = (tmp_path / "o" / "benchmarks.md").read_text()
+    assert "### WN50" in md and "Skipped: " in md
+
+
+def _real_data_missing():
+    from fastnmf import datasets
+
+    for which in ("wordnet", "fashion-mnist"):
+        if datasets._cached(which) is None:
+            return f"{which} not cached (fastnmf.datasets builds it on first use)"
+    return None
+
+
+@pytest.mark.skipif(_real_data_missing() is not None, reason=str(_real_data_missing()))
+def test_real_workloads_quick(tmp_path):
+    """WordNet and Fashion-MNIST workloads, --quick (a slice), when their data is cached."""
+    _bench(["--workloads", "WN20,FM50,WN-KL", "--out", "o", "--methods",
+            "fastnmf-hals1,sklearn-cd,fastnmf-mu-kl,sklearn-mu-kl"], tmp_path)
+    with open(tmp_path / "o" / "results.json") as f:
+        res = json.load(f)
+    assert not res["skipped"] and not [r for r in res["runs"] if "error" in r]
+    shapes = {r["workload"]: r["meta"]["shape"] for r in res["runs"] if r["role"] == "prepare"}
+    assert shapes["WN20"][0] == 2000 and shapes["FM50"] == [1000, 784]
+    assert {r["method"] for r in res["runs"] if r["workload"] == "WN-KL" and "method" in r} == {
+        "sklearn-mu-kl", "fastnmf-mu-kl"}
+
+
+def test_reference_stops_at_its_time_cap():
+    """A reference that reaches its time cap before 200 iterations sets the target where it
+    stopped and says so; the report names the cap and the extrapolated 200 iterations."""
+    from fastnmf.bench import report
+    from fastnmf.bench.worker import run_group
+
+    def runner(task):
+        if task["role"] == "prepare":
+            return {"meta": {"description": "d", "shape": [4, 3], "nnz": 12, "x_bytes": 96,
+                             "rank": 2}}
+        if task["role"] == "reference":  # stopped by max_time after 50 iterations, 10 s
+            return {"curve": {"iteration": [0, 25, 50], "time": [0.0, 5.0, 10.0],
+                              "loss": [9.0, 5.0, 4.0]}, "per_iter_s": 0.2}
+        assert task["target"] == 4.0 and task["max_time"] == 10.0
+        return {"curve": {"iteration": [0, 5], "time": [0.0, 1.0], "loss": [9.0, 3.9]},
+                "per_iter_s": 0.2, "time_to_target_s": 1.0}
+
+    tasks = [dict(workload="W", dtype="float64", role="prepare"),
+             dict(workload="W", dtype="float64", role="reference", method="sklearn-cd",
+                  max_iter=200, max_time=10.0),
+             dict(workload="W", dtype="float64", role="method", method="fastnmf-hals",
+                  time_factor=1.0)]
+    out = run_group(tasks, runner)
+    ref = out[1]
+    assert ref["target"] == 4.0 and ref["target_iteration"] == 50
+    assert ref["capped_at_s"] == 10.0 and ref["extrapolated_200_s"] == pytest.approx(40.0)
+    text = "\n".join(report.detail("W", "float64", {"sklearn-cd": ref, "fastnmf-hals": out[2]},
+                                   out[0]["meta"], None))
+    assert "10 s cap" in text and "after 50 of 200" in text and "about 40 s" in text
+    assert report._status(ref, ref) == "10 s (50 it, capped)"
+
+
+def test_a_failed_prepare_stops_its_group():
+    from fastnmf.bench.worker import run_group
+
+    def runner(task):
+        if task["role"] == "prepare":
+            raise ValueError("negative values in X")
+        raise AssertionError("must not run")
+
+    out = run_group([dict(role="prepare"), dict(role="reference", method="sklearn-cd")],
+                    runner)
+    assert all("negative values" in r["error"] for r in out)
+
+
+def test_machine_limit_arithmetic():
+    """Bytes and flops of one iteration at given rates; the limit is the larger part."""
+    import numpy as np
+    import scipy.sparse as sp
+
+    from fastnmf.bench import metrics
+
+    X = np.ones((100, 50))
+    lim = metrics.machine_limit(X, 4, bandwidth=1e9, gemm=dict(rate=1e9, n=384))
+    assert lim["x_read_bytes"] == 2 * 100 * 50 * 8
+    assert lim["factor_bytes"] == 2 * 150 * 4 * 8
+    assert lim["bytes_s"] == pytest.approx((80000 + 9600) / 1e9)
+    assert lim["flops_s"] == pytest.approx((4 * 5000 * 4 + 3 * 150 * 16) / 1e9)
+    assert lim["limit_s"] == max(lim["bytes_s"], lim["flops_s"])
+    S = sp.random(100, 50, density=0.1, format="csr", random_state=0, dtype=np.float32)
+    lim = metrics.machine_limit(S, 4, bandwidth=1e9, gemm=dict(rate=1e9, n=384))
+    assert lim["product_flops"] == 4 * S.nnz * 4
+    assert lim["x_read_bytes"] == 2 * (S.data.nbytes + S.indices.nbytes + S.indptr.nbytes)
+    sweep = metrics.sweep_vs_gemm(300, 6, np.float32)
+    assert sweep["sweep_s"] > 0 and sweep["gemm_s"] > 0 and sweep["fraction"] > 0
+    assert metrics.gemm_rate(1e3, np.float64)["n"] == 384

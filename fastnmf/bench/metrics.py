@@ -1,4 +1,5 @@
-"""What is measured: memory, the floor, the loss, time to target, and the machine."""
+"""What is measured: memory, the floor and the machine's limit, the loss, time to target,
+and the machine."""
 
 from __future__ import annotations
 
@@ -60,15 +61,16 @@ def peak_bytes() -> int:
 
 # --- timing helpers -------------------------------------------------------------------
 
-def best_time(fn, min_total: float = 0.2, max_reps: int = 20) -> float:
-    """Median time of ``fn()`` over at least 3 calls (more while under ``min_total`` s)."""
+def best_time(fn, min_total: float = 0.2, max_reps: int = 20, reduce=np.median) -> float:
+    """Median time of ``fn()`` over at least 3 calls (more while under ``min_total`` s);
+    ``reduce=np.min`` for the fastest (a machine's capability: noise only adds time)."""
     fn()  # warm-up: first-touch of outputs, BLAS thread start
     times = []
     while len(times) < 3 or (sum(times) < min_total and len(times) < max_reps):
         t0 = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)
-    return float(np.median(times))
+    return float(reduce(times))
 
 
 # --- the floor ------------------------------------------------------------------------
@@ -98,7 +100,7 @@ def memory_bandwidth(nbytes: int = 256 << 20) -> float:
 
     A = np.ones((nbytes // 64, 8))
     bounds = row_bounds(A.shape[0])
-    t = best_time(lambda: inner_f64(A, A, bounds))
+    t = best_time(lambda: inner_f64(A, A, bounds), reduce=np.min)
     return A.nbytes / t
 
 
@@ -115,6 +117,98 @@ def sparse_floor(X, W: np.ndarray, H: np.ndarray, bandwidth: float) -> dict:
     return dict(floor_s=t0 + t1, products_s=t0 + t1, stream_s=stream,
                 layouts={"X@Ht (CSR)": t0, "X.T@W (CSR of X.T)": t1},
                 bandwidth_GBs=bandwidth / 1e9)
+
+
+# --- the machine's limit --------------------------------------------------------------
+#
+# The floor above is fastnmf's own cost of the data products.  The machine's limit is
+# what no implementation can beat: one iteration must read X once per product (at the
+# stream bandwidth) and the factors at least once each, and do the flops of the two
+# products, the two HALS sweeps and the two Grams (at the rate of a well-shaped GEMM).
+
+def gemm_rate(flops: float, dtype) -> dict:
+    """The GEMM rate (flop/s) of NumPy's ``@`` on square ``N×N`` matrices in ``dtype``,
+    ``N`` chosen so one product has about ``flops`` flops (clamped to 384..1536: the
+    rate of a BLAS on a well-shaped problem, not of a tiny or a skinny one)."""
+    n = int(min(max(round((flops / 2) ** (1 / 3)), 384), 1536))
+    rng = np.random.default_rng(0)
+    A = rng.random((n, n)).astype(dtype)
+    B = rng.random((n, n)).astype(dtype)
+    C = np.empty_like(A)
+    t = best_time(lambda: np.matmul(A, B, out=C), reduce=np.min)
+    return dict(rate=2.0 * n**3 / t, n=n)
+
+
+def iteration_work(shape, nnz: int | None, x_bytes: int, rank: int, itemsize: int) -> dict:
+    """The bytes and flops one Frobenius HALS iteration cannot avoid.
+
+    Bytes: X read once per product (twice), and W and H each read and written
+    once: ``2·x_bytes + 2·(m+n)·r·itemsize`` (gathered factor rows counted once:
+    a lower bound).  Flops: the two products (``2·2·nnz·r``, ``nnz = m·n`` for
+    dense X), one sweep over each factor (``2·(m+n)·r²``: a multiply-add per row,
+    component and component) and the two Grams (``(m+n)·r²``, symmetric).
+    """
+    m, n = shape
+    nnz = m * n if nnz is None else nnz
+    products = 4.0 * nnz * rank
+    sweeps = 2.0 * (m + n) * rank**2
+    grams = 1.0 * (m + n) * rank**2
+    return dict(x_read_bytes=2 * x_bytes, factor_bytes=2 * (m + n) * rank * itemsize,
+                product_flops=products, sweep_flops=sweeps, gram_flops=grams)
+
+
+def machine_limit(X, rank: int, bandwidth: float, gemm: dict) -> dict:
+    """The time of a machine-bound iteration: bytes at ``bandwidth``, flops at ``gemm``'s
+    rate, overlapped (``max`` of the two, the roofline: a product that streams X can do its
+    flops meanwhile).  Their sum is no limit: on dense D1 float64 (2 cores, 12 GB/s, GEMM
+    81 GFLOP/s) it is 13.5 + 10.0 = 23.5 ms, and fastnmf's one-sweep iteration takes
+    15.7 ms.  Both parts and their sum are kept in the JSON."""
+    if hasattr(X, "tocsr"):
+        nnz, x_bytes = int(X.nnz), X.data.nbytes + X.indices.nbytes + X.indptr.nbytes
+    else:
+        nnz, x_bytes = None, X.nbytes
+    work = iteration_work(X.shape, nnz, x_bytes, rank, X.dtype.itemsize)
+    bytes_s = (work["x_read_bytes"] + work["factor_bytes"]) / bandwidth
+    flops_s = (work["product_flops"] + work["sweep_flops"] + work["gram_flops"]) / gemm["rate"]
+    return dict(limit_s=max(bytes_s, flops_s), bytes_s=bytes_s, flops_s=flops_s,
+                sum_s=bytes_s + flops_s, bound="bytes" if bytes_s >= flops_s else "flops",
+                bandwidth_GBs=bandwidth / 1e9, gemm_GFs=gemm["rate"] / 1e9, gemm_n=gemm["n"],
+                **work)
+
+
+def sweep_vs_gemm(rows: int, rank: int, dtype) -> dict | None:
+    """One HALS sweep (``kernels.hals_update``, no Gram) over a ``rows×rank`` factor against
+    ``F @ B`` (``F`` rows×rank, ``B`` rank×rank): the same ``2·rows·rank²`` flops.
+
+    ``fraction`` = GEMM time ÷ sweep time, the sweep's rate as a fraction of the
+    same-flops GEMM's.  None if the kernel cannot be called (its signature changed).
+    """
+    from .. import kernels
+    from .._chunks import row_bounds
+
+    try:
+        from .._data import factor_bounds
+
+        bounds = factor_bounds(rows)
+    except ImportError:
+        bounds = row_bounds(rows)
+    rng = np.random.default_rng(0)
+    dtype = np.dtype(dtype)
+    F = rng.random((rows, rank)).astype(dtype)
+    Q = rng.random((2 * rank, rank))
+    B = (Q.T @ Q).astype(dtype)
+    A = (F @ B).astype(dtype)  # F is then near the subproblem's solution: a typical sweep
+    G = np.empty((0, 0), dtype=dtype)
+    zero = dtype.type(0)
+    try:
+        sweep = best_time(lambda: kernels.hals_update(F, A, B, zero, zero, bounds, G),
+                          reduce=np.min)
+    except Exception:  # a changed kernel must not lose the benchmark run
+        return None
+    gemm = best_time(lambda: np.matmul(F, B, out=A), reduce=np.min)  # A: written, not read
+    flops = 2.0 * rows * rank**2
+    return dict(rows=rows, rank=rank, sweep_s=sweep, gemm_s=gemm, fraction=gemm / sweep,
+                sweep_GFs=flops / sweep / 1e9, gemm_GFs=flops / gemm / 1e9)
 
 
 # --- the loss, evaluated the same way for every peer ----------------------------------
@@ -263,7 +357,10 @@ def blas_info() -> list[dict]:
 
     keep = ("user_api", "internal_api", "version", "architecture", "threading_layer",
             "num_threads", "filepath")
-    return [{k: d.get(k) for k in keep} for d in threadpool_info()]
+    # plain values only: scipy.io's Matrix Market reader registers a controller whose
+    # version is a function (it broke the JSON after a .mtx was read in the process)
+    return [{k: v if v is None or isinstance(v, (str, int, float)) else str(v)
+             for k, v in ((k, d.get(k)) for k in keep)} for d in threadpool_info()]
 
 
 def machine_info() -> dict:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -17,6 +18,13 @@ from .worker import REFERENCE_ITERS, run_group
 
 COMPILE_PROBE = os.path.join(os.path.dirname(__file__), "compile_probe.py")
 
+# The report goes here unless --out says otherwise: never into docs/ by default (a
+# --quick run from the repository root would overwrite the committed benchmark page).
+DEFAULT_OUT = "fastnmf-bench"
+# The reference's 200 iterations stop at this many seconds (WordNet at rank 100 would
+# take longer with scikit-learn cd): the target is its loss where it stopped.
+REFERENCE_MAX_S = 300.0
+
 
 def add_bench_parser(subparsers) -> None:
     """Add ``fastnmf bench`` to the console command."""
@@ -27,9 +35,18 @@ def add_bench_parser(subparsers) -> None:
         "subprocess; see docs/benchmarks.md for what is measured.")
     p.add_argument("--quick", action="store_true",
                    help="tiny sizes, a few seconds per workload: checks that the suite works")
-    p.add_argument("--workloads", default=",".join(workloads.DEFAULT),
+    p.add_argument("--workloads", default=None,
                    help="comma-separated names among " + ",".join(workloads.WORKLOADS)
-                   + " (default: %(default)s)")
+                   + "; 'default' is " + ",".join(workloads.DEFAULT) + ", 'real' is "
+                   + ",".join(workloads.REAL) + " (WordNet and Fashion-MNIST, fetched once "
+                   "with apt-get and cached; hours in all). Default: 'default', or none "
+                   "with --data")
+    p.add_argument("--data", metavar="FILE", default=None,
+                   help="benchmark your own matrix: .npy, .npz (scipy sparse or NumPy) or "
+                   ".mtx; needs --rank")
+    p.add_argument("--rank", type=int, default=None, help="the rank for --data")
+    p.add_argument("--loss", choices=("frobenius", "kullback-leibler", "kl"),
+                   default="frobenius", help="the loss for --data (default: %(default)s)")
     p.add_argument("--full-s2", action="store_true",
                    help="add S2 (10⁶×10⁵, 10⁸ nonzeros: needs ~10 GB of memory and hours)")
     p.add_argument("--methods", default=",".join(peers.METHODS),
@@ -38,9 +55,11 @@ def add_bench_parser(subparsers) -> None:
                    help="thread counts for the scaling runs, e.g. 1,2 (default: 1..cores); "
                    "the comparison runs at the largest")
     p.add_argument("--dtypes", default="float64,float32")
-    p.add_argument("--out", default=None, metavar="DIR",
+    p.add_argument("--out", default=DEFAULT_OUT, metavar="DIR",
                    help="write DIR/benchmarks.md, DIR/results.json and DIR/img/*.png "
-                   "(default: docs/benchmarks.md, docs/img/bench/)")
+                   "(default: %(default)s, in the current folder). A folder named docs "
+                   "keeps the documentation site's layout: docs/benchmarks.md, plots and "
+                   "JSON in docs/img/bench/ (only an explicit --out docs writes there)")
     p.add_argument("--readme", default=None, metavar="FILE",
                    help="also copy the headline tables into FILE (e.g. README.md), between "
                    "its <!-- headline:start/end --> and <!-- headline-kl:start/end --> markers")
@@ -49,6 +68,11 @@ def add_bench_parser(subparsers) -> None:
                    "cd, or MU-KL for KL workloads) time to the target (default: %(default)s)")
     p.add_argument("--max-iter", type=int, default=1000,
                    help="most iterations of any method (default: %(default)s)")
+    p.add_argument("--reference-max-time", type=float, default=REFERENCE_MAX_S,
+                   metavar="SECONDS",
+                   help="the reference (scikit-learn cd or MU-KL) runs 200 iterations or this "
+                   "long, whichever comes first; the target is then its loss where it "
+                   "stopped, and the report says so (default: %(default)s)")
     p.add_argument("--scaling-iters", type=int, default=10,
                    help="iterations per thread-scaling run (default: %(default)s)")
     p.add_argument("--isolate", action=argparse_bool(), default=None,
@@ -66,9 +90,12 @@ def argparse_bool():
     return argparse.BooleanOptionalAction
 
 
-def _paths(out: str | None) -> tuple[str, str, str]:
-    if out is None:
-        return "docs/benchmarks.md", "docs/img/bench", "docs/img/bench/results.json"
+def _paths(out: str) -> tuple[str, str, str]:
+    """The report, the plots' folder and the JSON under ``out``; a folder named ``docs``
+    keeps the site's layout (``docs/benchmarks.md``, ``docs/img/bench/``)."""
+    if os.path.basename(os.path.normpath(out)) == "docs":
+        img = os.path.join(out, "img", "bench")
+        return os.path.join(out, "benchmarks.md"), img, os.path.join(img, "results.json")
     return (os.path.join(out, "benchmarks.md"), os.path.join(out, "img"),
             os.path.join(out, "results.json"))
 
@@ -122,15 +149,19 @@ def compile_times(env: dict) -> dict:
 
 
 def plan(args, name: str, dtype: str, folder: str, threads: list[int], scaling: bool,
-         methods: list[str]) -> list[dict]:
-    """The tasks of one workload and dtype, in the order they must run."""
+         methods: list[str], spec: dict | None = None) -> list[dict]:
+    """The tasks of one workload and dtype, in the order they must run (``spec``: a
+    file workload, see :func:`.workloads.get`)."""
     base = dict(workload=name, dtype=dtype, quick=args.quick, folder=folder)
-    loss = workloads.WORKLOADS[name].loss
+    if spec:
+        base["spec"] = spec
+    loss = workloads.get(name, spec).loss
     reference = peers.REFERENCES[loss]
     top = max(threads)
     tasks = [dict(base, role="prepare")]
+    cap = getattr(args, "reference_max_time", None)
     tasks.append(dict(base, role="reference", method=reference, threads=top,
-                      max_iter=REFERENCE_ITERS))
+                      max_iter=REFERENCE_ITERS, **({"max_time": cap} if cap else {})))
     for m in methods:
         if m == reference or peers.LOSS[m] != loss:  # KL peers on KL workloads only
             continue
@@ -152,13 +183,31 @@ def plan(args, name: str, dtype: str, folder: str, threads: list[int], scaling: 
 
 def bench_command(args) -> int:
     t_start = time.perf_counter()
-    names = [w.strip().upper() for w in args.workloads.split(",") if w.strip()]
+    chosen = args.workloads if args.workloads is not None else (
+        "" if args.data else "default")
+    names = workloads.expand(w.strip().upper() for w in chosen.split(",") if w.strip())
     if args.full_s2 and "S2" not in names:
         names.append("S2")
     unknown = [n for n in names if n not in workloads.WORKLOADS]
     if unknown:
         raise SystemExit(f"fastnmf bench: unknown workload(s) {unknown}; "
-                         f"choose among {list(workloads.WORKLOADS)}")
+                         f"choose among {list(workloads.WORKLOADS)}, default or real")
+    specs: dict = {}
+    if args.data:
+        if args.rank is None or args.rank < 1:
+            raise SystemExit("fastnmf bench: --data needs --rank R (a positive integer)")
+        if not os.path.isfile(args.data):
+            raise SystemExit(f"fastnmf bench: --data {args.data!r}: no such file")
+        if not args.data.lower().endswith((".npy", ".npz", ".mtx", ".mtx.gz")):
+            raise SystemExit(f"fastnmf bench: --data {args.data!r}: use .npy, .npz or .mtx")
+        loss = workloads.KL if args.loss in ("kl", workloads.KL) else workloads.FROBENIUS
+        w = workloads.from_file(args.data, args.rank, loss)
+        specs[w.name] = dataclasses.asdict(w)
+        names.append(w.name)
+    elif args.rank is not None:
+        raise SystemExit("fastnmf bench: --rank is for --data (the workloads have theirs)")
+    if not names:
+        raise SystemExit("fastnmf bench: no workload to run")
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     bad = [m for m in methods if m not in peers.METHODS]
     if bad:
@@ -179,6 +228,7 @@ def bench_command(args) -> int:
         "settings": dict(quick=args.quick, workloads=names, dtypes=dtypes, threads=threads,
                          methods=methods, time_factor=args.time_factor,
                          max_iter=args.max_iter, reference_iters=REFERENCE_ITERS,
+                         reference_max_time=args.reference_max_time, data=args.data,
                          target_rtol=metrics.TARGET_RTOL, isolate=isolate,
                          unset_openblas_env=args.unset_openblas_env,
                          openblas_env_seen=metrics.machine_info()["openblas_env"],
@@ -190,7 +240,7 @@ def bench_command(args) -> int:
     }
     groups = []
     for name in names:
-        reason = workloads.missing_reason(workloads.WORKLOADS[name])
+        reason = workloads.missing_reason(workloads.get(name, specs.get(name)))
         if reason:
             results["skipped"][name] = reason
             continue
@@ -210,7 +260,8 @@ def bench_command(args) -> int:
                 bar.update(1)
             for name, dtype, scaling in groups:
                 folder = os.path.join(scratch, f"{name}-{dtype}")
-                tasks = plan(args, name, dtype, folder, threads, scaling, methods)
+                tasks = plan(args, name, dtype, folder, threads, scaling, methods,
+                             specs.get(name))
                 bar.set_postfix_str(f"{name} {dtype}")
                 if isolate:
                     def one(task, name=name, dtype=dtype):

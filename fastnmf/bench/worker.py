@@ -38,14 +38,23 @@ def _fill(task: dict, ctx: dict) -> dict:
 
 
 def _update(ctx: dict, task: dict, result: dict) -> None:
+    if task["role"] == "prepare" and "error" in result:
+        ctx["prepare_error"] = result["error"]
     if task["role"] == "reference" and "curve" in result:
         curve = result["curve"]
-        # the point at iteration REFERENCE_ITERS (or the last, if the run ended early)
+        # the point at iteration REFERENCE_ITERS, or the last if the run ended early: at
+        # the reference's time cap (task["max_time"]) on the largest workloads
         k = int(np.searchsorted(curve["iteration"], REFERENCE_ITERS, "right")) - 1
         ctx["reference"] = {"target": curve["loss"][k], "target_time_s": curve["time"][k]}
         result["target"] = curve["loss"][k]
         result["time_to_target_s"] = curve["time"][k]
         result["target_iteration"] = curve["iteration"][k]  # the curve may be thinned
+        if curve["iteration"][k] < REFERENCE_ITERS and task.get("max_time"):
+            # stopped by the time cap: the target is its loss where it stopped, and its
+            # 200 iterations' time is extrapolated from its time per iteration
+            result["capped_at_s"] = task["max_time"]
+            result["extrapolated_200_s"] = (curve["time"][k] / curve["iteration"][k]
+                                            * REFERENCE_ITERS)
 
 
 def run_group(tasks: list[dict], runner) -> list[dict]:
@@ -56,6 +65,8 @@ def run_group(tasks: list[dict], runner) -> list[dict]:
         task = _fill(task, ctx)
         t0 = time.perf_counter()
         try:
+            if "prepare_error" in ctx:  # no data: nothing to run (the error says why)
+                raise RuntimeError(f"the workload's data failed: {ctx['prepare_error']}")
             result = runner(task)
         except Exception as exc:  # one failed configuration must not lose the whole run
             result = {"error": f"{type(exc).__name__}: {exc}"}
@@ -70,7 +81,8 @@ def run_task(task: dict) -> dict:
     """Run one task in this process."""
     if task["role"] == "prepare":
         t0 = time.perf_counter()
-        meta = workloads.prepare(task["workload"], task["dtype"], task["quick"], task["folder"])
+        meta = workloads.prepare(task["workload"], task["dtype"], task["quick"], task["folder"],
+                                 task.get("spec"))
         return {"meta": meta, "prepare_s": time.perf_counter() - t0}
     return run_method(task)
 
@@ -79,7 +91,7 @@ def run_method(task: dict) -> dict:
     t0 = time.perf_counter()
     X, W0, H0 = workloads.load(task["folder"])
     load_s = time.perf_counter() - t0
-    loss = workloads.WORKLOADS[task["workload"]].loss
+    loss = workloads.get(task["workload"], task.get("spec")).loss
     evaluate = metrics.evaluator(X, loss)
     threads = task["threads"]
     name = task["method"]
@@ -113,12 +125,18 @@ def run_method(task: dict) -> dict:
         from .. import thread_limits
 
         W, H = W0, H0
+        r = W.shape[1]
         with thread_limits(threads):
+            bw = metrics.memory_bandwidth(32 << 20 if task["quick"] else 256 << 20)
             if hasattr(X, "tocsr"):
-                bw = metrics.memory_bandwidth(32 << 20 if task["quick"] else 256 << 20)
                 out["floor"] = metrics.sparse_floor(X, W, H, bw)
+                product_flops = 2.0 * X.nnz * r
             else:
                 out["floor"] = metrics.dense_floor(X, W, H)
+                product_flops = 2.0 * X.shape[0] * X.shape[1] * r
+            gemm = metrics.gemm_rate(product_flops, X.dtype)
+            out["limit"] = metrics.machine_limit(X, r, bw, gemm)
+            out["sweep"] = metrics.sweep_vs_gemm(X.shape[0], r, X.dtype)
     out["info"] = {"blas": metrics.blas_info(),
                    "numba_threading_layer": metrics._threading_layer()}
     return out
