@@ -133,6 +133,35 @@ def test_fixed_H_equals_single_machine(solver):
     np.testing.assert_array_equal(got.H, H)
 
 
+def test_kl_mu_is_the_solvers_loop_over_row_blocks(monkeypatch):
+    """KL-MU on Dask runs fastnmf.solvers.kl's own loop over the Dask data product: the
+    W half-step is kl.MURows on each row block (one update per block and iteration),
+    here with H fixed (no H numerator asked for), and the callback sees W as a dask
+    array; the result equals the single-machine fit."""
+    from fastnmf.solvers import kl as kls
+
+    rows_updated = []
+    update = kls.MURows.update
+    monkeypatch.setattr(kls.MURows, "update", lambda self, *args: (
+        rows_updated.append(self.W.shape[0]) or update(self, *args)))
+    X = _data(True, np.float64, seed=12)
+    H = np.random.default_rng(1).random((R, N)) + 0.1
+    kw = dict(beta_loss="kullback-leibler", solver="mu", H=H, update_H=False, max_iter=6,
+              tol=0, alpha_W=1e-3)
+    seen = []
+    with dask.config.set(scheduler="sync"):
+        got = fastnmf.nmf(_dask(X), R, callback=lambda info: seen.append(info.W), **kw)
+    assert sorted(rows_updated) == sorted(ROW_CHUNKS * 6)
+    assert len(seen) == 6 and all(isinstance(W, da.Array) for W in seen)
+    rows_updated.clear()
+    ref = fastnmf.nmf(X, R, **kw)
+    assert rows_updated == [M] * 6  # in memory: the same class, on all rows at once
+    _close(ref.W, got.W, np.float64)
+    np.testing.assert_array_equal(got.H, H)
+    np.testing.assert_allclose(got.history["loss"], ref.history["loss"], rtol=TOL[np.float64])
+    _close(ref.W, seen[-1].compute(), np.float64)
+
+
 @pytest.mark.parametrize("solver", ["hals", "mu"])
 def test_float32_rebalance_like_single_machine(solver, monkeypatch):
     """W small and H huge (H Hᵀ past 1e30 in float32): the client rebalances the

@@ -22,6 +22,7 @@ import numpy as np
 from .. import _validation as v
 from .._chunks import nnz_bounds
 from .._data import SparseData, _canonical_csr, _sqnorm_f64, make_data
+from .._threads import thread_limits
 
 # Partial sums are added this many at a time (the fan-in of the tree).
 SPLIT_EVERY = 8
@@ -149,6 +150,7 @@ class _Blocks:
         keep = [i for i, c in enumerate(rows) if c > 0]  # empty blocks: nothing to do
         blocks = X.to_delayed()[:, 0]
         self.rows = [rows[i] for i in keep]
+        self.n_cols = int(X.shape[1])
         self.offsets = np.concatenate([[0], np.cumsum(self.rows)]).astype(np.int64)
         prepare = dask.delayed(_prepare_block, pure=True)
         self.data = [prepare(blocks[i], dtype, backend, streamed) for i in keep]
@@ -232,3 +234,149 @@ def _client_of(dask, scheduler):
     get = dask.base.get_scheduler(scheduler=scheduler)
     owner = getattr(get, "__self__", None)
     return owner if type(owner).__name__ == "Client" else None
+
+
+# ---------------------------------------------------------------------------
+# The data product the solver loops run over
+# ---------------------------------------------------------------------------
+
+def _sums(W):
+    """``(Σ W, ‖W‖²)``: what the penalties need of a block of W's rows."""
+    return np.array([W.sum(dtype=np.float64), np.vdot(W, W)], dtype=np.float64)
+
+
+def _rows_call(block, state, cls, method, args, n_threads):
+    """``cls(block's data, state).<method>(*args)`` on a copy of the block's row state
+    (the input is never modified); returns the new state and the results as float64
+    partial sums, with the block's ``(Σ W, ‖W‖²)``."""
+    state = {key: value.copy() for key, value in state.items()}
+    with thread_limits(n_threads):
+        out = getattr(cls(block.data, state), method)(*args)
+    values = out if isinstance(out, tuple) else (out,)
+    # (a set: the blocks' parts are summed, and sets are united)
+    parts = {"sums": _sums(state["W"]), "form": {(isinstance(out, tuple), len(values))}}
+    for i, value in enumerate(values):
+        if value is not None:
+            parts[i] = np.asarray(value, dtype=np.float64)
+    return state, parts
+
+
+def _block_sums(block, state):
+    return {"sums": _sums(state["W"])}
+
+
+def _direct_sqerr(block, state, Ht, n_threads):
+    with thread_limits(n_threads):
+        return {"sqerr": block.data.direct_sqerr(state["W"], Ht)}
+
+
+class BlockRows:
+    """The handle of W's rows: one row state per row block of X, each where that block is.
+
+    What a solver loop passes for W over :class:`DaskData`.  A row state is a
+    dict of arrays with as many rows as the block: ``"W"``, and what the
+    solver keeps per row between steps (e.g. MU's numerator of W).  The handle
+    remembers ``(Σ W, ‖W‖²)`` from the last step, for the penalties.
+    """
+
+    def __init__(self, data, parts):
+        self.data = data
+        self.parts = parts
+        self.shape = (data.shape[0], data.rank)
+        self.dtype = data.dtype
+        self.sums = None
+
+    def penalty(self, l1, l2) -> float:
+        """``l1‖W‖₁ + ½l2‖W‖²`` (see :func:`fastnmf.solvers._penalty.factor_penalty`)."""
+        if self.sums is None:
+            self.sums = self.data.blocks.reduce(_block_sums, self.parts)["sums"]
+        return l1 * float(self.sums[0]) + 0.5 * l2 * float(self.sums[1])
+
+    def _factors(self):
+        return [self.data.blocks.dask.delayed(_get_W, pure=True)(p) for p in self.parts]
+
+    def to_dask(self):
+        """W as a dask array whose row chunks are X's (persisted where they were made)."""
+        return self.data.blocks.as_dask_array(self._factors(), self.shape[1], self.dtype)
+
+    def gather(self) -> np.ndarray:
+        return self.data.blocks.gather(self._factors())
+
+
+def _get_W(state):
+    return state["W"]
+
+
+def _state_of(W):
+    return {"W": W}
+
+
+class BlockRowSide:
+    """A solver's row side (``cls``, e.g. :class:`fastnmf.solvers.kl.MURows`) run on every
+    row block of X with that block's row state, what its methods return summed.
+
+    ``rows.<method>(*args)`` runs ``cls(block_data, state_block).<method>(*args)`` in
+    one task per block, placed where the block is, persists the new row states
+    there, and returns the tree-summed results (float64): the W half-step is the
+    solver's own code, on each block.  ``X Hᵀ`` and the like stay on the workers.
+    """
+
+    def __init__(self, data, W, cls):
+        self.data, self.W, self.cls = data, W, cls
+        self.blocks = data.blocks
+
+    def __getattr__(self, method):
+        if method.startswith("_"):
+            raise AttributeError(method)
+        return functools.partial(self._call, method)
+
+    def _call(self, method, *args):
+        args = tuple(self.blocks.constant(a.copy()) if isinstance(a, np.ndarray) else a
+                     for a in args)  # (the client changes its arrays afterwards)
+        parts, tot = self.blocks.step(_rows_call, self.W.parts, self.cls, method, args,
+                                      self.blocks.n_threads)
+        self.W.parts, self.W.sums = parts, tot["sums"]
+        (is_tuple, n), = tot["form"]
+        out = tuple(tot.get(i) for i in range(n))
+        return out if is_tuple else out[0]
+
+    def view(self):
+        """W as the callback sees it: a dask array."""
+        return self.W.to_dask()
+
+
+class DaskData:
+    """Row-partitioned X on Dask as a data product: what the solver loops ask of X.
+
+    The W half-steps run where W's rows are (:meth:`row_side`); ``sqnorm``,
+    ``nonzeros`` and the backend come from one pass over the blocks when X is
+    prepared; ``‖X − WH‖²`` is summed from the blocks.
+    """
+
+    is_sparse = False
+
+    def __init__(self, blocks, dtype, rank):
+        self.blocks = blocks
+        self.shape = (int(blocks.offsets[-1]), blocks.n_cols)
+        self.dtype = np.dtype(dtype)
+        self.rank = rank
+        self.stats = blocks.reduce(_block_stats)
+        self.sqnorm = self.stats["sqnorm"]
+        self.nonzeros = self.stats["nnz"]
+        backends = sorted(self.stats["backend"])
+        self.backend = backends[0] if len(backends) == 1 else "mixed"
+
+    def mean(self) -> float:
+        return self.stats["sum"] / (self.shape[0] * self.shape[1])
+
+    def rows(self, W: np.ndarray) -> BlockRows:
+        """W (m×r, on the client) sent out as one block of rows per block of X."""
+        task = self.blocks.dask.delayed(_state_of, pure=True)
+        return BlockRows(self, [task(w) for w in self.blocks.split(W)])
+
+    def row_side(self, W: BlockRows, cls) -> BlockRowSide:
+        return BlockRowSide(self, W, cls)
+
+    def direct_sqerr(self, W: BlockRows, Ht) -> float:
+        return self.blocks.reduce(_direct_sqerr, W.parts, self.blocks.constant(Ht.copy()),
+                                  self.blocks.n_threads)["sqerr"]

@@ -19,14 +19,12 @@ from .. import _validation as v
 from .._data import factor_bounds
 from .._options import check_loop_options, regularization
 from .._result import NMFResult
-from .._threads import thread_limits
+from .._threads import numba_threads, resolve_n_threads, thread_limits
 from ..init import INIT_METHODS, initialize
 from ..kernels import ROW_GROUP, inner_f64
-from ..kernels import kl as klk
 from ..solvers import Monitor, objective_for
 from ..solvers import frobenius as frob
-from ..solvers import kl as kls
-from .data import _block_stats, _Blocks, _import_dask
+from .data import DaskData, _Blocks, _import_dask
 
 __all__ = ["nmf_dask"]
 
@@ -73,33 +71,6 @@ def _direct_sqerr(block, W, Ht, n_threads):
     data = block.data
     with thread_limits(n_threads):
         return {"sqerr": data.direct_sqerr(W, Ht)}
-
-
-def _kl_numerator_W(block, W, Ht, n_threads):
-    """MU-KL numerator of W's rows ``(Xᵦ ⊘ Wᵦ H) Hᵀ`` and the block's KL at the nonzeros."""
-    data = block.data
-    eps = W.dtype.type(kls.EPS)
-    num = np.empty_like(W)
-    with thread_limits(n_threads):
-        kl_nz = kls._engine(data).numerator(0, W, Ht, eps, True, num)
-    return num, {"kl_nz": kl_nz, "W_colsum": W.sum(0, dtype=np.float64),
-                 "W_sq": float(np.vdot(W, W))}
-
-
-def _kl_step(block, W, num_W, H_sum, Ht, l1, l2, update_H, n_threads):
-    """One block's MU-KL W half-step (a copy), and its share of H's numerator."""
-    data = block.data
-    W = W.copy()
-    dtype = W.dtype.type
-    eps = dtype(kls.EPS)
-    parts = {}
-    with thread_limits(n_threads):
-        klk.kl_mu_apply(W, num_W, H_sum, l1, l2, eps, dtype(0), factor_bounds(W.shape[0]))
-        if update_H:
-            num_H = np.empty_like(Ht)
-            kls._engine(data).numerator(1, Ht, W, eps, False, num_H)
-            parts = {"num_H": num_H.astype(np.float64), "W_sum": W.sum(0, dtype=np.float64)}
-    return W, parts
 
 
 class _Summary:
@@ -260,8 +231,8 @@ def nmf_dask(X, rank, *, beta_loss="frobenius", solver=None, init=None, max_iter
         X = _align_rows(X)
     blocks = _Blocks(X, dtype, backend, persist, scheduler, n_threads,
                      streamed=not persist and objective.name == "frobenius")
-    stats = blocks.reduce(_block_stats)
-    mean = stats["sum"] / (m * n)
+    data = DaskData(blocks, dtype, rank)
+    mean = data.mean()
     if init == "random":
         W0, H0 = initialize(_Summary(X.shape, dtype, mean), rank, "random", random_state)
     elif W0 is None:  # update_H=False: W starts as nmf() starts it
@@ -270,39 +241,48 @@ def nmf_dask(X, rank, *, beta_loss="frobenius", solver=None, init=None, max_iter
         else:
             W0 = np.zeros((m, rank), dtype=dtype)
     Ht = np.ascontiguousarray(H0.T)
-    W_blocks = blocks.split(W0)
-    del W0
 
     monitor = Monitor(max_iter=max_iter, tol=tol, rule=objective.stop_rules[solver],
                       max_time=max_time, callback=callback, progress=progress,
                       verbose=verbose, loss_name=objective.loss_name)
-    fit = _fit_frobenius if objective.name == "frobenius" else _fit_kl
+    frobenius = objective.name == "frobenius"
     try:
-        W_blocks, Ht, final, sqerr = fit(
-            blocks, W_blocks, Ht, stats, solver=solver, monitor=monitor, reg=reg,
-            update_H=update_H, accelerate=accelerate, dtype=dtype)
+        if frobenius:
+            W_blocks = blocks.split(W0)
+            del W0
+            W_blocks, Ht, sqerr = _fit_frobenius(
+                blocks, W_blocks, Ht, data.stats, solver=solver, monitor=monitor, reg=reg,
+                update_H=update_H, accelerate=accelerate, dtype=dtype)
+            final = sqerr
+            W_out = (blocks.as_dask_array(W_blocks, rank, dtype) if return_dask
+                     else blocks.gather(W_blocks))
+        else:
+            W_rows = data.rows(W0)  # from here on, W's rows live with X's row blocks
+            del W0
+            # Numba's threads for the client's own kernels (the H half-step); not
+            # thread_limits, whose lock (workqueue layer) the block tasks of Dask's
+            # local threads would wait on while the client waits for them.
+            with numba_threads(resolve_n_threads(n_threads)):
+                final = objective.fit(data, W_rows, Ht, solver=solver, monitor=monitor,
+                                      reg=reg, update_H=update_H)
+            # the Frobenius error too, so relative_error means one thing
+            sqerr = max(data.direct_sqerr(W_rows, Ht), 0.0)
+            W_out = W_rows.to_dask() if return_dask else W_rows.gather()
     finally:
         history = monitor.close()
-    if objective.name == "frobenius":
-        err = float(np.sqrt(final))
-    else:
-        err = float(np.sqrt(2.0 * max(final, 0.0)))
-    W_out = (blocks.as_dask_array(W_blocks, rank, dtype) if return_dask
-             else blocks.gather(W_blocks))
-    backends = sorted(stats["backend"])
+    err = float(np.sqrt(final)) if frobenius else float(np.sqrt(2.0 * max(final, 0.0)))
     return NMFResult(
         W=W_out,
         H=np.ascontiguousarray(Ht.T),
         loss=float(history["loss"][-1]),
         reconstruction_err=err,
-        relative_error=(float(np.sqrt(sqerr / stats["sqnorm"])) if stats["sqnorm"] > 0
-                        else 0.0),
+        relative_error=float(np.sqrt(sqerr / data.sqnorm)) if data.sqnorm > 0 else 0.0,
         n_iter=monitor.n_iter,
         converged=monitor.converged,
         stop_reason=monitor.stop_reason,
         history=history,
         solver=solver,
-        backend=backends[0] if len(backends) == 1 else "mixed",
+        backend=data.backend,
         beta_loss=objective.name,
         elapsed=time.perf_counter() - t0,
     )
@@ -379,7 +359,7 @@ def _fit_frobenius(blocks, W_blocks, Ht, stats, *, solver, monitor, reg, update_
             break
     if dtype == np.float32:  # report the final error to float64 accuracy
         sqerr = direct()
-    return W_blocks, Ht, sqerr, sqerr
+    return W_blocks, Ht, sqerr
 
 
 def _rebalance_scales(WtW64, Ht):
@@ -390,49 +370,3 @@ def _rebalance_scales(WtW64, Ht):
     ok = (nw > 0) & (nh > 0)
     s[ok] = np.sqrt(nh[ok] / nw[ok])
     return s
-
-
-def _fit_kl(blocks, W_blocks, Ht, stats, *, solver, monitor, reg, update_H, accelerate, dtype):
-    """:func:`fastnmf.solvers.kl._fit_mu`, step for step, over row blocks."""
-    nt = blocks.n_threads
-    r = Ht.shape[1]
-    t = dtype.type
-    l1_W, l1_H, l2_W, l2_H = (t(x) for x in reg)
-    eps, clip_H = t(kls.EPS), t(kls.CLIP_H)
-    bounds_H = factor_bounds(Ht.shape[0])
-
-    def numerators(W_blocks):
-        """Each block's W numerator at the current factors, and the KL they give."""
-        num, tot = blocks.step(_kl_numerator_W, W_blocks, blocks.constant(Ht.copy()), nt)
-        kl = tot["kl_nz"] + float(tot["W_colsum"] @ Ht.sum(0, dtype=np.float64))
-        return num, kl, tot
-
-    def report(it, kl, tot):
-        kl = max(kl, 0.0)
-        W_l1 = float(tot["W_colsum"].sum())
-        objective = kl + _penalty(reg, W_l1, tot["W_sq"], Ht)
-        error = float(np.sqrt(2.0 * kl))
-        if it == 0:
-            monitor.start(objective, error)
-            return False
-        return monitor.step(it, objective, error,
-                            _callback_W(monitor, blocks, W_blocks, r, dtype), Ht.T)
-
-    num_W, kl, tot = numerators(W_blocks)
-    report(0, kl, tot)
-    for it in range(1, monitor.max_iter + 1):
-        H_sum = Ht.sum(0)
-        W_blocks, parts = blocks.step(_kl_step, W_blocks, num_W, H_sum,
-                                      blocks.constant(Ht.copy()), l1_W, l2_W, update_H, nt)
-        if update_H:
-            W_sum = parts["W_sum"].astype(dtype)
-            W_sum[W_sum == 0] = 1  # scikit-learn's guard, kept for equal results
-            with thread_limits(nt):
-                klk.kl_mu_apply(Ht, parts["num_H"].astype(dtype), W_sum, l1_H, l2_H, eps,
-                                clip_H, bounds_H)
-        num_W, kl, tot = numerators(W_blocks)
-        if report(it, kl, tot):
-            break
-    sqerr = max(blocks.reduce(_direct_sqerr, W_blocks, blocks.constant(Ht.copy()),
-                              nt)["sqerr"], 0.0)
-    return W_blocks, Ht, max(kl, 0.0), sqerr

@@ -202,74 +202,124 @@ def _sum_WH(W, Ht):
     return float(W.sum(0, dtype=np.float64) @ Ht.sum(0, dtype=np.float64))
 
 
-def _report(monitor, it, kl, reg, W, Ht):
-    """Record iteration ``it`` (0: start); ``error`` is scikit-learn's ``sqrt(2·KL)``."""
+def _report(monitor, it, kl, reg, W, Ht, view=None):
+    """Record iteration ``it`` (0: start); ``error`` is scikit-learn's ``sqrt(2·KL)``.
+    ``view``: W as the callback sees it (default W)."""
     kl = max(kl, 0.0)
     objective = kl + penalties(reg, W, Ht)
     error = float(np.sqrt(2.0 * kl))
     if it == 0:
         monitor.start(objective, error)
         return False
-    return monitor.step(it, objective, error, W, Ht.T)
+    return monitor.step(it, objective, error, W if view is None else view, Ht.T)
+
+
+class MURows:
+    """W's half of the multiplicative updates, where W's rows are.
+
+    ``state`` holds W (``"W"``, updated in place) and W's numerator
+    ``(X ⊘ WH) Hᵀ`` (``"num_W"``), kept from the loss of one iteration to the
+    W update of the next.  A data product that keeps W's rows elsewhere (row
+    blocks of a Dask array) runs this class on each of its blocks with that
+    block's row state, summing what the methods return
+    (:class:`fastnmf.dask.data.BlockRowSide`): the W half-step is written once,
+    here.  Every method's results are sums over W's rows.
+    """
+
+    def __init__(self, data, state, engine=None):
+        self.engine = _engine(data) if engine is None else engine
+        self.state = state
+        self.W = state["W"]
+        self.bounds = factor_bounds(self.W.shape[0])
+        self.num_H = None
+
+    def numerator(self, Ht):
+        """W's numerator at the current factors (kept); returns the KL at the nonzeros
+        and W's column sums (float64), whose product with H's gives ``Σ WH``."""
+        W = self.W
+        num = self.state.get("num_W")
+        if num is None:
+            num = self.state["num_W"] = np.empty_like(W)
+        kl_nz = self.engine.numerator(0, W, Ht, W.dtype.type(EPS), True, num)
+        return kl_nz, W.sum(0, dtype=np.float64)
+
+    def update(self, Ht, H_sum, l1, l2, then_product):
+        """W's MU step from the kept numerator, then (``then_product``) H's numerator
+        ``(X ⊘ WH)ᵀ W`` and W's column sums at the new W (else ``(None, None)``)."""
+        W = self.W
+        t = W.dtype.type
+        klk.kl_mu_apply(W, self.state["num_W"], H_sum, l1, l2, t(EPS), t(0), self.bounds)
+        if not then_product:
+            return None, None
+        if self.num_H is None:
+            self.num_H = np.empty_like(Ht)
+        self.engine.numerator(1, Ht, W, t(EPS), False, self.num_H)
+        return self.num_H, W.sum(0)
+
+    def view(self):
+        return self.W
+
+
+def _mu_rows(data, W, engine=None):
+    """:class:`MURows` here, or the data's own where it keeps W's rows (Dask)."""
+    own = getattr(data, "row_side", None)
+    return MURows(data, {"W": W}, engine) if own is None else own(W, MURows)
 
 
 class _MU:
-    """Multiplicative updates on an engine: the W numerator is kept one step ahead."""
+    """Multiplicative updates over a row side: the W numerator is kept one step ahead."""
 
-    def __init__(self, engine, W, Ht, reg):
-        dtype = W.dtype.type
-        self.engine = engine
+    def __init__(self, rows, Ht, reg):
+        dtype = Ht.dtype.type
+        self.rows = rows
         self.l1_W, self.l1_H, self.l2_W, self.l2_H = (dtype(v) for v in reg)
-        self.eps, self.clip_H, self.no_clip = dtype(EPS), dtype(CLIP_H), dtype(0)
-        self.bounds_W, self.bounds_H = factor_bounds(W.shape[0]), factor_bounds(Ht.shape[0])
-        self.num_W = np.empty_like(W)
-        self.num_H = np.empty_like(Ht)
+        self.eps, self.clip_H = dtype(EPS), dtype(CLIP_H)
+        self.bounds_H = factor_bounds(Ht.shape[0])
 
-    def loss(self, W, Ht):
+    def loss(self, Ht):
         """The KL at the current factors, with the W numerator there (for the next step)."""
-        return self.engine.numerator(0, W, Ht, self.eps, True, self.num_W) + _sum_WH(W, Ht)
+        kl_nz, W_colsum = self.rows.numerator(Ht)
+        return kl_nz + float(W_colsum @ Ht.sum(0, dtype=np.float64))
 
-    def step(self, W, Ht, update_H):
+    def step(self, Ht, update_H):
         """One iteration (W, then H), exactly scikit-learn's; needs :meth:`loss` before."""
-        eps = self.eps
-        klk.kl_mu_apply(W, self.num_W, Ht.sum(0), self.l1_W, self.l2_W, eps, self.no_clip,
-                        self.bounds_W)
+        num_H, W_sum = self.rows.update(Ht, Ht.sum(0), self.l1_W, self.l2_W, update_H)
         if update_H:
-            self.engine.numerator(1, Ht, W, eps, False, self.num_H)
-            W_sum = W.sum(0)
+            W_sum = np.asarray(W_sum, dtype=Ht.dtype)  # (a copy, or float64 sums cast)
             W_sum[W_sum == 0] = 1  # scikit-learn's guard, kept for equal results
-            klk.kl_mu_apply(Ht, self.num_H, W_sum, self.l1_H, self.l2_H, eps, self.clip_H,
-                            self.bounds_H)
+            klk.kl_mu_apply(Ht, np.asarray(num_H, dtype=Ht.dtype), W_sum, self.l1_H,
+                            self.l2_H, self.eps, self.clip_H, self.bounds_H)
 
 
-def _fit_mu(engine, W, Ht, monitor, reg, update_H):
-    mu = _MU(engine, W, Ht, reg)
+def _fit_mu(data, W, Ht, monitor, reg, update_H):
+    mu = _MU(_mu_rows(data, W), Ht, reg)
     # The W numerator at the current factors also gives their KL (at the
     # nonzeros): computed first, so the stopping rule sees the loss of the
     # iteration just finished before anything changes.
-    kl = mu.loss(W, Ht)
+    kl = mu.loss(Ht)
     _report(monitor, 0, kl, reg, W, Ht)
     for it in range(1, monitor.max_iter + 1):
-        mu.step(W, Ht, update_H)
-        kl = mu.loss(W, Ht)
-        if _report(monitor, it, kl, reg, W, Ht):
+        mu.step(Ht, update_H)
+        kl = mu.loss(Ht)
+        if _report(monitor, it, kl, reg, W, Ht, mu.rows.view()):
             break
     return max(kl, 0.0)
 
 
-def _fit_ccd(engine, W, Ht, monitor, reg, update_H):
+def _fit_ccd(data, W, Ht, monitor, reg, update_H):
+    engine = _engine(data)
     dtype = W.dtype.type
     l1_W, l1_H, l2_W, l2_H = (dtype(v) for v in reg)
     eps = dtype(EPS)
     bounds_W, bounds_H = factor_bounds(W.shape[0]), factor_bounds(Ht.shape[0])
     n_newton = CCD_NEWTON_STEPS
-    mu = _MU(engine, W, Ht, reg) if CCD_MU_START > 0 else None
-    kl = mu.loss(W, Ht) if mu is not None else engine.loss_nz(W, Ht, eps) + _sum_WH(W, Ht)
+    mu = _MU(MURows(data, {"W": W}, engine), Ht, reg) if CCD_MU_START > 0 else None
+    kl = mu.loss(Ht) if mu is not None else engine.loss_nz(W, Ht, eps) + _sum_WH(W, Ht)
     _report(monitor, 0, kl, reg, W, Ht)
     for it in range(1, monitor.max_iter + 1):
         if it <= CCD_MU_START:
-            mu.step(W, Ht, update_H)
-            kl = mu.loss(W, Ht)
+            mu.step(Ht, update_H)
+            kl = mu.loss(Ht)
             if _report(monitor, it, kl, reg, W, Ht):
                 break
             continue
@@ -293,8 +343,10 @@ def fit_kl(data, W, Ht, *, solver, monitor, reg=(0.0, 0.0, 0.0, 0.0), update_H=T
 
     Parameters
     ----------
-    data : DenseData or SparseData
-    W, Ht : C-contiguous ndarrays (m×r, n×r) of ``data.dtype``; updated in place.
+    data : DenseData, SparseData, or (``"mu"``) a data product with its own
+        ``row_side`` (:class:`fastnmf.dask.data.DaskData`: W's rows on the workers)
+    W, Ht : C-contiguous ndarrays (m×r, n×r) of ``data.dtype``; updated in place
+        (W: or the handle of W's rows that ``data`` keeps).
     solver : {"mu", "ccd"}
     monitor : Monitor
         With ``rule="error"`` for scikit-learn's meaning of ``tol``; the
@@ -313,7 +365,7 @@ def fit_kl(data, W, Ht, *, solver, monitor, reg=(0.0, 0.0, 0.0, 0.0), update_H=T
     """
     if solver not in _FITS:
         raise ValueError(f"solver must be one of {SOLVERS} for the KL loss, got {solver!r}.")
-    return _FITS[solver](_engine(data), W, Ht, monitor, reg, update_H)
+    return _FITS[solver](data, W, Ht, monitor, reg, update_H)
 
 
 __all__ = ["DEFAULT_SOLVER", "SOLVERS", "STOP_RULES", "fit_kl"]
