@@ -142,7 +142,7 @@ def test_numerator_and_loss_sparse(dtype, index_dtype, tiny):
 def test_numerator_dense_blocks(dtype, order, side, split, monkeypatch):
     """Blocks of rows, also split over two threads as inside a fit (BLAS single-threaded,
     one row range per thread, G's numerator summed from per-range partials)."""
-    import fastnmf.solvers.kl as S
+    import fastnmf._kl_products as S
     from fastnmf._threads import split_bounds, thread_limits
 
     if split and numba.config.NUMBA_NUM_THREADS < 2:
@@ -155,7 +155,7 @@ def test_numerator_dense_blocks(dtype, order, side, split, monkeypatch):
     Ht = np.ascontiguousarray(H.T)
     F, G, Y = (W, Ht, X) if side == 0 else (Ht, W, X.T)
     with thread_limits(2 if split else 1, split_blas=split):
-        engine = S._Dense(DenseData(X))
+        engine = S.DenseKL(DenseData(X))
         assert len(split_bounds(engine.Y.shape[0])) == (3 if split else 2)
         for _ in range(2):  # the second call reuses the scratch buffers
             out = np.full_like(F, np.nan)

@@ -28,9 +28,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._chunks import row_bounds
 from .._data import factor_bounds
-from .._threads import run_parts, split_bounds
+from .._kl_products import kl_products
 from ..kernels import kl as klk
 from ._penalty import penalties
 
@@ -38,12 +37,6 @@ from ._penalty import penalties
 EPS = float(np.finfo(np.float32).eps)
 # scikit-learn zeroes H entries below float64's epsilon after each MU step (β ≤ 1).
 CLIP_H = float(np.finfo(np.float64).eps)
-# Rows of dense X per block of the MU products: ~2 MiB of float64, which keeps
-# the block (written by BLAS, rewritten by the ratio kernel, read by BLAS) in
-# the L2/L3 cache.
-_BLOCK_ELEMENTS = 1 << 18
-# Below this many elements of X the numerator is not split over threads.
-_SPLIT_MIN_ELEMENTS = 1 << 18
 
 # CCD: Newton steps per variable (at most), and the relative step at which
 # they stop.  One step per variable per sweep reached scikit-learn's
@@ -68,133 +61,6 @@ SOLVERS = ("mu", "ccd")
 # entries, which MU cannot.
 DEFAULT_SOLVER = "ccd"
 STOP_RULES = {"mu": "error", "ccd": "error"}
-
-
-class _Sparse:
-    """KL products for :class:`SparseData`: Numba kernels on the CSR of X and of Xᵀ."""
-
-    def __init__(self, data):
-        self.data = data
-
-    def _args(self, side):
-        indptr, indices, values = self.data._arrays[side]
-        return indptr, indices, values, self.data._bounds[side]
-
-    def numerator(self, side, F, G, eps, with_loss, out):
-        indptr, indices, values, bounds = self._args(side)
-        return float(klk.kl_numerator_sparse(indptr, indices, values, F, G, eps, with_loss,
-                                             bounds, out).sum())
-
-    def loss_nz(self, W, Ht, eps):
-        indptr, indices, values, bounds = self._args(0)
-        return float(klk.kl_loss_sparse(indptr, indices, values, W, Ht, eps, bounds).sum())
-
-    def ccd(self, side, F, G, Gsum, l1, l2, n_newton, eps, with_loss, bounds_F):
-        indptr, indices, values, bounds = self._args(side)
-        return float(klk.kl_ccd_sparse(indptr, indices, values, F, G, Gsum, l1, l2,
-                                       n_newton, CCD_NEWTON_TOL, eps, with_loss,
-                                       bounds).sum())
-
-
-class _Dense:
-    """KL products for :class:`DenseData`: blocks of rows of the C-ordered one of X, Xᵀ.
-
-    ``Y`` is ``X`` or ``Xᵀ``, whichever is C-contiguous, so that a block of
-    its rows is contiguous.  For a block, ``P = F_blk Gᵀ`` (BLAS), ``P ← Y_blk
-    ⊘ max(P, eps)`` (Numba, with the loss), then ``F``'s numerator is
-    ``P G`` and ``G``'s numerator accumulates ``Pᵀ F_blk`` (BLAS): no m×n
-    temporary.
-
-    Where the fit splits its products (:func:`fastnmf._threads.product_parts`:
-    BLAS on one thread), the rows of ``Y`` are split into one range per thread,
-    each running its blocks through single-threaded BLAS and a single-threaded
-    ratio kernel side by side, with its own block buffer and, for ``G``'s side,
-    its own partial numerator (summed in order).  Alternating multi-threaded
-    BLAS calls and Numba regions per block left one pool spinning while the
-    other worked: K1 (5000×2000, r=20) MU-KL ran 49 ms/it on 2 threads
-    against 66 on one.
-    """
-
-    def __init__(self, data):
-        X = data.X
-        self.transposed = not X.flags.c_contiguous
-        self.Y = X.T if self.transposed else X
-        p, q = self.Y.shape
-        self.step = max(1, min(p, _BLOCK_ELEMENTS // max(q, 1)))
-        self._scratch = {}  # (what, first row of the part) -> buffer
-        self._ylogy_value = None
-
-    def _buffer(self, what, start, shape):
-        """A per-part scratch array: "P" (a block), "acc" and "tmp" (G's numerator)."""
-        buf = self._scratch.get((what, start))
-        if buf is None or buf.shape != shape:
-            buf = self._scratch[what, start] = np.empty(shape, dtype=self.Y.dtype)
-        return buf
-
-    def _blocks(self, start=0, stop=None):
-        stop = self.Y.shape[0] if stop is None else stop
-        P = self._buffer("P", start, (min(self.step, stop - start), self.Y.shape[1]))
-        for a in range(start, stop, self.step):
-            b = min(a + self.step, stop)
-            yield a, b, P[: b - a]
-
-    def _ylogy(self, eps):
-        """``Σ_{y>eps} y log y − y`` over X, computed once: the loss's constant part."""
-        if self._ylogy_value is None:
-            flat = self.Y.ravel()  # a view: Y is C-contiguous
-            self._ylogy_value = float(klk.kl_ylogy(flat, eps, row_bounds(flat.size)).sum())
-        return self._ylogy_value
-
-    def _ratio(self, a, b, P, F_rows, G_cols, eps, with_loss):
-        """``P ← Y[a:b] ⊘ (F_rows[a:b] G_colsᵀ)``; returns ``−Σ y log(WH)`` over the block."""
-        np.matmul(F_rows[a:b], G_cols.T, out=P)
-        return -float(klk.kl_ratio_dense(self.Y[a:b], P, eps, with_loss).sum())
-
-    def numerator(self, side, F, G, eps, with_loss, out):
-        """``out = (Y ⊘ (F Gᵀ)) G`` for ``side`` 0 (F = W) or 1 (F = Ht), and the KL."""
-        row_side = (side == 0) != self.transposed  # is F the factor of Y's rows?
-        bounds = split_bounds(self.Y.shape[0], self.Y.size >= _SPLIT_MIN_ELEMENTS)
-
-        def rows(start, stop):
-            """The KL part over rows start:stop, and (G's side) their partial numerator."""
-            loss = 0.0
-            if row_side:
-                for a, b, P in self._blocks(start, stop):
-                    loss += self._ratio(a, b, P, F, G, eps, with_loss)
-                    np.matmul(P, G, out=out[a:b])
-                return loss, None
-            acc = self._buffer("acc", start, out.shape)  # out = Σ_blocks Pᵀ G_blk
-            acc[...] = 0
-            tmp = self._buffer("tmp", start, out.shape)
-            for a, b, P in self._blocks(start, stop):
-                loss += self._ratio(a, b, P, G, F, eps, with_loss)
-                np.matmul(P.T, G[a:b], out=tmp)
-                acc += tmp
-            return loss, acc
-
-        parts = run_parts(rows, bounds)
-        if not row_side:
-            out[...] = parts[0][1]
-            for _, acc in parts[1:]:
-                out += acc
-        loss = sum(part_loss for part_loss, _ in parts)
-        return loss + self._ylogy(eps) if with_loss else 0.0
-
-    def loss_nz(self, W, Ht, eps):
-        F, G = (Ht, W) if self.transposed else (W, Ht)
-        return self._ylogy(eps) + sum(self._ratio(a, b, P, F, G, eps, True)
-                                      for a, b, P in self._blocks())
-
-    def ccd(self, side, F, G, Gsum, l1, l2, n_newton, eps, with_loss, bounds_F):
-        by_rows = (side == 0) != self.transposed  # is F the factor of Y's rows?
-        GT = np.ascontiguousarray(G.T)  # r×q: component k of every entry is one row
-        ylogwh = float(klk.kl_ccd_dense(self.Y, F, GT, Gsum, l1, l2, n_newton, CCD_NEWTON_TOL,
-                                        eps, with_loss, by_rows, bounds_F).sum())
-        return self._ylogy(eps) - ylogwh if with_loss else 0.0
-
-
-def _engine(data):
-    return _Sparse(data) if data.is_sparse else _Dense(data)
 
 
 def _sum_WH(W, Ht):
@@ -227,7 +93,7 @@ class MURows:
     """
 
     def __init__(self, data, state, engine=None):
-        self.engine = _engine(data) if engine is None else engine
+        self.engine = kl_products(data) if engine is None else engine
         self.state = state
         self.W = state["W"]
         self.bounds = factor_bounds(self.W.shape[0])
@@ -307,7 +173,7 @@ def _fit_mu(data, W, Ht, monitor, reg, update_H):
 
 
 def _fit_ccd(data, W, Ht, monitor, reg, update_H):
-    engine = _engine(data)
+    engine = kl_products(data)
     dtype = W.dtype.type
     l1_W, l1_H, l2_W, l2_H = (dtype(v) for v in reg)
     eps = dtype(EPS)
@@ -325,10 +191,12 @@ def _fit_ccd(data, W, Ht, monitor, reg, update_H):
             continue
         # The last half-step's kernel returns the KL at the nonzeros at the
         # new factors, from the model values it keeps current.
-        kl = engine.ccd(0, W, Ht, Ht.sum(0), l1_W, l2_W, n_newton, eps, not update_H,
+        kl = engine.ccd(0, W, Ht, Ht.sum(0), l1_W, l2_W, n_newton, CCD_NEWTON_TOL, eps,
+                        not update_H,
                         bounds_W)
         if update_H:
-            kl = engine.ccd(1, Ht, W, W.sum(0), l1_H, l2_H, n_newton, eps, True, bounds_H)
+            kl = engine.ccd(1, Ht, W, W.sum(0), l1_H, l2_H, n_newton, CCD_NEWTON_TOL, eps,
+                            True, bounds_H)
         kl += _sum_WH(W, Ht)
         if _report(monitor, it, kl, reg, W, Ht):
             break
