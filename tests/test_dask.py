@@ -352,3 +352,13 @@ def test_clear_errors():
 def test_import_fastnmf_does_not_import_dask():
     code = "import sys, fastnmf; fastnmf.nmf; sys.exit('dask' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+def test_no_import_cycle_through_the_dask_package():
+    """fastnmf._fit hands dask arrays to fastnmf.dask, which never imports _fit back
+    (map_fits's worker task goes through the public fastnmf.nmf)."""
+    from test_layers import cycles, import_graph
+
+    graph = import_graph()
+    assert "fastnmf.dask.fit" in graph["fastnmf._fit"]
+    assert not [c for c in cycles(graph) if any(m.startswith("fastnmf.dask") for m in c)]
