@@ -9,7 +9,7 @@ import numpy as np
 from . import _validation as v
 from ._data import make_data
 from ._masked import PreparedX
-from ._options import check_loop_options, is_dask, regularization
+from ._options import check_accelerate, check_loop_options, is_dask, regularization
 from ._result import NMFResult
 from ._threads import thread_limits
 from .init import check_init, initialize, mean_of
@@ -121,11 +121,19 @@ def nmf(X, rank, *, beta_loss="frobenius", solver=None, init=None, max_iter=200,
         Show a progress bar (tqdm) with the iteration and loss.
     verbose : int
         Print the loss at every iteration.
-    accelerate : bool, default=True
+    accelerate : bool or {"sweeps", "extrapolate", "both"}, default=True
         HALS only: after each data product, repeat the cheap coordinate sweeps
         while they still pay (accelerated HALS, Gillis & Glineur 2012): fewer
         products to the same error.  ``False`` runs one sweep per product,
-        which reproduces scikit-learn's ``cd`` iterate for iterate.
+        which reproduces scikit-learn's ``cd`` iterate for iterate.  True is
+        ``"sweeps"``.  ``"extrapolate"`` pushes each update on along its last
+        step (Ang & Gillis 2019, with restarts), ``"both"`` does both: on the
+        WordNet text matrix (r=50) 20 iterations to the error scikit-learn's
+        ``cd`` reaches in 50, against 51 with sweeps alone; the recorded
+        objective may rise at an iteration that overshot, and on
+        non-identifiable data runs may end at other points of equal error
+        (docs/algorithms.md).  Holds two more copies of each factor; not yet
+        on Dask.
     mask : array-like of bool, shape (n_samples, n_features), optional
         Missing values: True marks an *observed* entry, False a missing one.
         Only observed entries enter the loss, ``½‖M ∘ (X − WH)‖²``
@@ -193,6 +201,7 @@ def nmf(X, rank, *, beta_loss="frobenius", solver=None, init=None, max_iter=200,
     if prepared.masked and not update_H:
         raise ValueError("Missing values (mask/missing) need update_H=True.")
     max_iter, tol, max_time = check_loop_options(backend, max_iter, tol, max_time, callback)
+    accelerate = check_accelerate(accelerate)
     reg = regularization(X.shape, alpha_W, alpha_H, l1_ratio)
     dtype = X.dtype
     init, W0, H0 = _check_start(X, rank, init, W, H, solver, update_H, dtype)
@@ -210,7 +219,7 @@ def nmf(X, rank, *, beta_loss="frobenius", solver=None, init=None, max_iter=200,
                           max_time=max_time, callback=callback, progress=progress,
                           verbose=verbose, loss_name=objective.loss_name)
         try:
-            options = {"accelerate": bool(accelerate)} if objective.name == "frobenius" else {}
+            options = {"accelerate": accelerate} if objective.name == "frobenius" else {}
             final = objective.fit(data, W0, Ht, solver=solver, monitor=monitor, reg=reg,
                                   update_H=update_H, **options)
         finally:

@@ -39,6 +39,20 @@ def check_loop_options(backend, max_iter, tol, max_time, callback):
     return max_iter, tol, max_time
 
 
+ACCELERATIONS = ("sweeps", "extrapolate", "both")
+
+
+def check_accelerate(accelerate):
+    """HALS's accelerations: "sweeps" (True), "extrapolate", "both", or none (False)."""
+    if isinstance(accelerate, str):
+        v.check_option(accelerate, "accelerate", ACCELERATIONS)
+        return accelerate
+    if accelerate in (True, False):  # also numpy's bools
+        return bool(accelerate)
+    raise TypeError(f"accelerate must be True, False, 'sweeps', 'extrapolate' or 'both', "
+                    f"got {accelerate!r}.")
+
+
 def is_dask(X) -> bool:
     """Whether X is a Dask collection, decided without importing Dask."""
     return type(X).__module__.split(".")[0] == "dask"

@@ -30,6 +30,7 @@ from sklearn.utils.validation import check_is_fitted, check_non_negative, valida
 
 from ._data import BACKENDS
 from ._fit import _is_dask, nmf
+from ._options import ACCELERATIONS
 from .solvers import objective_for
 
 _FROBENIUS = ("frobenius", 2)
@@ -119,11 +120,12 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     backend : {"auto", "dense", "sparse"}, default="auto"
         Data products to use; ``"auto"`` keeps sparse input sparse and sends
         very sparse dense arrays to the sparse kernels.
-    accelerate : bool, default=True
+    accelerate : bool or {"sweeps", "extrapolate", "both"}, default=True
         HALS (``solver="cd"``) only: repeat the cheap coordinate sweeps after
         each data product while they pay (accelerated HALS, Gillis & Glineur
         2012), which reaches a given error in far fewer iterations.  ``False``
-        reproduces scikit-learn's ``cd`` iterate for iterate.
+        reproduces scikit-learn's ``cd`` iterate for iterate.  ``"extrapolate"``
+        / ``"both"`` add Ang & Gillis's extrapolation (see :func:`fastnmf.nmf`).
 
     Attributes
     ----------
@@ -179,7 +181,7 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         "shuffle": ["boolean"],
         "n_threads": [Interval(Integral, 1, None, closed="left"), None],
         "backend": [StrOptions(set(BACKENDS))],
-        "accelerate": ["boolean"],
+        "accelerate": ["boolean", StrOptions(set(ACCELERATIONS))],
     }
 
     def __init__(self, n_components="auto", *, init=None, solver="cd",
@@ -443,7 +445,7 @@ def non_negative_factorization(X, W=None, H=None, n_components="auto", *, init=N
         Must be False.
     n_threads : int or None, default=None
     backend : {"auto", "dense", "sparse"}, default="auto"
-    accelerate : bool, default=True
+    accelerate : bool or {"sweeps", "extrapolate", "both"}, default=True
         Accelerated HALS (see :class:`NMF`); False reproduces scikit-learn's ``cd``.
 
     Returns

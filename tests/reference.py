@@ -111,10 +111,15 @@ def objective(X, W, H, reg=(0.0, 0.0, 0.0, 0.0)):
             + l1_H * H.sum() + 0.5 * l2_H * np.sum(H * H))
 
 
-def nmf(X, W, H, n_iter, solver="hals", reg=(0.0, 0.0, 0.0, 0.0), accelerate=False):
+def nmf(X, W, H, n_iter, solver="hals", reg=(0.0, 0.0, 0.0, 0.0), accelerate=False,
+        extrapolate=False):
     """``n_iter`` iterations (W half-step, then H half-step) from ``(W, H)``.
 
     ``accelerate``: HALS with Gillis & Glineur's repeated sweeps (:func:`hals_sweeps`).
+    ``extrapolate``: HALS with Ang & Gillis's extrapolation and restarts (HER), as
+    fastnmf/solvers/frobenius.py documents it: the update ``Fn`` is pushed on to
+    ``max(0, Fn + β(Fn − Fn_prev))``; the objective is the one at ``(Wy, Hn)``, and when
+    it rose H is not pushed and β shrinks.
     Returns ``W, H, losses`` with ``losses[0]`` the objective at the start.
     """
     l1_W, l1_H, l2_W, l2_H = reg
@@ -131,9 +136,20 @@ def nmf(X, W, H, n_iter, solver="hals", reg=(0.0, 0.0, 0.0, 0.0), accelerate=Fal
     else:
         def update(F, A, B, l1, l2, n_inner):
             return mu_step(F, A, B, l1, l2)
+    extrapolate = extrapolate and solver == "hals"
     losses = [objective(Xd, W, H, reg)]
-    for _ in range(n_iter):
+    beta, beta_max, W_prev, H_prev = 0.5, 1.0, W, H
+    for it in range(n_iter):
         W = update(W, Xd @ H.T, H @ H.T, l1_W, l2_W, inner_W)
+        if extrapolate:
+            W, W_prev = np.maximum(0.0, W + beta * (W - W_prev)), W
         H = update(H.T, Xd.T @ W, W.T @ W, l1_H, l2_H, inner_H).T
         losses.append(objective(Xd, W, H, reg))
+        if extrapolate and it < n_iter - 1:
+            if losses[-1] > losses[-2]:
+                H_prev = H
+                beta_max, beta = beta, beta / 1.5
+            else:
+                H, H_prev = np.maximum(0.0, H + beta * (H - H_prev)), H
+                beta, beta_max = min(beta_max, 1.01 * beta), min(1.0, 1.005 * beta_max)
     return W, H, np.array(losses)

@@ -105,8 +105,9 @@ def test_auto_backend_sends_very_sparse_arrays_to_sparse_kernels(make_X, make_WH
 @pytest.mark.parametrize("init", ["nndsvda", "random"])
 def test_objective_non_increasing(make_X, solver, reg, fmt, init):
     X = _to_format(make_X(70, 50, seed=3, density=0.5), fmt)
+    # HALS's guarantee: without extrapolation (whose objective may rise where it overshot)
     res = fastnmf.nmf(X, 6, solver=solver, init=init, random_state=0, max_iter=60, tol=0,
-                      **reg)
+                      accelerate="sweeps", **reg)
     loss = res.history["loss"]
     assert res.n_iter == 60 and len(loss) == 61
     assert np.all(np.isfinite(loss))
@@ -120,7 +121,8 @@ def test_objective_non_increasing_close_fit(make_X, solver):
     """Near-exact low-rank data: the cheap loss formula must not add round-off ups."""
     rng = np.random.default_rng(4)
     X = rng.random((80, 4)) @ rng.random((4, 60))
-    res = fastnmf.nmf(X, 4, solver=solver, init="nndsvda", max_iter=150, tol=0, random_state=0)
+    res = fastnmf.nmf(X, 4, solver=solver, init="nndsvda", max_iter=150, tol=0, random_state=0,
+                      accelerate="sweeps")
     loss = res.history["loss"]
     assert np.all(np.diff(loss) <= 1e-12 * loss[:-1] + 1e-300)
 
@@ -217,10 +219,50 @@ def test_matches_reference_loop(problem, solver, reg, fmt):
     assert_allclose(res.history["loss"], losses, rtol=1e-9)
 
 
+@pytest.mark.parametrize("accelerate", [False, "sweeps", "extrapolate", "both"])
+@pytest.mark.parametrize("fmt", ["dense", "csr"])
+def test_each_acceleration_matches_reference_loop(problem, accelerate, fmt):
+    X, W, H = problem
+    reg = {"alpha_W": 0.01, "l1_ratio": 0.5}
+    Wr, Hr, losses = ref.nmf(X, W, H, 30, reg=_reg(X.shape, reg),
+                             accelerate=accelerate in ("sweeps", "both"),
+                             extrapolate=accelerate in ("extrapolate", "both"))
+    res = fastnmf.nmf(_to_format(X, fmt), 5, W=W, H=H, max_iter=30, tol=0,
+                      accelerate=accelerate, **reg)
+    _close_factors(res.W, Wr, 1e-9)
+    _close_factors(res.H, Hr, 1e-9)
+    assert_allclose(res.history["loss"], losses, rtol=1e-9)
+
+
+def test_extrapolation_restarts_when_the_objective_rises():
+    """HER's objective may rise at an iteration that overshot; the next one restarts (H not
+    pushed, β smaller) and the fit goes on down.  The reference loop restarts at the same
+    iterations, and the fit ends far below plain HALS."""
+    X, _, _ = datasets.make_low_rank(300, 200, 10, noise=0.02, random_state=1)
+    W0, H0 = fastnmf.init.initialize(X, 10, "random", 0)
+    res = fastnmf.nmf(X, 10, W=W0, H=H0, max_iter=80, tol=0, accelerate="both")
+    _, _, losses = ref.nmf(X, W0, H0, 80, accelerate=True, extrapolate=True)
+    assert_allclose(res.history["loss"], losses, rtol=1e-8)
+    rises = np.flatnonzero(np.diff(losses) > 0)
+    assert rises.size > 0  # the test exercises the restart
+    assert np.all(np.diff(losses)[rises + 1] < 0)  # a restart is followed by a decrease
+    sweeps = fastnmf.nmf(X, 10, W=W0, H=H0, max_iter=80, tol=0, accelerate="sweeps")
+    assert res.loss < 0.5 * sweeps.loss
+
+
+def test_accelerate_is_checked(problem):
+    X = problem[0]
+    with pytest.raises(ValueError, match="accelerate"):
+        fastnmf.nmf(X, 3, accelerate="fast")
+    with pytest.raises(TypeError, match="accelerate"):
+        fastnmf.nmf(X, 3, accelerate=2)
+
+
 @pytest.mark.parametrize("fmt", ["dense", "csr"])
 def test_accelerated_hals_beats_plain_hals(fmt):
     """Repeated sweeps per product (the default) reach a lower loss in the same number of
-    iterations, never raise it, and plain HALS is the same solver with one sweep."""
+    iterations and never raise it, extrapolation on top lower still; plain HALS is the
+    same solver with one sweep."""
     X, _, _ = datasets.make_low_rank(200, 120, 6, noise=0.05, random_state=3)
     X[X < np.quantile(X, 0.3)] = 0.0  # sparse enough for both backends to make sense
     Xin = _to_format(X, fmt)
@@ -228,7 +270,8 @@ def test_accelerated_hals_beats_plain_hals(fmt):
     fast = fastnmf.nmf(Xin, 6, **kw)
     plain = fastnmf.nmf(Xin, 6, accelerate=False, **kw)
     assert fast.history["loss"][0] == plain.history["loss"][0]
-    assert fast.loss < plain.loss
+    both = fastnmf.nmf(Xin, 6, accelerate="both", **kw)
+    assert both.loss < fast.loss < plain.loss
     assert np.all(np.diff(fast.history["loss"]) <= 1e-12 * fast.history["loss"][:-1])
     # the same tol (relative to the first iteration's violation, which is measured
     # before any repeated sweep) stops the accelerated solver sooner
@@ -772,7 +815,7 @@ def test_odd_shapes(solver, fmt, shape, rank):
     rng = np.random.default_rng(sum(shape) + rank)
     Xd = rng.random(shape) + 0.1
     res = fastnmf.nmf(_to_format(Xd, fmt), rank, solver=solver, init="random",
-                      random_state=0, max_iter=30, tol=0)
+                      random_state=0, max_iter=30, tol=0, accelerate="sweeps")
     assert res.W.shape == (shape[0], rank) and res.H.shape == (rank, shape[1])
     assert np.all(np.isfinite(res.W)) and np.all(np.isfinite(res.H))
     # these fits are (nearly) exact: allow the √eps·‖X‖ of a Gram-based error

@@ -17,7 +17,7 @@ import numpy as np
 
 from .. import _validation as v
 from .._data import factor_bounds
-from .._options import check_loop_options, regularization
+from .._options import check_accelerate, check_loop_options, regularization
 from .._result import NMFResult
 from .._threads import numba_threads, resolve_n_threads, thread_limits
 from ..init import INIT_METHODS, initialize
@@ -218,6 +218,11 @@ def nmf_dask(X, rank, *, beta_loss="frobenius", solver=None, init=None, max_iter
                 "block holds. Use solver='mu'.")
     solver = objective.resolve_solver(solver)
     max_iter, tol, max_time = check_loop_options(backend, max_iter, tol, max_time, callback)
+    accelerate = check_accelerate(accelerate)
+    if accelerate in ("extrapolate", "both"):
+        raise NotImplementedError(
+            "accelerate='extrapolate'/'both' is not available on Dask yet (its Frobenius "
+            "loop is still its own); use accelerate=True (repeated sweeps) or False.")
     m, n = X.shape
     reg = regularization(X.shape, alpha_W, alpha_H, l1_ratio)
     init = _resolve_init(init, W, H, update_H)

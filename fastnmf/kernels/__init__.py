@@ -7,7 +7,7 @@ rows, so there are no races, and balancing the chunks (by nonzeros for sparse
 X) is decided once, outside, by :func:`fastnmf._chunks.row_bounds`.
 """
 
-from .factor_updates import ROW_GROUP, hals_update, mu_update
+from .factor_updates import ROW_GROUP, extrapolate, hals_update, mu_update
 from .masked import sampled_matmul_add
 from .reductions import inner_f64
 from .sparse import csr_matmul, csr_matmul_t, sampled_moments
@@ -16,6 +16,7 @@ __all__ = [
     "ROW_GROUP",
     "csr_matmul",
     "csr_matmul_t",
+    "extrapolate",
     "hals_update",
     "inner_f64",
     "mu_update",

@@ -271,3 +271,36 @@ def mu_update(F, A, B, l1, l2, eps, bounds, G):
             cross[c] += _inner_f64(Ag, Fg)
     _sum_grams(grams, G)
     return cross.sum()
+
+
+@kernel
+def extrapolate(F, prev, keep, beta, bounds, G):
+    """Extrapolate a factor past its update, in place: ``keep ← F``, then
+    ``F ← max(0, F + beta·(F − prev))``, and ``G ← Fᵀ F`` of the result (group by
+    group while in cache; a 0×0 G skips it).
+
+    ``prev`` is the factor's previous update; ``keep`` receives the update itself
+    (the caller's next ``prev``).  Ang & Gillis's extrapolation with the projection
+    onto ``F ≥ 0``: the next HALS update starts from a feasible point.
+    """
+    n_chunks = bounds.shape[0] - 1
+    r = F.shape[1]
+    grams = np.zeros((n_chunks, G.shape[0], G.shape[1]), dtype=F.dtype)
+    zero = beta - beta
+    for c in prange(n_chunks):
+        scratch = np.empty_like(grams[c])
+        for s in range(bounds[c], bounds[c + 1], ROW_GROUP):
+            e = min(s + ROW_GROUP, bounds[c + 1])
+            for i in range(s, e):
+                f = F[i]
+                p = prev[i]
+                k_ = keep[i]
+                for k in range(r):
+                    v = f[k]
+                    k_[k] = v
+                    y = v + beta * (v - p[k])
+                    f[k] = y if y > 0 else zero
+            if G.shape[0] == r:
+                np.dot(F[s:e].T, F[s:e], scratch)
+                grams[c] += scratch
+    _sum_grams(grams, G)

@@ -63,6 +63,63 @@ def inner_sweeps(work: int, rows: int, other: int, rank: int) -> int:
 
 UPDATES = {"hals": _hals, "mu": _mu}
 
+
+class _Extrapolation:
+    """Ang & Gillis's extrapolation of HALS ("HER", Neural Computation 2019).
+
+    Each half-step's update ``Fn`` is pushed on to ``Fy = max(0, Fn + β(Fn − Fa))``,
+    ``Fa`` the factor's previous update, and the next half-step starts from the other
+    factor's ``Fy``.  The objective at ``(Wy, Hn)`` comes free from the H half-step's
+    products.  When it rose, H is not pushed (the next W update starts from ``Hn``) and
+    β shrinks by η, with its bound set to the β that overshot; else β grows by γ up to
+    that bound, which itself grows by γ̄ up to 1.  The paper's parameters for HALS:
+    β₀ = 0.5, η = 1.5, γ = 1.01, γ̄ = 1.005.  The fit holds ``(Wy, Hn)`` when it stops,
+    the pair whose objective was recorded last, so the recorded objective can rise at
+    an iteration that overshot (docs/algorithms.md).
+
+    Two more copies of each factor are held: the previous updates and the updates in
+    flight.  Measured in docs/performance.md (*Extrapolation*).
+    """
+
+    BETA0, ETA, GAMMA, GAMMA_BAR = 0.5, 1.5, 1.01, 1.005
+
+    def __init__(self, W, Ht, bounds_W, bounds_H, objective):
+        self.W_prev, self.H_prev = W.copy(), Ht.copy()
+        self.W_new, self.H_new = np.empty_like(W), np.empty_like(Ht)
+        self.bounds_W, self.bounds_H = bounds_W, bounds_H
+        self.beta, self.beta_max = self.BETA0, 1.0
+        self.previous = objective
+
+    def push_W(self, W, WtW):
+        """W holds its update Wn: keep it, move W on to Wy and write ``Wyᵀ Wy`` into WtW."""
+        kernels.extrapolate(W, self.W_prev, self.W_new, W.dtype.type(self.beta),
+                            self.bounds_W, WtW)
+        self.W_prev, self.W_new = self.W_new, self.W_prev
+
+    def step(self, Ht, objective):
+        """After the H half-step (the fit holds ``(Wy, Hn)``, ``objective`` theirs):
+        push Ht on to Hy, or not when the objective rose.  Returns ``Hᵀ H`` of Ht."""
+        if objective > self.previous:  # overshot: restart from Hn, smaller β
+            self.H_prev[...] = Ht
+            HHt = gram(Ht)
+            self.beta_max = self.beta
+            self.beta /= self.ETA
+        else:
+            HHt = np.empty((Ht.shape[1], Ht.shape[1]), dtype=Ht.dtype)
+            kernels.extrapolate(Ht, self.H_prev, self.H_new, Ht.dtype.type(self.beta),
+                                self.bounds_H, HHt)
+            self.H_prev, self.H_new = self.H_new, self.H_prev
+            self.beta = min(self.beta_max, self.GAMMA * self.beta)
+            self.beta_max = min(1.0, self.GAMMA_BAR * self.beta_max)
+        self.previous = objective
+        return HHt
+
+    def reset(self, W, Ht):
+        """The factors were rescaled (rebalancing): their previous updates follow."""
+        self.W_prev[...] = W
+        self.H_prev[...] = Ht
+
+
 # WH is unchanged when column k of W is scaled by s and column k of Ht by 1/s,
 # and without penalties nothing stops the two from drifting apart: on float32
 # data with values ~1e17, W fell to 1e-8 and H rose to 1e25 until H Hᵀ
@@ -172,10 +229,11 @@ def fit_frobenius(data, W, Ht, *, solver, monitor, reg=(0.0, 0.0, 0.0, 0.0),
     reg : (l1_W, l1_H, l2_W, l2_H), already scaled.
     update_H : bool
         False solves for W with H fixed (``transform``).
-    accelerate : bool
-        HALS only: repeat the sweeps on each product while they pay
-        (:func:`inner_sweeps`); False is one sweep per product, as
-        scikit-learn's ``cd``.
+    accelerate : bool or {"sweeps", "extrapolate", "both"}
+        HALS only: ``"sweeps"`` (or True) repeats the sweeps on each product
+        while they pay (:func:`inner_sweeps`), ``"extrapolate"`` extrapolates
+        each update (:class:`_Extrapolation`), ``"both"`` does both; False is
+        one sweep per product, as scikit-learn's ``cd``.
 
     Returns
     -------
@@ -193,7 +251,7 @@ def fit_frobenius(data, W, Ht, *, solver, monitor, reg=(0.0, 0.0, 0.0, 0.0),
     half_step = _HalfStep(data, update)
     loss = _Loss(data, reg)
     inner_W = inner_H = 1
-    if accelerate and solver == "hals":
+    if solver == "hals" and accelerate in (True, "sweeps", "both"):
         inner_W = inner_sweeps(data.nonzeros, m, n, r)
         inner_H = inner_sweeps(data.nonzeros, n, m, r)
 
@@ -203,13 +261,21 @@ def fit_frobenius(data, W, Ht, *, solver, monitor, reg=(0.0, 0.0, 0.0, 0.0),
     HHt = gram(Ht)
     data.product(Ht, 0, out=XHt)  # the first W half-step's product, also gives L[0]
     sqerr = loss.sqerr(XHt, kernels.inner_f64(XHt, W, bounds_W), gram(W), HHt, W, Ht)
-    monitor.start(loss.objective(sqerr, W, Ht), np.sqrt(sqerr))
+    objective = loss.objective(sqerr, W, Ht)
+    monitor.start(objective, np.sqrt(sqerr))
+    extrapolation = None
+    if solver == "hals" and update_H and accelerate in ("extrapolate", "both"):
+        extrapolation = _Extrapolation(W, Ht, bounds_W, factor_bounds(n), objective)
 
     for it in range(1, monitor.max_iter + 1):
+        # with extrapolation the W update's own Gram is not needed (Wy's is)
+        G_W = WtW if extrapolation is None else WtW[:0, :0]
         if it > 1 and update_H:
-            violation, cross = half_step(Ht, 0, XHt, W, HHt, l1_W, l2_W, inner_W, WtW)
+            violation, cross = half_step(Ht, 0, XHt, W, HHt, l1_W, l2_W, inner_W, G_W)
         else:  # X Hᵀ at hand: made for L[0], and never changes with H fixed
-            violation, cross = half_step.only_update(W, XHt, HHt, l1_W, l2_W, inner_W, WtW)
+            violation, cross = half_step.only_update(W, XHt, HHt, l1_W, l2_W, inner_W, G_W)
+        if extrapolation is not None:
+            extrapolation.push_W(W, WtW)
         if update_H:
             v_H, cross = half_step(W, 1, XtW, Ht, WtW, l1_H, l2_H, inner_H, HHt)
             if violation is not None:
@@ -219,10 +285,14 @@ def fit_frobenius(data, W, Ht, *, solver, monitor, reg=(0.0, 0.0, 0.0, 0.0),
                                    and HHt.diagonal().max() < limit):
                 _rebalance(W, Ht, XtW)  # leaves ⟨Xᵀ W, Hᵀ⟩ as it is
                 WtW, HHt = gram(W), gram(Ht)
+                if extrapolation is not None:
+                    extrapolation.reset(W, Ht)
         sqerr = loss.sqerr(XtW if update_H else XHt, cross, WtW, HHt, W, Ht)
-        if monitor.step(it, loss.objective(sqerr, W, Ht), np.sqrt(sqerr), W, Ht.T,
-                        violation):
-            break
+        objective = loss.objective(sqerr, W, Ht)
+        if monitor.step(it, objective, np.sqrt(sqerr), W, Ht.T, violation):
+            break  # W, Ht are the pair whose objective was just recorded
+        if extrapolation is not None and it < monitor.max_iter:
+            HHt = extrapolation.step(Ht, objective)
     if W.dtype == np.float32:  # report the final error to float64 accuracy
         sqerr = data.direct_sqerr(W, Ht)
     return sqerr
