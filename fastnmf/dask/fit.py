@@ -104,9 +104,9 @@ def _check_dask_X(X):
     return X, dtype
 
 
-# Accelerated HALS sweeps rows in groups of ROW_GROUP (8) aligned to absolute
-# row 8q and stops repeating a group's sweeps on the group's own change; a block
-# whose first row is not a multiple of 8 would group rows differently from the
+# Accelerated HALS sweeps rows in groups of ROW_GROUP (64) aligned to absolute
+# row 64q and stops repeating a group's sweeps on the group's own change; a block
+# whose first row is not a multiple of 64 would group rows differently from the
 # whole matrix (and stop some groups at another sweep).
 _ROW_GROUP = ROW_GROUP
 
@@ -114,7 +114,7 @@ _ROW_GROUP = ROW_GROUP
 def _align_rows(X):
     """X with every row-block boundary moved down to a multiple of ``_ROW_GROUP``.
 
-    A one-time move of at most seven rows per boundary (before X is
+    A one-time move of at most ``_ROW_GROUP − 1`` rows per boundary (before X is
     persisted), so accelerated HALS gives the single-machine iterates.
     """
     edges = np.cumsum((0, *X.chunks[0]))
@@ -171,8 +171,8 @@ def nmf_dask(X, rank, *, beta_loss="frobenius", solver=None, init=None, max_iter
     * ``callback``: ``info.W`` is the current W as a dask array (compute it
       to look at it: that moves m·r numbers).
     * ``accelerate`` (HALS): with ``persist=True`` the row-block edges are
-      first moved down to multiples of 8 rows (accelerated HALS groups rows by
-      eight), so the iterates equal the single-machine ones.
+      first moved down to multiples of ``ROW_GROUP`` (64) rows (accelerated HALS
+      groups rows by 64), so the iterates equal the single-machine ones.
 
     Parameters
     ----------
