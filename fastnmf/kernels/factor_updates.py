@@ -300,7 +300,5 @@ def extrapolate(F, prev, keep, beta, bounds, G):
                     k_[k] = v
                     y = v + beta * (v - p[k])
                     f[k] = y if y > 0 else zero
-            if G.shape[0] == r:
-                np.dot(F[s:e].T, F[s:e], scratch)
-                grams[c] += scratch
+            _add_gram(F[s:e].T, grams[c], scratch)
     _sum_grams(grams, G)

@@ -96,26 +96,25 @@ class _Extrapolation:
                             self.bounds_W, WtW)
         self.W_prev, self.W_new = self.W_new, self.W_prev
 
-    def step(self, Ht, objective):
-        """After the H half-step (the fit holds ``(Wy, Hn)``, ``objective`` theirs):
-        push Ht on to Hy, or not when the objective rose.  Returns ``Hᵀ H`` of Ht."""
+    def step(self, Ht, HHt, objective):
+        """After the H half-step (the fit holds ``(Wy, Hn)``, ``objective`` theirs, HHt
+        the Gram of Hn): push Ht on to Hy and write its Gram into HHt, or leave both
+        when the objective rose."""
         if objective > self.previous:  # overshot: restart from Hn, smaller β
             self.H_prev[...] = Ht
-            HHt = gram(Ht)
             self.beta_max = self.beta
             self.beta /= self.ETA
         else:
-            HHt = np.empty((Ht.shape[1], Ht.shape[1]), dtype=Ht.dtype)
             kernels.extrapolate(Ht, self.H_prev, self.H_new, Ht.dtype.type(self.beta),
                                 self.bounds_H, HHt)
             self.H_prev, self.H_new = self.H_new, self.H_prev
             self.beta = min(self.beta_max, self.GAMMA * self.beta)
             self.beta_max = min(1.0, self.GAMMA_BAR * self.beta_max)
         self.previous = objective
-        return HHt
 
     def reset(self, W, Ht):
-        """The factors were rescaled (rebalancing): their previous updates follow."""
+        """The factors were rescaled (rebalancing): the steps start again from them
+        (the next push has no momentum)."""
         self.W_prev[...] = W
         self.H_prev[...] = Ht
 
@@ -292,7 +291,7 @@ def fit_frobenius(data, W, Ht, *, solver, monitor, reg=(0.0, 0.0, 0.0, 0.0),
         if monitor.step(it, objective, np.sqrt(sqerr), W, Ht.T, violation):
             break  # W, Ht are the pair whose objective was just recorded
         if extrapolation is not None and it < monitor.max_iter:
-            HHt = extrapolation.step(Ht, objective)
+            extrapolation.step(Ht, HHt, objective)
     if W.dtype == np.float32:  # report the final error to float64 accuracy
         sqerr = data.direct_sqerr(W, Ht)
     return sqerr
