@@ -12,7 +12,7 @@ __version__ = "0.1.0"
 # imported on first use of these names (``import fastnmf`` stays fast).
 _LAZY = {"NMF": "estimator", "non_negative_factorization": "estimator",
          "fit_many": "many", "ManyFits": "many", "select_rank": "rank",
-         "RankSelection": "rank"}
+         "RankSelection": "rank", "MiniBatchNMF": "minibatch"}
 
 
 def __getattr__(name):
@@ -32,6 +32,7 @@ __all__ = [
     "NMF",
     "IterationInfo",
     "ManyFits",
+    "MiniBatchNMF",
     "NMFResult",
     "RankSelection",
     "fit_many",

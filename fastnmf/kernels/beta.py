@@ -131,3 +131,35 @@ def beta_mu_apply(F, num, den, l1, l2, eps, gamma, clip, bounds):
                     delta = delta ** gamma
                 v = f[k] * delta
                 f[k] = v if v >= clip else zero
+
+
+@kernel
+def online_mu_apply(F, num, den, A, B, l1, l2, eps, gamma, rho, clip, bounds):
+    """The online MU step of scikit-learn's ``MiniBatchNMF`` for ``H`` (held as ``F = Hᵀ``).
+
+    Per entry, with ``d = den + l1 + l2·f`` (zero → eps): ``A ← ρA + num·f^(1/γ)``,
+    ``B ← ρB + d``, ``f ← (A ⊘ B)^γ``, then ``f < clip → 0``.  ``A`` and ``B`` are the
+    running numerator and denominator (Lefèvre, Bach & Févotte 2011); with ``ρ = 0``
+    this is :func:`beta_mu_apply`'s step.
+    """
+    r = F.shape[1]
+    zero = eps - eps
+    for c in prange(bounds.shape[0] - 1):
+        for i in range(bounds[c], bounds[c + 1]):
+            f = F[i]
+            nrow, drow, arow, brow = num[i], den[i], A[i], B[i]
+            for k in range(r):
+                fk = f[k]
+                d = drow[k] + l1 + l2 * fk
+                if d == 0:
+                    d = eps
+                if gamma != 1:
+                    fk = fk ** (1 / gamma)
+                a = rho * arow[k] + nrow[k] * fk
+                b = rho * brow[k] + d
+                arow[k] = a
+                brow[k] = b
+                v = a / b
+                if gamma != 1:
+                    v = v ** gamma
+                f[k] = v if v >= clip else zero

@@ -1,0 +1,678 @@
+"""``MiniBatchNMF``: online NMF over blocks of rows, a drop-in for scikit-learn's.
+
+The default (``solver="mu"``) is scikit-learn's algorithm (``MiniBatchNMF`` of
+``sklearn/decomposition/_nmf.py``, after Lefèvre, Bach & Févotte 2011): for each
+mini-batch of rows ``X_b``, one multiplicative update of the batch's ``W_b`` (or,
+with ``fresh_restarts``, W_b solved afresh), then H from running sums of the MU
+numerators and denominators, each older batch's weight multiplied by ``ρ``
+(``forget_factor ** (batch_size / n_samples)``); the same early stopping (the
+change of H, and an exponentially weighted batch cost that stops improving).  The
+steps are fastnmf's: the batch is turned into fastnmf's data products (dense BLAS
+or sparse Numba kernels) and the updates are its Numba kernels, for every β.
+
+``solver="hals"`` (Frobenius only) is online dictionary learning in the manner of
+Mairal, Bach, Ponce & Sapiro (JMLR 2010) with HALS: each batch's ``W_b`` by HALS
+sweeps, then the sufficient statistics ``A ← ρA + X_bᵀ W_b``, ``B ← ρB + W_bᵀ W_b``
+and HALS sweeps of H on ``(A, B)``: H minimizes the ρ-weighted sum of the batches'
+squared errors at the W each batch had.
+
+``partial_fit`` takes one block of rows at a time, so a stream of blocks (a
+generator over files, a memory-mapped array) is fitted without ever holding X.
+"""
+
+from __future__ import annotations
+
+import itertools
+import warnings
+from numbers import Integral, Real
+from typing import ClassVar
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn._config import config_context
+from sklearn.base import (
+    BaseEstimator,
+    ClassNamePrefixFeaturesOutMixin,
+    TransformerMixin,
+    _fit_context,
+)
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils import gen_batches
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted, check_non_negative, validate_data
+
+from . import kernels
+from ._data import BACKENDS, factor_bounds, gram, make_data
+from ._fit import nmf
+from ._kl_products import kl_products
+from ._options import regularization
+from ._threads import thread_limits
+from .estimator import _ACCEPT_SPARSE, _FLOAT_DTYPES, NMF
+from .init import initialize, mean_of
+from .kernels import beta as bk
+from .kernels import kl as klk
+from .solvers import objective_for
+from .solvers import beta as beta_solver
+from .solvers.frobenius import INNER_DELTA, MU_EPS, _Loss, inner_sweeps
+
+# scikit-learn's guard on model values and MU denominators (float32 epsilon), and
+# the clipping of small entries (float64 epsilon): W when β < 1, H when β ≤ 1.
+EPS = MU_EPS
+CLIP = float(np.finfo(np.float64).eps)
+# HALS from a fresh (zero) W_b: sweep until a sweep moves a group of rows by
+# less than this fraction of the first sweep's move (or fresh_restarts_max_iter).
+FRESH_DELTA = 1e-2
+
+
+class _Batch:
+    """One block of rows of X as fastnmf's data products, and the MU steps on it.
+
+    ``beta`` is 2 (Frobenius), 1 (KL) or another float; the numerators and
+    denominators come from the same engines as :func:`fastnmf.nmf`'s MU loops,
+    so a full-batch fit reproduces them.
+    """
+
+    def __init__(self, Xb, beta, backend):
+        self.data = make_data(Xb, sp.issparse(Xb), backend)
+        self.shape = self.data.shape
+        self.beta = beta
+        self.bounds = factor_bounds(self.shape[0])
+        self.x_sum = mean_of(Xb) * Xb.shape[0] * Xb.shape[1]  # for a fresh W's level
+        if beta == 1:
+            self.engine = kl_products(self.data)
+            self.work = self.data.dtype
+        elif beta != 2:
+            self.work = beta_solver.work_dtype(self.data, beta)
+            self.engine = beta_solver._Engine(self.data, beta, self.work)
+        else:
+            self.work = self.data.dtype
+        self._XHt = None  # X_b Hᵀ while H is fixed (solving W), Frobenius
+
+    def has_zero(self) -> bool:
+        return beta_solver._has_zero(self.data)
+
+    def w_step(self, W, Ht, l1, l2, HHt=None, fixed_H=False):
+        """One MU update of W (in place) with H fixed, as scikit-learn's
+        ``_multiplicative_update_w`` (no clipping: the caller clips for β < 1)."""
+        t = W.dtype.type
+        if self.beta == 2:
+            XHt = self._XHt if fixed_H else None
+            if XHt is None:
+                XHt = self.data.product(Ht, 0, np.empty(W.shape, dtype=W.dtype))
+                self._XHt = XHt if fixed_H else None
+            HHt = gram(Ht) if HHt is None else HHt
+            kernels.mu_update(W, XHt, HHt, t(l1), t(l2), t(EPS), self.bounds,
+                              np.empty((0, 0), dtype=W.dtype))
+        elif self.beta == 1:
+            num = np.empty_like(W)
+            self.engine.numerator(0, W, Ht, t(EPS), False, num)
+            klk.kl_mu_apply(W, num, Ht.sum(0), t(l1), t(l2), t(EPS), t(0), self.bounds)
+        else:
+            num = np.empty(W.shape, dtype=self.work)
+            den = np.empty(W.shape, dtype=self.work)
+            self.engine.half(0, W, Ht, num, den, t(EPS), False)
+            bk.beta_mu_apply(W, num, den, t(l1), t(l2), t(EPS),
+                             t(beta_solver.gamma_for(self.beta)), t(0), self.bounds)
+
+    def loss(self, W, Ht):
+        """scikit-learn's ``_beta_divergence(X_b, W, H, β)`` (½‖X_b − WH‖² for β = 2)."""
+        if self.beta == 2:
+            return 0.5 * max(self.data.direct_sqerr(W, Ht), 0.0)
+        if self.beta == 1:
+            eps = W.dtype.type(EPS)
+            return (self.engine.loss_nz(W, Ht, eps)
+                    + float(W.sum(0, dtype=np.float64) @ Ht.sum(0, dtype=np.float64)))
+        return self.h_products(W, Ht)[0]
+
+    def h_products(self, W, Ht):
+        """The loss at ``(W, H)`` and H's MU numerator and denominator (n×r, without
+        the penalties), as scikit-learn's ``_multiplicative_update_h`` forms them."""
+        t = W.dtype.type
+        if self.beta == 2:
+            XtW = self.data.product(W, 1, np.empty(Ht.shape, dtype=W.dtype))
+            WtW = gram(W)
+            sqerr = _Loss(self.data, (0, 0, 0, 0)).sqerr(
+                XtW, float(np.vdot(XtW.astype(np.float64), Ht)), WtW, gram(Ht), W, Ht)
+            return 0.5 * sqerr, XtW, Ht @ WtW
+        if self.beta == 1:
+            num = np.empty_like(Ht)
+            kl = self.engine.numerator(1, Ht, W, t(EPS), True, num)
+            W_sum = W.sum(0, dtype=np.float64)
+            kl += float(W_sum @ Ht.sum(0, dtype=np.float64))
+            W_sum = W.sum(0)
+            W_sum[W_sum == 0] = 1  # scikit-learn's guard
+            return kl, num, np.broadcast_to(W_sum, Ht.shape)
+        num = np.empty(Ht.shape, dtype=self.work)
+        den = np.empty(Ht.shape, dtype=self.work)
+        loss = self.engine.half(1, Ht, W, num, den, t(EPS), True)
+        return loss, num, den
+
+    def hals_w(self, W, Ht, HHt, l1, l2, n_inner, delta):
+        """HALS sweeps of W (in place) with H fixed; returns ``(½‖X_b − WH‖², WᵀW)``."""
+        t = W.dtype.type
+        XHt = self.data.product(Ht, 0, np.empty(W.shape, dtype=W.dtype))
+        WtW = np.empty((W.shape[1],) * 2, dtype=W.dtype)
+        _, cross = kernels.hals_update(W, XHt, HHt, t(l1), t(l2), self.bounds, WtW,
+                                       n_inner, delta)
+        sqerr = _Loss(self.data, (0, 0, 0, 0)).sqerr(XHt, cross, WtW, HHt, W, Ht)
+        return 0.5 * sqerr, WtW
+
+
+def _regularization(shape, est):
+    """scikit-learn's penalties for a batch of ``shape`` (H's scale with its rows)."""
+    return regularization(shape, est.alpha_W, est.alpha_H, est.l1_ratio)
+
+
+class MiniBatchNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+    """Mini-batch non-negative matrix factorization ``X ≈ W H``, scikit-learn API.
+
+    A drop-in for :class:`sklearn.decomposition.MiniBatchNMF`: the same
+    parameters, defaults, attributes and, with ``solver="mu"`` (the default),
+    the same algorithm, run on fastnmf's data products and kernels (dense or
+    sparse X, float32 or float64, all cores).  The objective is::
+
+        d_β(X, WH)
+        + alpha_W * l1_ratio * n_features * ||vec(W)||_1
+        + alpha_H * l1_ratio * n_samples * ||vec(H)||_1
+        + 0.5 * alpha_W * (1 - l1_ratio) * n_features * ||W||_Fro^2
+        + 0.5 * alpha_H * (1 - l1_ratio) * n_samples * ||H||_Fro^2
+
+    with ``n_samples`` the rows of the batch at each step.
+
+    Parameters
+    ----------
+    n_components : int, None or "auto", default="auto"
+        Number of components.  ``None``: ``n_features``; ``"auto"``: from a
+        custom H's shape, else ``n_features``.
+    init : {"random", "nndsvd", "nndsvda", "nndsvdar", "custom"} or None, default=None
+        Initialization of H (and of W for ``fit``), as in :class:`fastnmf.NMF`;
+        with :meth:`partial_fit`, computed from the first batch.
+    batch_size : int, default=1024
+        Rows per mini-batch (:meth:`fit`).
+    beta_loss : {"frobenius", "kullback-leibler", "itakura-saito"} or float, default="frobenius"
+        The β-divergence minimized (``solver="mu"``); for β ≤ 0, X must not
+        contain zeros.
+    tol : float, default=1e-4
+        Stop when the relative change of H over a step falls to ``tol``
+        (0 disables).  Also the tolerance of the W solves (``transform``,
+        ``fresh_restarts``).
+    max_no_improvement : int or None, default=10
+        Stop after this many consecutive batches without improvement of the
+        smoothed batch cost (None disables).
+    max_iter : int, default=200
+        Most passes over the data (:meth:`fit`).
+    alpha_W, alpha_H, l1_ratio : float
+        Regularization, as in :class:`fastnmf.NMF` (``alpha_H="same"``: ``alpha_W``).
+    forget_factor : float, default=0.7
+        Weight of past information: older batches' contributions to H are
+        scaled by ``forget_factor ** (batch_size / n_samples)`` at each step.
+    fresh_restarts : bool, default=False
+        Solve each batch's W completely (slower per step) instead of one update
+        from its previous value.
+    fresh_restarts_max_iter : int, default=30
+        Most iterations of each such solve (and HALS sweeps of a fresh W).
+    transform_max_iter : int or None, default=None
+        Most iterations when solving for W in :meth:`transform`; None: ``max_iter``.
+    random_state : int, RandomState instance or None, default=None
+        Seed for ``init`` in ``{"random", "nndsvdar"}`` and the NNDSVD SVD.
+    verbose : int, default=0
+        Print the batch costs.
+    solver : {"mu", "hals"}, default="mu"
+        ``"mu"``: scikit-learn's online multiplicative updates (any β).
+        ``"hals"`` (Frobenius only): HALS on each batch's W and on H from the
+        running sufficient statistics (see the module docstring); reaches a
+        given error in fewer passes on the workloads in docs/guide.md.
+    n_threads : int or None, default=None
+        Threads for the Numba kernels and BLAS together; None: all of Numba's.
+    backend : {"auto", "dense", "sparse"}, default="auto"
+        Data products for each batch, as in :class:`fastnmf.NMF`.
+
+    Attributes
+    ----------
+    components_ : ndarray of shape (n_components, n_features)
+        The factor H.
+    n_components_ : int
+    reconstruction_err_ : float
+        ``sqrt(2 d_β(X, WH))`` (``‖X − WH‖_F`` for Frobenius) on the training
+        data at the end of :meth:`fit`.
+    n_iter_ : int
+        Passes over the data started (:meth:`fit`).
+    n_steps_ : int
+        Mini-batches processed.
+    n_features_in_ : int
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        When X has string column names.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastnmf import MiniBatchNMF
+    >>> X = np.array([[1, 1], [2, 1], [3, 1.2], [4, 1], [5, 0.8], [6, 1]])
+    >>> model = MiniBatchNMF(n_components=2, init="random", random_state=0)
+    >>> W = model.fit_transform(X)
+    >>> W.shape, model.components_.shape
+    ((6, 2), (2, 2))
+
+    Streaming: one block of rows at a time, never the whole matrix.
+
+    >>> blocks = (np.abs(np.random.default_rng(i).normal(size=(100, 20))) for i in range(5))
+    >>> model = MiniBatchNMF(n_components=3, random_state=0)
+    >>> for block in blocks:
+    ...     model = model.partial_fit(block)
+    >>> model.n_steps_
+    5
+    """
+
+    _parameter_constraints: ClassVar[dict] = {
+        "n_components": [Interval(Integral, 1, None, closed="left"), None,
+                         StrOptions({"auto"})],
+        "init": [StrOptions({"random", "nndsvd", "nndsvda", "nndsvdar", "custom"}), None],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "beta_loss": [StrOptions({"frobenius", "kullback-leibler", "kl", "poisson",
+                                  "itakura-saito"}),
+                      Real],
+        "tol": [Interval(Real, 0, None, closed="left")],
+        "max_no_improvement": [Interval(Integral, 1, None, closed="left"), None],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "alpha_W": [Interval(Real, 0, None, closed="left")],
+        "alpha_H": [Interval(Real, 0, None, closed="left"), StrOptions({"same"})],
+        "l1_ratio": [Interval(Real, 0, 1, closed="both")],
+        "forget_factor": [Interval(Real, 0, 1, closed="both")],
+        "fresh_restarts": ["boolean"],
+        "fresh_restarts_max_iter": [Interval(Integral, 1, None, closed="left")],
+        "transform_max_iter": [Interval(Integral, 1, None, closed="left"), None],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+        "solver": [StrOptions({"mu", "hals"})],
+        "n_threads": [Interval(Integral, 1, None, closed="left"), None],
+        "backend": [StrOptions(set(BACKENDS))],
+    }
+
+    def __init__(self, n_components="auto", *, init=None, batch_size=1024,
+                 beta_loss="frobenius", tol=1e-4, max_no_improvement=10, max_iter=200,
+                 alpha_W=0.0, alpha_H="same", l1_ratio=0.0, forget_factor=0.7,
+                 fresh_restarts=False, fresh_restarts_max_iter=30, transform_max_iter=None,
+                 random_state=None, verbose=0, solver="mu", n_threads=None,
+                 backend="auto"):
+        self.n_components = n_components
+        self.init = init
+        self.batch_size = batch_size
+        self.beta_loss = beta_loss
+        self.tol = tol
+        self.max_no_improvement = max_no_improvement
+        self.max_iter = max_iter
+        self.alpha_W = alpha_W
+        self.alpha_H = alpha_H
+        self.l1_ratio = l1_ratio
+        self.forget_factor = forget_factor
+        self.fresh_restarts = fresh_restarts
+        self.fresh_restarts_max_iter = fresh_restarts_max_iter
+        self.transform_max_iter = transform_max_iter
+        self.random_state = random_state
+        self.verbose = verbose
+        self.solver = solver
+        self.n_threads = n_threads
+        self.backend = backend
+
+    # -- checks ------------------------------------------------------------
+
+    def _check_params(self, X):
+        """scikit-learn's derived settings for X (a batch for :meth:`partial_fit`)."""
+        objective = objective_for(self.beta_loss)
+        self._beta = {"frobenius": 2.0, "kullback-leibler": 1.0}.get(objective.name)
+        if self._beta is None:
+            self._beta = float(0.0 if self.beta_loss == "itakura-saito" else self.beta_loss)
+        self._split_blas = objective.split_blas
+        if self.solver == "hals" and self._beta != 2:
+            raise ValueError("solver='hals' needs beta_loss='frobenius'; use solver='mu' "
+                             f"for beta_loss={self.beta_loss!r}.")
+        self._n_components = X.shape[1] if self.n_components is None else self.n_components
+        self._batch_size = min(self.batch_size, X.shape[0])
+        self._rho = self.forget_factor ** (self._batch_size / X.shape[0])
+        self._gamma = beta_solver.gamma_for(self._beta)
+        self._transform_max_iter = (self.max_iter if self.transform_max_iter is None
+                                    else self.transform_max_iter)
+
+    def _check_zeros(self, batches):
+        if self._beta <= 0 and any(b.has_zero() for b in batches):
+            raise ValueError(beta_solver.ZEROS_MESSAGE)
+
+    def _start(self, X, W, H, batches):
+        """Initial (W, Ht) for X, by scikit-learn's rules (``_check_w_h``)."""
+        rank, init, W, H = NMF._check_w_h(self, X, W, H, True)
+        if init != "custom":
+            data = batches[0].data if len(batches) == 1 else None
+            W, H = initialize(X, rank, init, self.random_state, data=data)
+        return np.array(W, dtype=X.dtype, order="C"), np.array(H.T, dtype=X.dtype, order="C")
+
+    def _reset_stats(self, Ht):
+        """The running statistics of H: MU's numerator and denominator (scikit-learn
+        starts them at H and 1), or HALS's ``A = Σ ρ·X_bᵀW_b``, ``B = Σ ρ·W_bᵀW_b``."""
+        if self.solver == "hals":
+            r = Ht.shape[1]
+            self._stat_A = np.zeros_like(Ht)
+            self._stat_B = np.zeros((r, r), dtype=Ht.dtype)
+            self._stat_rows = 0.0
+        else:
+            self._stat_A = Ht.copy()
+            self._stat_B = np.ones_like(Ht)
+
+    # -- one step --------------------------------------------------------
+
+    def _solve_W(self, batches, Ht, max_iter):
+        """W for the rows of ``batches`` with H fixed: scikit-learn's ``_solve_W``
+        (MU from ``sqrt(mean(X)/r)`` until the relative change of W is ≤ tol)."""
+        m = sum(b.shape[0] for b in batches)
+        n = Ht.shape[0]
+        total = sum(b.x_sum for b in batches)
+        avg = np.sqrt(total / (m * n) / Ht.shape[1])
+        W = np.full((m, Ht.shape[1]), avg, dtype=Ht.dtype)
+        W_buffer = W.copy()
+        l1, _, l2, _ = _regularization((m, n), self)
+        HHt = gram(Ht) if self._beta == 2 else None
+        rows = np.cumsum([0] + [b.shape[0] for b in batches])
+        for _ in range(max_iter):
+            for b, a, e in zip(batches, rows[:-1], rows[1:], strict=True):
+                b.w_step(W[a:e], Ht, l1, l2, HHt, fixed_H=True)
+            W_diff = np.linalg.norm(W - W_buffer) / np.linalg.norm(W)
+            if self.tol > 0 and W_diff <= self.tol:
+                break
+            W_buffer[:] = W
+        for b in batches:
+            b._XHt = None
+        return W
+
+    def _mu_step(self, batch, W, Ht, stats, update_H):
+        """scikit-learn's ``_minibatch_step``: W's update, the batch cost, H's update.
+        ``stats`` = (A, B) is updated in place with Ht; returns ``(batch_cost, W)``."""
+        m = batch.shape[0]
+        l1_W, l1_H, l2_W, l2_H = _regularization(batch.shape, self)
+        if self.fresh_restarts or W is None:
+            W = self._solve_W([batch], Ht, self.fresh_restarts_max_iter)
+        else:
+            batch.w_step(W, Ht, l1_W, l2_W)
+        if self._beta < 1:
+            W[W < CLIP] = 0
+        loss, num, den = batch.h_products(W, Ht)
+        cost = (loss + l1_W * W.sum() + l1_H * Ht.sum() + l2_W * np.vdot(W, W)
+                + l2_H * np.vdot(Ht, Ht)) / m
+        if update_H:
+            t = num.dtype.type
+            clip = t(CLIP) if self._beta <= 1 else t(0)
+            bk.online_mu_apply(Ht, num, den, stats[0], stats[1], t(l1_H), t(l2_H), t(EPS),
+                               t(self._gamma), t(self._rho), clip, self._bounds_H)
+        return float(cost), W
+
+    def _hals_step(self, batch, W, Ht, stats, update_H):
+        """Online HALS: W_b by HALS sweeps, then H by HALS on the running statistics."""
+        m, n = batch.shape
+        r = Ht.shape[1]
+        l1_W, _, l2_W, _ = _regularization(batch.shape, self)
+        HHt = gram(Ht)
+        if self.fresh_restarts or W is None:
+            W = np.zeros((m, r), dtype=Ht.dtype)
+            n_inner, delta = self.fresh_restarts_max_iter, FRESH_DELTA
+        else:
+            n_inner, delta = inner_sweeps(batch.data.nonzeros, m, n, r), INNER_DELTA
+        loss, WtW = batch.hals_w(W, Ht, HHt, l1_W, l2_W, n_inner, delta)
+        rows = self._rho * stats[2] + m  # the rows the statistics hold, weighted
+        _, l1_H, _, l2_H = _regularization((rows, n), self)
+        cost = (loss + l1_W * W.sum() + l1_H * Ht.sum() + l2_W * np.vdot(W, W)
+                + l2_H * np.vdot(Ht, Ht)) / m
+        if update_H:
+            A, B = stats[0], stats[1]
+            XtW = batch.data.product(W, 1, np.empty_like(Ht))
+            A *= self._rho
+            A += XtW
+            B *= self._rho
+            B += WtW
+            t = Ht.dtype.type
+            kernels.hals_update(Ht, A, B, t(l1_H), t(l2_H), self._bounds_H,
+                                np.empty((0, 0), dtype=Ht.dtype),
+                                inner_sweeps(batch.data.nonzeros, n, m, r), INNER_DELTA)
+            stats[2] = rows
+        return float(cost), W
+
+    def _step(self, batch, W, Ht, stats, update_H=True):
+        step = self._hals_step if self.solver == "hals" else self._mu_step
+        return step(batch, W, Ht, stats, update_H)
+
+    def _stats(self):
+        return [self._stat_A, self._stat_B, getattr(self, "_stat_rows", 0.0)]
+
+    def _minibatch_convergence(self, batch_size, batch_cost, Ht, Ht_buffer, n_samples,
+                               step, n_steps):
+        """scikit-learn's early stopping: small change of H, or no improvement of the
+        exponentially weighted batch cost for ``max_no_improvement`` batches."""
+        step = step + 1
+        if step == 1:
+            if self.verbose:
+                print(f"Minibatch step {step}/{n_steps}: mean batch cost: {batch_cost}")
+            return False
+        if self._ewa_cost is None:
+            self._ewa_cost = batch_cost
+        else:
+            alpha = min(batch_size / (n_samples + 1), 1)
+            self._ewa_cost = self._ewa_cost * (1 - alpha) + batch_cost * alpha
+        if self.verbose:
+            print(f"Minibatch step {step}/{n_steps}: mean batch cost: "
+                  f"{batch_cost}, ewa cost: {self._ewa_cost}")
+        H_diff = np.linalg.norm(Ht - Ht_buffer) / np.linalg.norm(Ht)
+        if self.tol > 0 and H_diff <= self.tol:
+            if self.verbose:
+                print(f"Converged (small H change) at step {step}/{n_steps}")
+            return True
+        if self._ewa_cost_min is None or self._ewa_cost < self._ewa_cost_min:
+            self._no_improvement = 0
+            self._ewa_cost_min = self._ewa_cost
+        else:
+            self._no_improvement += 1
+        if (self.max_no_improvement is not None
+                and self._no_improvement >= self.max_no_improvement):
+            if self.verbose:
+                print("Converged (lack of improvement in objective function) "
+                      f"at step {step}/{n_steps}")
+            return True
+        return False
+
+    # -- fitting ---------------------------------------------------------
+
+    def _batches(self, X, size):
+        X = X.tocsr() if sp.issparse(X) else X
+        return [_Batch(X[s], self._beta, self.backend) for s in gen_batches(X.shape[0], size)]
+
+    def _fit_transform(self, X, W=None, H=None):
+        check_non_negative(X, "MiniBatchNMF (input X)")
+        self._check_params(X)
+        n_samples = X.shape[0]
+        with thread_limits(self.n_threads, split_blas=self._split_blas):
+            batches = self._batches(X, self._batch_size)
+            self._check_zeros(batches)
+            W, Ht = self._start(X, W, H, batches)
+            self._bounds_H = factor_bounds(Ht.shape[0])
+            self._reset_stats(Ht)
+            stats = self._stats()
+            Ht_buffer = Ht.copy()
+            self._ewa_cost = self._ewa_cost_min = None
+            self._no_improvement = 0
+            rows = np.cumsum([0] + [b.shape[0] for b in batches])
+            n_steps_per_iter = len(batches)
+            n_steps = self.max_iter * n_steps_per_iter
+            order = itertools.cycle(range(n_steps_per_iter))
+            for i, j in zip(range(n_steps), order):
+                batch = batches[j]
+                Wb = W[rows[j]:rows[j + 1]]
+                cost, Wb_new = self._step(batch, Wb, Ht, stats)
+                if Wb_new is not Wb:
+                    Wb[...] = Wb_new
+                if self._minibatch_convergence(batch.shape[0], cost, Ht, Ht_buffer, n_samples,
+                                               i, n_steps):
+                    break
+                Ht_buffer[:] = Ht
+            self._stat_A, self._stat_B = stats[0], stats[1]
+            if self.solver == "hals":
+                self._stat_rows = stats[2]
+            if self.fresh_restarts:
+                W = self._transform_batches(X, batches, Ht)
+            loss = sum(b.loss(W[a:e], Ht) for b, a, e in zip(batches, rows[:-1], rows[1:],
+                                                             strict=True))
+        n_steps = i + 1
+        n_iter = int(np.ceil(n_steps / n_steps_per_iter))
+        if n_iter == self.max_iter and self.tol > 0:
+            warnings.warn(f"Maximum number of iterations {self.max_iter} reached. "
+                          "Increase it to improve convergence.", ConvergenceWarning,
+                          stacklevel=3)
+        return W, Ht, n_iter, n_steps, float(np.sqrt(2.0 * max(loss, 0.0)))
+
+    def _transform_batches(self, X, batches, Ht):
+        """W for X with H fixed: scikit-learn's MU solve, or (``solver="hals"``) HALS."""
+        if self.solver == "hals":
+            return nmf(X, Ht.shape[1], H=np.ascontiguousarray(Ht.T), update_H=False,
+                       solver="hals", max_iter=self._transform_max_iter, tol=self.tol,
+                       alpha_W=self.alpha_W, alpha_H=self.alpha_H, l1_ratio=self.l1_ratio,
+                       n_threads=self.n_threads, backend=self.backend).W
+        return self._solve_W(batches, Ht, self._transform_max_iter)
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit_transform(self, X, y=None, W=None, H=None):
+        """Learn the model from X in mini-batches and return the transformed data.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Nonnegative data.  float32 stays float32; other dtypes become float64.
+        y : Ignored
+        W : array-like of shape (n_samples, n_components), default=None
+            Initial W when ``init="custom"``.
+        H : array-like of shape (n_components, n_features), default=None
+            Initial H when ``init="custom"``.
+
+        Returns
+        -------
+        W : ndarray of shape (n_samples, n_components)
+        """
+        X = validate_data(self, X, accept_sparse=_ACCEPT_SPARSE, dtype=_FLOAT_DTYPES)
+        for name in ("_stat_A", "_stat_B", "_stat_rows"):
+            self.__dict__.pop(name, None)
+        with config_context(assume_finite=True):
+            W, Ht, n_iter, n_steps, err = self._fit_transform(X, W=W, H=H)
+        self.reconstruction_err_ = err
+        self.n_components_ = Ht.shape[1]
+        self.components_ = np.ascontiguousarray(Ht.T)
+        self.n_iter_ = n_iter
+        self.n_steps_ = n_steps
+        return W
+
+    def fit(self, X, y=None, **params):
+        """Learn the model from X in mini-batches; ``W``, ``H`` as for :meth:`fit_transform`.
+
+        Returns
+        -------
+        self : object
+        """
+        self.fit_transform(X, **params)
+        return self
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def partial_fit(self, X, y=None, W=None, H=None):
+        """Update the model with one mini-batch X (a block of rows).
+
+        Call it once per block of a stream (a generator over files, the row
+        blocks of a memory-mapped array): only the block and the model's
+        small matrices are held.  The first call initializes H from its block
+        (or from ``W``, ``H`` with ``init="custom"``); later calls ignore W and H.
+        A block with the wrong number of features, negative values, NaN, or
+        (β ≤ 0) zeros raises ``ValueError`` and leaves the model unchanged.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+        y : Ignored
+        W : array-like of shape (n_samples, n_components), default=None
+        H : array-like of shape (n_components, n_features), default=None
+
+        Returns
+        -------
+        self : object
+        """
+        has_components = hasattr(self, "components_")
+        X = validate_data(self, X, accept_sparse=_ACCEPT_SPARSE, dtype=_FLOAT_DTYPES,
+                          reset=not has_components)
+        check_non_negative(X, "MiniBatchNMF (input X)")
+        if has_components and X.dtype != self.components_.dtype:
+            X = X.astype(self.components_.dtype)
+        with config_context(assume_finite=True):
+            if not has_components:
+                self._check_params(X)
+            elif self.solver == "hals" and not hasattr(self, "_stat_rows"):
+                raise ValueError("solver='hals' cannot continue a model fitted with "
+                                 "solver='mu'; fit it again.")
+            with thread_limits(self.n_threads, split_blas=self._split_blas):
+                batch = _Batch(X.tocsr() if sp.issparse(X) else X, self._beta, self.backend)
+                self._check_zeros([batch])
+                if not has_components:
+                    _, Ht = self._start(X, W, H, [batch])
+                    self._bounds_H = factor_bounds(Ht.shape[0])
+                    self._reset_stats(Ht)
+                    self.n_steps_ = 0
+                else:
+                    Ht = np.ascontiguousarray(self.components_.T)
+                # on copies: an error half-way leaves the model as it was
+                stats = [s.copy() if isinstance(s, np.ndarray) else s for s in self._stats()]
+                self._step(batch, None, Ht, stats)
+        self._stat_A, self._stat_B = stats[0], stats[1]
+        if self.solver == "hals":
+            self._stat_rows = stats[2]
+        self.n_components_ = Ht.shape[1]
+        self.components_ = np.ascontiguousarray(Ht.T)
+        self.n_steps_ += 1
+        return self
+
+    def transform(self, X):
+        """W for X with ``components_`` fixed.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Nonnegative data.
+
+        Returns
+        -------
+        W : ndarray of shape (n_samples, n_components)
+        """
+        check_is_fitted(self)
+        X = validate_data(self, X, accept_sparse=_ACCEPT_SPARSE, dtype=_FLOAT_DTYPES,
+                          reset=False)
+        check_non_negative(X, "MiniBatchNMF (input X)")
+        Ht = np.ascontiguousarray(self.components_.T)
+        with config_context(assume_finite=True), \
+                thread_limits(self.n_threads, split_blas=self._split_blas):
+            if self.solver == "hals":
+                return self._transform_batches(X, None, Ht)
+            return self._solve_W([_Batch(X, self._beta, self.backend)],
+                                 Ht.astype(X.dtype, copy=False), self._transform_max_iter)
+
+    def inverse_transform(self, X):
+        """``X @ components_``: data back in the original space.
+
+        Parameters
+        ----------
+        X : {ndarray, sparse matrix} of shape (n_samples, n_components)
+
+        Returns
+        -------
+        X_original : ndarray of shape (n_samples, n_features)
+        """
+        check_is_fitted(self)
+        return X @ self.components_
+
+    @property
+    def _n_features_out(self):
+        return self.components_.shape[0]
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.positive_only = True
+        tags.input_tags.sparse = True
+        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        return tags
