@@ -22,7 +22,6 @@ generator over files, a memory-mapped array) is fitted without ever holding X.
 
 from __future__ import annotations
 
-import itertools
 import warnings
 from numbers import Integral, Real
 from typing import ClassVar
@@ -51,8 +50,8 @@ from .estimator import _ACCEPT_SPARSE, _FLOAT_DTYPES, NMF
 from .init import initialize, mean_of
 from .kernels import beta as bk
 from .kernels import kl as klk
-from .solvers import objective_for
 from .solvers import beta as beta_solver
+from .solvers import objective_for
 from .solvers.frobenius import INNER_DELTA, MU_EPS, _Loss, inner_sweeps
 
 # scikit-learn's guard on model values and MU denominators (float32 epsilon), and
@@ -498,8 +497,8 @@ class MiniBatchNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
             rows = np.cumsum([0] + [b.shape[0] for b in batches])
             n_steps_per_iter = len(batches)
             n_steps = self.max_iter * n_steps_per_iter
-            order = itertools.cycle(range(n_steps_per_iter))
-            for i, j in zip(range(n_steps), order):
+            for i in range(n_steps):
+                j = i % n_steps_per_iter  # the batches in turn, pass after pass
                 batch = batches[j]
                 Wb = W[rows[j]:rows[j + 1]]
                 cost, Wb_new = self._step(batch, Wb, Ht, stats)
