@@ -595,6 +595,8 @@ class MiniBatchNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         self : object
         """
         has_components = hasattr(self, "components_")
+        if has_components:  # (scikit-learn's _fit_context skips this on a fitted model)
+            self._validate_params()
         X = validate_data(self, X, accept_sparse=_ACCEPT_SPARSE, dtype=_FLOAT_DTYPES,
                           reset=not has_components)
         check_non_negative(X, "MiniBatchNMF (input X)")

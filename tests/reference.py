@@ -153,3 +153,17 @@ def nmf(X, W, H, n_iter, solver="hals", reg=(0.0, 0.0, 0.0, 0.0), accelerate=Fal
                 H, H_prev = np.maximum(0.0, H + beta * (H - H_prev)), H
                 beta, beta_max = min(beta_max, 1.01 * beta), min(1.0, 1.005 * beta_max)
     return W, H, np.array(losses)
+
+
+def online_mu_step(F, num, den, A, B, l1=0.0, l2=0.0, eps=MU_EPS, gamma=1.0, rho=0.0,
+                   clip=0.0):
+    """scikit-learn's online MU update of H (``_multiplicative_update_h`` with ``A``,
+    ``B`` and ``rho``), on ``F = Hᵀ``; returns new ``(F, A, B)`` in float64."""
+    F, num, A, B = (np.array(M, dtype=np.float64) for M in (F, num, A, B))
+    den = np.array(den, dtype=np.float64) + l1 + l2 * F
+    den[den == 0] = eps
+    A = rho * A + num * F ** (1.0 / gamma)
+    B = rho * B + den
+    F = (A / B) ** gamma
+    F[F < clip] = 0.0
+    return F, A, B
