@@ -11,7 +11,8 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 MODULES = ["fastnmf._fit", "fastnmf.estimator", "fastnmf.datasets", "fastnmf.cluster",
-           "fastnmf.demo"]
+           "fastnmf.demo",
+           "fastnmf.minibatch"]
 
 
 @pytest.mark.parametrize("name", MODULES)

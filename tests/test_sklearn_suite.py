@@ -1,9 +1,10 @@
 """scikit-learn's own NMF tests, run against fastnmf.
 
 The installed scikit-learn's ``decomposition/tests/test_nmf.py`` is run in a
-subprocess with ``sklearn.decomposition.NMF`` and ``non_negative_factorization``
-(and ``MiniBatchNMF`` once fastnmf has one) bound to fastnmf's before the file
-is imported, so that its parametrizations see fastnmf's classes too.  Its tests
+subprocess with ``sklearn.decomposition.NMF``, ``non_negative_factorization`` and
+``MiniBatchNMF`` bound to fastnmf's before the file is imported, so that its
+parametrizations see fastnmf's classes too.  Every item passes but the two in
+``EXPECTED_FAILURES``, each failing on purpose.  Its tests
 of scikit-learn's private helpers (``_initialize_nmf``, ``_beta_divergence``)
 still run scikit-learn's code and pass trivially.
 """
@@ -29,6 +30,14 @@ EXPECTED_FAILURES = {
     # fits the KL loss by coordinate descent with Newton steps (a deliberate superset).
     # The rest of that test is test_nndsvd_rank_error_has_sklearns_wording below.
     "test_parameter_checking",
+    # It fits MiniBatchNMF(init="custom") with H, then partial_fits a second model from
+    # the same H and wants equal components_: in scikit-learn the first fit updated
+    # the caller's H in place (components_ *is* that array), so the second model starts
+    # where the first ended and shares its array.  fastnmf never modifies its inputs
+    # (test_minibatch.py::test_custom_init_arrays_are_not_modified); passing a copy of
+    # H there fails scikit-learn too.  The equivalence that does hold is tested in
+    # test_minibatch.py::test_partial_fit_over_a_stream_equals_fit_in_the_same_batches.
+    "test_minibatch_nmf_partial_fit",
 }
 
 _BIND = '''
@@ -40,8 +49,7 @@ import fastnmf
 def pytest_configure(config):
     skd.NMF = fastnmf.NMF
     skd.non_negative_factorization = fastnmf.non_negative_factorization
-    if hasattr(fastnmf, "MiniBatchNMF"):
-        skd.MiniBatchNMF = fastnmf.MiniBatchNMF
+    skd.MiniBatchNMF = fastnmf.MiniBatchNMF
 '''
 
 
@@ -81,9 +89,10 @@ def test_sklearn_test_nmf_passes_with_fastnmf(tmp_path):
     unexpected = {name for name in failed if re.sub(r"\[.*", "", name) not in EXPECTED_FAILURES}
     assert not unexpected, (f"scikit-learn's test_nmf.py fails with fastnmf: "
                             f"{sorted(unexpected)}\n{proc.stdout[-5000:]}")
-    nmf_items = [n for n in outcome if not re.search(r"minibatch|mbnmf", n, re.I)]
-    passed = sum(outcome[n] == "passed" for n in nmf_items)
-    assert passed >= len(nmf_items) - len(EXPECTED_FAILURES)
+    passed = sum(o == "passed" for o in outcome.values())
+    assert passed >= len(outcome) - len(EXPECTED_FAILURES)
+    assert any(re.search(r"minibatch|mbnmf", n, re.I) and o == "passed"
+               for n, o in outcome.items())
 
 
 @pytest.mark.parametrize("init", ["nndsvd", "nndsvda", "nndsvdar"])
