@@ -54,7 +54,40 @@ def _check_init(A, shape, whom):
     return A
 
 
-class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+class _FactorizationBase(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+    """What NMF and MiniBatchNMF share as scikit-learn estimators: ``inverse_transform``,
+    the output feature names and the tags."""
+
+    def inverse_transform(self, X):
+        """Transform data back to its original space: ``X @ components_``.
+
+        Parameters
+        ----------
+        X : {ndarray, sparse matrix} of shape (n_samples, n_components)
+            Transformed data.
+
+        Returns
+        -------
+        X_original : ndarray of shape (n_samples, n_features)
+            Data in the original space.
+        """
+        check_is_fitted(self)
+        return X @ self.components_
+
+    @property
+    def _n_features_out(self):
+        """Number of transformed output features."""
+        return self.components_.shape[0]
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.positive_only = True
+        tags.input_tags.sparse = True
+        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        return tags
+
+
+class NMF(_FactorizationBase):
     """Non-negative matrix factorization ``X ≈ W H`` (Frobenius loss), scikit-learn API.
 
     A drop-in for :class:`sklearn.decomposition.NMF` with ``beta_loss="frobenius"``,
@@ -366,34 +399,6 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
                           reset=False, ensure_non_negative=True)
         with config_context(assume_finite=True):
             return self._fit_transform(X, H=self.components_, update_H=False).W
-
-    def inverse_transform(self, X):
-        """Transform data back to its original space: ``X @ components_``.
-
-        Parameters
-        ----------
-        X : {ndarray, sparse matrix} of shape (n_samples, n_components)
-            Transformed data.
-
-        Returns
-        -------
-        X_original : ndarray of shape (n_samples, n_features)
-            Data in the original space.
-        """
-        check_is_fitted(self)
-        return X @ self.components_
-
-    @property
-    def _n_features_out(self):
-        """Number of transformed output features."""
-        return self.components_.shape[0]
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.positive_only = True
-        tags.input_tags.sparse = True
-        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
-        return tags
 
 
 @validate_params(

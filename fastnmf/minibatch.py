@@ -29,12 +29,7 @@ from typing import ClassVar
 import numpy as np
 import scipy.sparse as sp
 from sklearn._config import config_context
-from sklearn.base import (
-    BaseEstimator,
-    ClassNamePrefixFeaturesOutMixin,
-    TransformerMixin,
-    _fit_context,
-)
+from sklearn.base import _fit_context
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import gen_batches
 from sklearn.utils._param_validation import Interval, StrOptions
@@ -46,7 +41,7 @@ from ._fit import nmf
 from ._kl_products import kl_products
 from ._options import regularization
 from ._threads import thread_limits
-from .estimator import _ACCEPT_SPARSE, _FLOAT_DTYPES, NMF
+from .estimator import _ACCEPT_SPARSE, _FLOAT_DTYPES, NMF, _FactorizationBase
 from .init import initialize, mean_of
 from .kernels import beta as bk
 from .kernels import kl as klk
@@ -162,7 +157,7 @@ def _regularization(shape, est):
     return regularization(shape, est.alpha_W, est.alpha_H, est.l1_ratio)
 
 
-class MiniBatchNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+class MiniBatchNMF(_FactorizationBase):
     """Mini-batch non-negative matrix factorization ``X ≈ W H``, scikit-learn API.
 
     A drop-in for :class:`sklearn.decomposition.MiniBatchNMF`: the same
@@ -551,10 +546,10 @@ class MiniBatchNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         W : ndarray of shape (n_samples, n_components)
         """
         X = validate_data(self, X, accept_sparse=_ACCEPT_SPARSE, dtype=_FLOAT_DTYPES)
-        for name in ("_stat_A", "_stat_B", "_stat_rows"):
-            self.__dict__.pop(name, None)
         with config_context(assume_finite=True):
             W, Ht, n_iter, n_steps, err = self._fit_transform(X, W=W, H=H)
+        if self.solver != "hals":  # a later partial_fit with "hals" must refuse
+            self.__dict__.pop("_stat_rows", None)
         self.reconstruction_err_ = err
         self.n_components_ = Ht.shape[1]
         self.components_ = np.ascontiguousarray(Ht.T)
@@ -652,28 +647,3 @@ class MiniBatchNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
                 return self._transform_batches(X, None, Ht)
             return self._solve_W([_Batch(X, self._beta, self.backend)],
                                  Ht.astype(X.dtype, copy=False), self._transform_max_iter)
-
-    def inverse_transform(self, X):
-        """``X @ components_``: data back in the original space.
-
-        Parameters
-        ----------
-        X : {ndarray, sparse matrix} of shape (n_samples, n_components)
-
-        Returns
-        -------
-        X_original : ndarray of shape (n_samples, n_features)
-        """
-        check_is_fitted(self)
-        return X @ self.components_
-
-    @property
-    def _n_features_out(self):
-        return self.components_.shape[0]
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.positive_only = True
-        tags.input_tags.sparse = True
-        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
-        return tags

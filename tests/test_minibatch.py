@@ -13,6 +13,7 @@ import scipy.sparse as sp
 from numpy.testing import assert_allclose
 from reference import online_mu_step
 from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import fastnmf
 from fastnmf._chunks import row_bounds
@@ -324,3 +325,13 @@ def test_convergence_warning_and_attributes():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert model.get_params()["solver"] == "mu"
+
+
+# -- scikit-learn's estimator checks, with the parameters its own suite uses ----------
+
+@parametrize_with_checks(
+    [fastnmf.MiniBatchNMF(batch_size=10, max_iter=20, fresh_restarts=True),
+     fastnmf.MiniBatchNMF(batch_size=10, max_iter=20, fresh_restarts=True, solver="hals")],
+)
+def test_sklearn_estimator_checks(estimator, check):
+    check(estimator)
