@@ -157,6 +157,12 @@ def _regularization(shape, est):
     return regularization(shape, est.alpha_W, est.alpha_H, est.l1_ratio)
 
 
+def _batch_cost(loss, W, Ht, l1_W, l1_H, l2_W, l2_H):
+    """scikit-learn's mean batch cost (its L2 terms without the ½ of the objective)."""
+    return float((loss + l1_W * W.sum() + l1_H * Ht.sum() + l2_W * np.vdot(W, W)
+                  + l2_H * np.vdot(Ht, Ht)) / W.shape[0])
+
+
 class MiniBatchNMF(_FactorizationBase):
     """Mini-batch non-negative matrix factorization ``X ≈ W H``, scikit-learn API.
 
@@ -376,10 +382,9 @@ class MiniBatchNMF(_FactorizationBase):
             b._XHt = None
         return W
 
-    def _mu_step(self, batch, W, Ht, stats, update_H):
+    def _mu_step(self, batch, W, Ht, stats):
         """scikit-learn's ``_minibatch_step``: W's update, the batch cost, H's update.
         ``stats`` = (A, B) is updated in place with Ht; returns ``(batch_cost, W)``."""
-        m = batch.shape[0]
         l1_W, l1_H, l2_W, l2_H = _regularization(batch.shape, self)
         if self.fresh_restarts or W is None:
             W = self._solve_W([batch], Ht, self.fresh_restarts_max_iter)
@@ -388,16 +393,14 @@ class MiniBatchNMF(_FactorizationBase):
         if self._beta < 1:
             W[W < CLIP] = 0
         loss, num, den = batch.h_products(W, Ht)
-        cost = (loss + l1_W * W.sum() + l1_H * Ht.sum() + l2_W * np.vdot(W, W)
-                + l2_H * np.vdot(Ht, Ht)) / m
-        if update_H:
-            t = num.dtype.type
-            clip = t(CLIP) if self._beta <= 1 else t(0)
-            bk.online_mu_apply(Ht, num, den, stats[0], stats[1], t(l1_H), t(l2_H), t(EPS),
-                               t(self._gamma), t(self._rho), clip, self._bounds_H)
-        return float(cost), W
+        cost = _batch_cost(loss, W, Ht, l1_W, l1_H, l2_W, l2_H)
+        t = num.dtype.type
+        clip = t(CLIP) if self._beta <= 1 else t(0)
+        bk.online_mu_apply(Ht, num, den, stats[0], stats[1], t(l1_H), t(l2_H), t(EPS),
+                           t(self._gamma), t(self._rho), clip, factor_bounds(Ht.shape[0]))
+        return cost, W
 
-    def _hals_step(self, batch, W, Ht, stats, update_H):
+    def _hals_step(self, batch, W, Ht, stats):
         """Online HALS: W_b by HALS sweeps, then H by HALS on the running statistics."""
         m, n = batch.shape
         r = Ht.shape[1]
@@ -411,25 +414,23 @@ class MiniBatchNMF(_FactorizationBase):
         loss, WtW = batch.hals_w(W, Ht, HHt, l1_W, l2_W, n_inner, delta)
         rows = self._rho * stats[2] + m  # the rows the statistics hold, weighted
         _, l1_H, _, l2_H = _regularization((rows, n), self)
-        cost = (loss + l1_W * W.sum() + l1_H * Ht.sum() + l2_W * np.vdot(W, W)
-                + l2_H * np.vdot(Ht, Ht)) / m
-        if update_H:
-            A, B = stats[0], stats[1]
-            XtW = batch.data.product(W, 1, np.empty_like(Ht))
-            A *= self._rho
-            A += XtW
-            B *= self._rho
-            B += WtW
-            t = Ht.dtype.type
-            kernels.hals_update(Ht, A, B, t(l1_H), t(l2_H), self._bounds_H,
-                                np.empty((0, 0), dtype=Ht.dtype),
-                                inner_sweeps(batch.data.nonzeros, n, m, r), INNER_DELTA)
-            stats[2] = rows
-        return float(cost), W
+        cost = _batch_cost(loss, W, Ht, l1_W, l1_H, l2_W, l2_H)
+        A, B = stats[0], stats[1]
+        XtW = batch.data.product(W, 1, np.empty_like(Ht))
+        A *= self._rho
+        A += XtW
+        B *= self._rho
+        B += WtW
+        t = Ht.dtype.type
+        kernels.hals_update(Ht, A, B, t(l1_H), t(l2_H), factor_bounds(Ht.shape[0]),
+                            np.empty((0, 0), dtype=Ht.dtype),
+                            inner_sweeps(batch.data.nonzeros, n, m, r), INNER_DELTA)
+        stats[2] = rows
+        return cost, W
 
-    def _step(self, batch, W, Ht, stats, update_H=True):
+    def _step(self, batch, W, Ht, stats):
         step = self._hals_step if self.solver == "hals" else self._mu_step
-        return step(batch, W, Ht, stats, update_H)
+        return step(batch, W, Ht, stats)
 
     def _stats(self):
         return [self._stat_A, self._stat_B, getattr(self, "_stat_rows", 0.0)]
@@ -483,7 +484,6 @@ class MiniBatchNMF(_FactorizationBase):
             batches = self._batches(X, self._batch_size)
             self._check_zeros(batches)
             W, Ht = self._start(X, W, H, batches)
-            self._bounds_H = factor_bounds(Ht.shape[0])
             self._reset_stats(Ht)
             stats = self._stats()
             Ht_buffer = Ht.copy()
@@ -608,7 +608,6 @@ class MiniBatchNMF(_FactorizationBase):
                 self._check_zeros([batch])
                 if not has_components:
                     _, Ht = self._start(X, W, H, [batch])
-                    self._bounds_H = factor_bounds(Ht.shape[0])
                     self._reset_stats(Ht)
                     self.n_steps_ = 0
                 else:
