@@ -245,7 +245,8 @@ def _add_debug(p) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="fastnmf", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="fastnmf", description="fastnmf: nonnegative matrix "
+                     "factorization from the command line. 'fastnmf COMMAND --help' for more.")
     _add_debug(parser)
     sub = parser.add_subparsers(dest="command", required=True)
 
