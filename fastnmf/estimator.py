@@ -69,6 +69,11 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
 
     ``W`` is the transformed data and ``H`` is ``components_``.
 
+    Missing values are fit parameters, as :func:`fastnmf.nmf` has them:
+    ``fit(X, mask=M)`` (True = observed) or ``fit(X, missing="nan")`` (or a
+    boolean/sparse matrix of missing positions); only the observed entries
+    enter the loss.  ``transform`` takes complete data only.
+
     Parameters
     ----------
     n_components : int, None or "auto", default="auto"
@@ -134,11 +139,6 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     callback : callable or None, default=None
         ``callback(info)`` after each iteration with a
         :class:`fastnmf.IterationInfo`; return True to stop.
-
-    Missing values are fit parameters, as :func:`fastnmf.nmf` has them:
-    ``fit(X, mask=M)`` (True = observed) or ``fit(X, missing="nan")`` (or a
-    boolean/sparse matrix of missing positions); only the observed entries
-    enter the loss.  ``transform`` takes complete data only.
 
     Attributes
     ----------
