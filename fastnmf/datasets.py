@@ -120,7 +120,8 @@ def data_path(which: str) -> str:
 def missing_reason(which: str) -> str | None:
     """Why a data set cannot be loaded here, or None when it can.
 
-    ``which``: ``"orl"`` or ``"news"`` (PyPI packages: installed?), or
+    ``which``: ``"orl"`` or ``"news"`` (PyPI packages: installed?  For ORL, a
+    cached copy is enough, as for :func:`load_orl_faces`), or
     ``"wordnet"`` or ``"fashion-mnist"`` (Debian packages: cached already, or
     can ``apt-get`` fetch the package?  The download itself is not tried).
 
@@ -131,6 +132,8 @@ def missing_reason(which: str) -> str | None:
     """
     if which in _DEBIAN:
         return _debian_missing_reason(which)
+    if which == "orl" and _orl_cached() is not None:  # load_orl_faces reads the cache first
+        return None
     try:
         data_path(which)
     except (ImportError, FileNotFoundError) as e:
@@ -195,10 +198,18 @@ def read_pgm(path: str) -> np.ndarray:
         height, width)
 
 
-def _orl_pixels() -> tuple[np.ndarray, np.ndarray]:
-    """All 400 ORL images as uint8 rows (cached) and their person labels 0..39."""
+def _orl_cached():
+    """The cached ORL arrays, or None when absent or incomplete."""
     cached = _cache_load("orl_faces.npz")
     if cached is not None and cached.get("pixels", np.empty(0)).shape == (400, 10304):
+        return cached
+    return None
+
+
+def _orl_pixels() -> tuple[np.ndarray, np.ndarray]:
+    """All 400 ORL images as uint8 rows (cached) and their person labels 0..39."""
+    cached = _orl_cached()
+    if cached is not None:
         return cached["pixels"], cached["target"]
     root = data_path("orl")
     pixels = np.stack([read_pgm(os.path.join(root, f"s{p}", f"{i}.pgm")).ravel()

@@ -102,6 +102,11 @@ class NMF(_FactorizationBase):
 
     ``W`` is the transformed data and ``H`` is ``components_``.
 
+    Missing values are fit parameters, as :func:`fastnmf.nmf` has them:
+    ``fit(X, mask=M)`` (True = observed) or ``fit(X, missing="nan")`` (or a
+    boolean/sparse matrix of missing positions); only the observed entries
+    enter the loss.  ``transform`` takes complete data only.
+
     Parameters
     ----------
     n_components : int, None or "auto", default="auto"
@@ -159,6 +164,14 @@ class NMF(_FactorizationBase):
         2012), which reaches a given error in far fewer iterations.  ``False``
         reproduces scikit-learn's ``cd`` iterate for iterate.  ``"extrapolate"``
         / ``"both"`` add Ang & Gillis's extrapolation (see :func:`fastnmf.nmf`).
+    progress : bool, default=False
+        Show a progress bar (tqdm) with the iteration and the loss.
+    max_time : float or None, default=None
+        Stop a fit after this many seconds of iterations (``n_iter_`` says how
+        many ran; no ``ConvergenceWarning`` is given for a stop on time).
+    callback : callable or None, default=None
+        ``callback(info)`` after each iteration with a
+        :class:`fastnmf.IterationInfo`; return True to stop.
 
     Attributes
     ----------
@@ -174,6 +187,10 @@ class NMF(_FactorizationBase):
         Number of features seen during fit.
     feature_names_in_ : ndarray of shape (n_features_in_,)
         Feature names seen during fit, when ``X`` has string column names.
+    loss_history_ : ndarray of shape (n_iter_ + 1,)
+        The objective of the last fit after each iteration, starting with
+        the initial factors (iteration 0); with missing values, over the
+        observed entries.
 
     See Also
     --------
@@ -215,12 +232,16 @@ class NMF(_FactorizationBase):
         "n_threads": [Interval(Integral, 1, None, closed="left"), None],
         "backend": [StrOptions(set(BACKENDS))],
         "accelerate": ["boolean", StrOptions(set(ACCELERATIONS))],
+        "progress": ["boolean"],
+        "max_time": [Interval(Real, 0, None, closed="left"), None],
+        "callback": [callable, None],
     }
 
     def __init__(self, n_components="auto", *, init=None, solver="cd",
                  beta_loss="frobenius", tol=1e-4, max_iter=200, random_state=None,
                  alpha_W=0.0, alpha_H="same", l1_ratio=0.0, verbose=0, shuffle=False,
-                 n_threads=None, backend="auto", accelerate=True):
+                 n_threads=None, backend="auto", accelerate=True, progress=False,
+                 max_time=None, callback=None):
         self.n_components = n_components
         self.init = init
         self.solver = solver
@@ -236,6 +257,9 @@ class NMF(_FactorizationBase):
         self.n_threads = n_threads
         self.backend = backend
         self.accelerate = accelerate
+        self.progress = progress
+        self.max_time = max_time
+        self.callback = callback
 
     # -- checks that need X (the parameter types are checked by _fit_context) --
 
@@ -295,7 +319,7 @@ class NMF(_FactorizationBase):
             self._n_components = n_features
         return self._n_components, self.init, None, None
 
-    def _fit_transform(self, X, W=None, H=None, update_H=True):
+    def _fit_transform(self, X, W=None, H=None, update_H=True, mask=None, missing=None):
         """Run :func:`fastnmf.nmf` on validated X; returns its ``NMFResult``."""
         self._check_params(X)
         rank, init, W, H = self._check_w_h(X, W, H, update_H)
@@ -305,7 +329,8 @@ class NMF(_FactorizationBase):
             random_state=self.random_state, alpha_W=self.alpha_W, alpha_H=self.alpha_H,
             l1_ratio=self.l1_ratio, W=W, H=H, update_H=update_H,
             n_threads=self.n_threads, backend=self.backend, verbose=self.verbose,
-            accelerate=self.accelerate,
+            accelerate=self.accelerate, progress=self.progress, max_time=self.max_time,
+            callback=self.callback, mask=mask, missing=missing,
         )
         if result.n_iter == self.max_iter and self.tol > 0:
             warnings.warn(
@@ -328,7 +353,7 @@ class NMF(_FactorizationBase):
         y : Ignored
             Not used, present for API consistency by convention.
         **params : kwargs
-            ``W`` and ``H`` passed on to :meth:`fit_transform`.
+            ``W``, ``H``, ``mask`` and ``missing`` passed on to :meth:`fit_transform`.
 
         Returns
         -------
@@ -339,7 +364,7 @@ class NMF(_FactorizationBase):
         return self
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit_transform(self, X, y=None, W=None, H=None):
+    def fit_transform(self, X, y=None, W=None, H=None, mask=None, missing=None):
         """Learn an NMF model for the data X and return the transformed data.
 
         Parameters
@@ -353,26 +378,43 @@ class NMF(_FactorizationBase):
             Initial W when ``init="custom"``; ignored (with a warning) otherwise.
         H : array-like of shape (n_components, n_features), default=None
             Initial H when ``init="custom"``; ignored (with a warning) otherwise.
+        mask : array-like of bool of shape (n_samples, n_features), default=None
+            True marks an observed entry, False a missing one (see
+            :func:`fastnmf.nmf`); values of X at missing positions are not read.
+        missing : "nan", sparse matrix or array-like of bool, default=None
+            The missing positions the other way round: ``"nan"`` (the NaN
+            entries of X), or True/stored entries mark missing values.
 
         Returns
         -------
         W : ndarray of shape (n_samples, n_components)
             Transformed data.
         """
+        masked = mask is not None or missing is not None
         if _is_dask(X):  # fitted on Dask (fastnmf/dask.py); never pulled into memory here
             self.n_features_in_ = X.shape[1]
             if hasattr(self, "feature_names_in_"):
                 del self.feature_names_in_
-            result = self._fit_transform(X, W=W, H=H)
+            result = self._fit_transform(X, W=W, H=H, mask=mask, missing=missing)
         else:
-            X = validate_data(self, X, accept_sparse=_ACCEPT_SPARSE, dtype=_FLOAT_DTYPES,
-                              ensure_non_negative=True)
+            # entries at missing positions may be NaN or negative: nmf() checks the rest
+            try:
+                X = validate_data(self, X, accept_sparse=_ACCEPT_SPARSE, dtype=_FLOAT_DTYPES,
+                                  ensure_non_negative=not masked,
+                                  ensure_all_finite=not masked)
+            except ValueError as e:
+                if "NaN" not in str(e):
+                    raise
+                raise ValueError(f"{e}\nTo fit X with missing values, pass "
+                                 "fit(X, missing='nan'): the NaN entries are then left "
+                                 "out of the fit.") from None
             with config_context(assume_finite=True):
-                result = self._fit_transform(X, W=W, H=H)
+                result = self._fit_transform(X, W=W, H=H, mask=mask, missing=missing)
         self.reconstruction_err_ = result.reconstruction_err
         self.n_components_ = result.H.shape[0]
         self.components_ = result.H
         self.n_iter_ = result.n_iter
+        self.loss_history_ = result.history["loss"]
         return result.W
 
     def transform(self, X):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -324,6 +325,23 @@ def _has(module):
     import importlib.util
 
     return importlib.util.find_spec(module) is not None
+
+
+def test_default_init_switch_warns_once(monkeypatch):
+    from fastnmf.dask import fit as dask_fit
+
+    monkeypatch.setattr(dask_fit, "_warned_random_init", False)
+    Xd = _dask(_data(False, np.float64))
+    kw = dict(random_state=0, max_iter=2, tol=0, n_threads=1)
+    with pytest.warns(UserWarning, match="init='random'") as record:
+        first = fastnmf.nmf(Xd, R, **kw)
+    assert len(record) == 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fastnmf.nmf(Xd, R, **kw)  # once only
+        monkeypatch.setattr(dask_fit, "_warned_random_init", False)
+        explicit = fastnmf.nmf(Xd, R, init="random", **kw)  # asked for: no warning
+    np.testing.assert_array_equal(first.H, explicit.H)
 
 
 def test_clear_errors():

@@ -9,6 +9,8 @@ import sys
 
 import pytest
 
+from fastnmf import datasets
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 MODULES = ["fastnmf._fit", "fastnmf.estimator", "fastnmf.datasets", "fastnmf.cluster",
            "fastnmf.demo",
@@ -33,3 +35,19 @@ def test_site_builds_strict(tmp_path):
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     assert (tmp_path / "index.html").is_file()
     assert "fastnmf.nmf" in (tmp_path / "api" / "index.html").read_text(encoding="utf-8")
+
+
+@pytest.mark.skipif(datasets.missing_reason("news") is not None,
+                    reason=f"NewsArticles not available: {datasets.missing_reason('news')}")
+def test_clustering_page_output_is_a_fresh_run(capsys):
+    """docs/clustering.md prints the output of its own code, as it runs today."""
+    import re
+
+    page = (ROOT / "docs" / "clustering.md").read_text(encoding="utf-8")
+    section = page[page.index("## Topics in news articles"):]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    expected = re.search(r"```text\n(.*?)```", section, re.S).group(1)
+    exec(compile(code, "docs/clustering.md", "exec"), {})
+    assert capsys.readouterr().out == expected, (
+        "docs/clustering.md's output block differs from a fresh run of its code: rerun it "
+        "and paste the output (and update the prose that quotes it)")

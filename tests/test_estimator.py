@@ -415,7 +415,8 @@ def test_params_match_sklearn():
     ours = NMF().get_params()
     ref = skd.NMF().get_params()
     assert {k: ours[k] for k in ref} == ref
-    assert set(ours) - set(ref) == {"n_threads", "backend", "accelerate"}
+    assert set(ours) - set(ref) == {"n_threads", "backend", "accelerate", "progress",
+                                    "max_time", "callback"}
 
 
 def test_verbose_prints(capsys):
@@ -540,3 +541,76 @@ def test_public_names():
     assert fastnmf.NMF is NMF
     assert fastnmf.non_negative_factorization is non_negative_factorization
     assert {"NMF", "non_negative_factorization"} <= set(fastnmf.__all__)
+
+
+# -- what nmf() offers, on the estimator too (issue 21, item 2) --
+
+
+def test_missing_values_are_fit_parameters_as_in_nmf():
+    X = _X(40, 25)
+    rng = np.random.default_rng(3)
+    observed = rng.random(X.shape) > 0.2
+    X_nan = np.where(observed, X, np.nan)
+    kw = dict(random_state=0, tol=0, max_iter=30)
+    ref = fastnmf.nmf(X, 4, mask=observed, accelerate=True, init="nndsvda", **kw)
+    by_mask = NMF(4, **kw).fit(np.where(observed, X, -1.0), mask=observed)
+    by_nan = NMF(4, **kw)
+    W = by_nan.fit_transform(X_nan, missing="nan")
+    X_before = X_nan.copy()
+    for model in (by_mask, by_nan):
+        assert_allclose(model.components_, ref.H, rtol=1e-10, atol=1e-12)
+        assert_allclose(model.loss_history_, ref.history["loss"], rtol=1e-10)
+    assert_allclose(W, ref.W, rtol=1e-10, atol=1e-12)
+    assert_array_equal(np.isnan(X_nan), np.isnan(X_before))  # the input is not modified
+    by_sparse = NMF(4, **kw).fit(X, missing=sp.csr_matrix(~observed))
+    assert_allclose(by_sparse.components_, ref.H, rtol=1e-10, atol=1e-12)
+
+
+def test_nan_without_missing_says_how():
+    X = _X()
+    X[2, 3] = np.nan
+    with pytest.raises(ValueError, match=r"contains NaN(.|\n)*missing='nan'"):
+        NMF(3).fit(X)
+    with pytest.raises(ValueError, match="Negative values"):  # observed entries still checked
+        NMF(3).fit(-_X(), missing=np.isnan(X))
+
+
+def test_loss_history_progress_and_float32():
+    X = _X(dtype=np.float32)
+    model = NMF(3, random_state=0, tol=0, max_iter=12, progress=True).fit(X)
+    assert model.loss_history_.shape == (model.n_iter_ + 1,) == (13,)
+    assert np.all(np.diff(model.loss_history_) <= 1e-6 * model.loss_history_[0])
+    assert model.components_.dtype == np.float32
+
+
+def test_callback_and_max_time_stop_a_fit():
+    seen = []
+
+    def stop_at_three(info):
+        seen.append(info.iteration)
+        return info.iteration >= 3
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)  # a requested stop is no warning
+        model = NMF(3, random_state=0, max_iter=100, callback=stop_at_three).fit(_X())
+        assert model.n_iter_ == 3 and seen == [1, 2, 3]
+        timed = NMF(3, random_state=0, max_iter=10_000, tol=0, max_time=0.0).fit(_X())
+    assert timed.n_iter_ < 10_000
+    assert len(timed.loss_history_) == timed.n_iter_ + 1
+
+
+@pytest.mark.parametrize("params", [dict(max_time=-1.0), dict(callback=3),
+                                    dict(progress="yes")])
+def test_new_parameters_are_validated(params):
+    with pytest.raises(InvalidParameterError):
+        NMF(3, **params).fit(_X())
+
+
+def test_missing_values_through_a_pipeline():
+    from sklearn.pipeline import make_pipeline
+
+    X = _X()
+    X[0, 0] = np.nan
+    pipe = make_pipeline(NMF(3, random_state=0, max_iter=20, tol=0))
+    W = pipe.fit_transform(X, nmf__missing="nan")
+    assert W.shape == (30, 3) and np.isfinite(W).all()

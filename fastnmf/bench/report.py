@@ -356,17 +356,20 @@ def _machine(results) -> list[str]:
         f"- OpenBLAS variables in the shell: {env}; in the benchmark processes: {used}",
         f"- Python {m['python']}, NumPy {v['numpy']}, SciPy {v['scipy']}, Numba {v['numba']}, "
         f"scikit-learn {v['scikit-learn']}, fastnmf {v['fastnmf']}",
+        f"- Start shared by every method: {s.get('start', 'nndsvda')} (seed 0)",
         f"- Whole run: {results.get('total_s', 0) / 60:.1f} min"
         + (" (**--quick: tiny sizes, the numbers say nothing about speed**)" if s["quick"]
            else ""),
     ]
 
 
+START_TEXT = {"nndsvda": "NNDSVDA's", "random": "scikit-learn's `init='random'` factors"}
 METHOD_NOTES = """\
-- **Same start, same data, same run.** Every method starts from the same NNDSVDA
-  factors (`fastnmf.initialize(X, r, "nndsvda", random_state=0)`, identical to
-  scikit-learn's), on the same matrix, in the same invocation, each configuration
-  in a fresh subprocess (`--quick` groups a workload's configurations in one).
+- **Same start, same data, same run.** Every method starts from the same factors,
+  {start_text} (`fastnmf.initialize(X, r, "{start}", random_state=0)`, identical to
+  scikit-learn's; `fastnmf bench --start nndsvda|random`), on the same matrix, in
+  the same invocation, each configuration in a fresh subprocess (`--quick` groups a
+  workload's configurations in one).
 - **Time per iteration** is the median over the iterations of the run, after a
   warm-up call on a slice of X, so JIT compilation and BLAS start-up are
   excluded. fastnmf's times come from its own history (its loss is a by-product
@@ -507,7 +510,9 @@ def write(results, md_path: str, img_dir: str, json_path: str) -> None:
               METHOD_NOTES.format(rtol64=s["target_rtol"]["float64"],
                                   rtol32=s["target_rtol"]["float32"],
                                   factor=s["time_factor"], max_iter=s["max_iter"],
-                                  ref_cap=s.get("reference_max_time") or float("inf")),
+                                  ref_cap=s.get("reference_max_time") or float("inf"),
+                                  start=s.get("start", "nndsvda"),
+                                  start_text=START_TEXT[s.get("start", "nndsvda")]),
               "## How to reproduce", "", f"This report: `{s['command']}`.", "", REPRODUCE]
     os.makedirs(md_dir, exist_ok=True)
     with open(md_path, "w") as f:

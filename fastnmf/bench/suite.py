@@ -49,6 +49,9 @@ def add_bench_parser(subparsers) -> None:
                    default="frobenius", help="the loss for --data (default: %(default)s)")
     p.add_argument("--full-s2", action="store_true",
                    help="add S2 (10⁶×10⁵, 10⁸ nonzeros: needs ~10 GB of memory and hours)")
+    p.add_argument("--start", choices=workloads.STARTS, default="nndsvda",
+                   help="the start every method shares: NNDSVDA, or scikit-learn's "
+                   "init='random' (both seeded; default: %(default)s)")
     p.add_argument("--methods", default=",".join(peers.METHODS),
                    help="comma-separated (default: all)")
     p.add_argument("--threads", default=None,
@@ -152,7 +155,8 @@ def plan(args, name: str, dtype: str, folder: str, threads: list[int], scaling: 
          methods: list[str], spec: dict | None = None) -> list[dict]:
     """The tasks of one workload and dtype, in the order they must run (``spec``: a
     file workload, see :func:`.workloads.get`)."""
-    base = dict(workload=name, dtype=dtype, quick=args.quick, folder=folder)
+    base = dict(workload=name, dtype=dtype, quick=args.quick, folder=folder,
+                start=getattr(args, "start", "nndsvda"))
     if spec:
         base["spec"] = spec
     loss = workloads.get(name, spec).loss
@@ -226,7 +230,7 @@ def bench_command(args) -> int:
     results = {
         "machine": metrics.machine_info(),
         "settings": dict(quick=args.quick, workloads=names, dtypes=dtypes, threads=threads,
-                         methods=methods, time_factor=args.time_factor,
+                         methods=methods, start=args.start, time_factor=args.time_factor,
                          max_iter=args.max_iter, reference_iters=REFERENCE_ITERS,
                          reference_max_time=args.reference_max_time, data=args.data,
                          target_rtol=metrics.TARGET_RTOL, isolate=isolate,

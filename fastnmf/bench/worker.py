@@ -82,7 +82,7 @@ def run_task(task: dict) -> dict:
     if task["role"] == "prepare":
         t0 = time.perf_counter()
         meta = workloads.prepare(task["workload"], task["dtype"], task["quick"], task["folder"],
-                                 task.get("spec"))
+                                 task.get("spec"), task.get("start", "nndsvda"))
         return {"meta": meta, "prepare_s": time.perf_counter() - t0}
     return run_method(task)
 

@@ -197,15 +197,20 @@ def make(name: str, dtype, quick: bool, spec: dict | None = None):
     return X, rank
 
 
+# the starts a run can share (``fastnmf bench --start``): NNDSVDA, or scikit-learn's
+# init="random" (sqrt(mean(X)/r) times |normal|), both by SEED
+STARTS = ("nndsvda", "random")
+
+
 def prepare(name: str, dtype_name: str, quick: bool, folder: str,
-            spec: dict | None = None) -> dict:
-    """Make X and the shared NNDSVDA start, save them under ``folder``, describe them."""
+            spec: dict | None = None, start: str = "nndsvda") -> dict:
+    """Make X and the shared start (:data:`STARTS`), save them under ``folder``, describe them."""
     from .. import initialize
 
     dtype = np.dtype(dtype_name)
     w = get(name, spec)
     X, rank = make(name, dtype, quick, spec)
-    W0, H0 = initialize(X, rank, "nndsvda", random_state=SEED)
+    W0, H0 = initialize(X, rank, start, random_state=SEED)
     os.makedirs(folder, exist_ok=True)
     if sp.issparse(X):
         sp.save_npz(os.path.join(folder, "X.npz"), sp.csr_matrix(X), compressed=False)
@@ -218,7 +223,7 @@ def prepare(name: str, dtype_name: str, quick: bool, folder: str,
     np.savez(os.path.join(folder, "init.npz"), W=W0, H=H0)
     return dict(workload=name, dtype=dtype_name, shape=list(X.shape), nnz=nnz, rank=rank,
                 sparse=bool(sp.issparse(X)), x_bytes=int(nbytes), folder=folder,
-                description=w.description, loss=w.loss)
+                description=w.description, loss=w.loss, start=start)
 
 
 def load(folder: str):

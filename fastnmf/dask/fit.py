@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 
 import numpy as np
 
@@ -125,11 +126,24 @@ def _align_rows(X):
     return X.rechunk({0: tuple(int(c) for c in np.diff(aligned))})
 
 
-def _resolve_init(init, W, H, update_H):
+_warned_random_init = False  # the switch to init="random" is told once per process
+
+
+def _resolve_init(init, W, H, update_H, rank, shape):
+    global _warned_random_init
     if not update_H:
         return "custom"
     if init is None:
-        return "custom" if (W is not None or H is not None) else "random"
+        if W is not None or H is not None:
+            return "custom"
+        if rank <= min(shape) and not _warned_random_init:  # in memory: nndsvda
+            _warned_random_init = True
+            warnings.warn(
+                "init=None on a dask array runs init='random' (in memory it would be "
+                "'nndsvda', which needs an SVD of the whole matrix). Pass init='random' to "
+                "silence this, or init='custom' with W and H. Shown once per process.",
+                UserWarning, stacklevel=4)
+        return "random"
     if init in ("nndsvd", "nndsvda", "nndsvdar"):
         raise ValueError(
             f"init={init!r} needs a truncated SVD of the whole matrix, which fastnmf does "
@@ -225,7 +239,7 @@ def nmf_dask(X, rank, *, beta_loss="frobenius", solver=None, init=None, max_iter
             "loop is still its own); use accelerate=True (repeated sweeps) or False.")
     m, n = X.shape
     reg = regularization(X.shape, alpha_W, alpha_H, l1_ratio)
-    init = _resolve_init(init, W, H, update_H)
+    init = _resolve_init(init, W, H, update_H, rank, X.shape)
     if init == "custom":  # check the start before any work on the cluster
         if update_H and (W is None or H is None):
             raise ValueError("init='custom' needs both W and H.")
