@@ -153,3 +153,44 @@ def nmf(X, W, H, n_iter, solver="hals", reg=(0.0, 0.0, 0.0, 0.0), accelerate=Fal
                 H, H_prev = np.maximum(0.0, H + beta * (H - H_prev)), H
                 beta, beta_max = min(beta_max, 1.01 * beta), min(1.0, 1.005 * beta_max)
     return W, H, np.array(losses)
+
+
+def hoyer_sparseness(v):
+    """``(√n − ‖v‖₁/‖v‖₂) / (√n − 1)`` of one vector (float64)."""
+    v = np.abs(np.asarray(v, dtype=np.float64))
+    n = v.size
+    return (np.sqrt(n) - v.sum() / np.sqrt(v @ v)) / (np.sqrt(n) - 1)
+
+
+def project_sparseness(s, sparseness, norm):
+    """Hoyer's ``projfunc(s, k1, k2, nn=1)`` (Hoyer 2004, his MATLAB code line by line):
+    the nonnegative vector with ``‖v‖₂ = norm`` and Hoyer sparseness ``sparseness``
+    closest to ``s`` (ties broken towards the first entry)."""
+    s = np.asarray(s, dtype=np.float64)
+    n = s.size
+    if norm == 0:
+        return np.zeros(n)
+    k1 = (np.sqrt(n) - (np.sqrt(n) - 1) * sparseness) * norm
+    k2 = norm**2
+    v = s + (k1 - s.sum()) / n
+    zero = np.zeros(n, dtype=bool)
+    for _ in range(n):
+        midpoint = np.where(zero, 0.0, k1 / (n - zero.sum()))
+        w = v - midpoint
+        a, c = w @ w, v @ v - k2
+        if a <= 1e-24 * (v @ v) and c < 0:
+            # tied free entries at the centre: fastnmf's tie-break (Hoyer's code divides
+            # by a = 0 here), towards the first free entry
+            w = np.where(zero, 0.0, -1.0 / (n - zero.sum()))
+            w[np.flatnonzero(~zero)[0]] += 1.0
+            a = w @ w
+        b = 2 * (w @ v)
+        if a > 0:
+            v = v + (-b + np.sqrt(max(b * b - 4 * a * c, 0.0))) / (2 * a) * w
+        if np.all(v >= 0):
+            break
+        zero |= v <= 0
+        v[zero] = 0
+        v = v + (k1 - v.sum()) / (n - zero.sum())
+        v[zero] = 0
+    return np.maximum(v, 0.0)

@@ -10,6 +10,7 @@ X) is decided once, outside, by :func:`fastnmf._chunks.row_bounds`.
 from .factor_updates import ROW_GROUP, extrapolate, hals_update, mu_update
 from .masked import sampled_matmul_add
 from .reductions import inner_f64
+from .sparseness import project_sparseness
 from .sparse import csr_matmul, csr_matmul_t, sampled_moments
 
 __all__ = [
@@ -20,6 +21,7 @@ __all__ = [
     "hals_update",
     "inner_f64",
     "mu_update",
+    "project_sparseness",
     "sampled_matmul_add",
     "sampled_moments",
 ]
