@@ -126,6 +126,12 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         2012), which reaches a given error in far fewer iterations.  ``False``
         reproduces scikit-learn's ``cd`` iterate for iterate.  ``"extrapolate"``
         / ``"both"`` add Ang & Gillis's extrapolation (see :func:`fastnmf.nmf`).
+    sparseness_W, sparseness_H : float in [0, 1] or None, default=None
+        Hoyer's sparseness constraints: every column of ``W`` / row of
+        ``components_`` held at exactly this Hoyer sparseness (0: all entries
+        equal, 1: one nonzero), by Hoyer's projected gradient algorithm
+        (Frobenius loss, no ``alpha_W``/``alpha_H``; see :func:`fastnmf.nmf`).
+        ``transform`` keeps H fixed and applies ``sparseness_W`` to the new W.
 
     Attributes
     ----------
@@ -182,12 +188,15 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         "n_threads": [Interval(Integral, 1, None, closed="left"), None],
         "backend": [StrOptions(set(BACKENDS))],
         "accelerate": ["boolean", StrOptions(set(ACCELERATIONS))],
+        "sparseness_W": [Interval(Real, 0, 1, closed="both"), None],
+        "sparseness_H": [Interval(Real, 0, 1, closed="both"), None],
     }
 
     def __init__(self, n_components="auto", *, init=None, solver="cd",
                  beta_loss="frobenius", tol=1e-4, max_iter=200, random_state=None,
                  alpha_W=0.0, alpha_H="same", l1_ratio=0.0, verbose=0, shuffle=False,
-                 n_threads=None, backend="auto", accelerate=True):
+                 n_threads=None, backend="auto", accelerate=True, sparseness_W=None,
+                 sparseness_H=None):
         self.n_components = n_components
         self.init = init
         self.solver = solver
@@ -203,6 +212,8 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         self.n_threads = n_threads
         self.backend = backend
         self.accelerate = accelerate
+        self.sparseness_W = sparseness_W
+        self.sparseness_H = sparseness_H
 
     # -- checks that need X (the parameter types are checked by _fit_context) --
 
@@ -266,13 +277,15 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         """Run :func:`fastnmf.nmf` on validated X; returns its ``NMFResult``."""
         self._check_params(X)
         rank, init, W, H = self._check_w_h(X, W, H, update_H)
+        # getattr: a model pickled before these parameters existed has no such attribute
         result = nmf(
             X, rank, beta_loss=self.beta_loss, solver=self.solver, init=init,
             max_iter=self.max_iter, tol=self.tol,
             random_state=self.random_state, alpha_W=self.alpha_W, alpha_H=self.alpha_H,
             l1_ratio=self.l1_ratio, W=W, H=H, update_H=update_H,
             n_threads=self.n_threads, backend=self.backend, verbose=self.verbose,
-            accelerate=self.accelerate,
+            accelerate=self.accelerate, sparseness_W=getattr(self, "sparseness_W", None),
+            sparseness_H=getattr(self, "sparseness_H", None),
         )
         if result.n_iter == self.max_iter and self.tol > 0:
             warnings.warn(

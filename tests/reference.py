@@ -163,30 +163,31 @@ def hoyer_sparseness(v):
 
 
 def project_sparseness(s, sparseness, norm):
-    """Hoyer's ``projfunc(s, k1, k2, nn=1)`` (Hoyer 2004, his MATLAB code line by line):
+    """Hoyer's ``projfunc(s, k1, k2, nn=1)`` (Hoyer 2004, his MATLAB code, with the
+    step in closed form):
     the nonnegative vector with ``‖v‖₂ = norm`` and Hoyer sparseness ``sparseness``
     closest to ``s`` (ties broken towards the first entry)."""
     s = np.asarray(s, dtype=np.float64)
     n = s.size
-    if norm == 0:
-        return np.zeros(n)
+    if norm == 0 or sparseness == 0:  # the single point of sparseness 0 (or zero)
+        return np.full(n, norm / np.sqrt(n))
     k1 = (np.sqrt(n) - (np.sqrt(n) - 1) * sparseness) * norm
     k2 = norm**2
     v = s + (k1 - s.sum()) / n
     zero = np.zeros(n, dtype=bool)
     for _ in range(n):
-        midpoint = np.where(zero, 0.0, k1 / (n - zero.sum()))
+        free = ~zero
+        midpoint = np.where(zero, 0.0, k1 / free.sum())
         w = v - midpoint
-        a, c = w @ w, v @ v - k2
-        if a <= 1e-24 * (v @ v) and c < 0:
+        if w @ w <= 1e-24 * (v @ v):
             # tied free entries at the centre: fastnmf's tie-break (Hoyer's code divides
-            # by a = 0 here), towards the first free entry
-            w = np.where(zero, 0.0, -1.0 / (n - zero.sum()))
-            w[np.flatnonzero(~zero)[0]] += 1.0
-            a = w @ w
-        b = 2 * (w @ v)
-        if a > 0:
-            v = v + (-b + np.sqrt(max(b * b - 4 * a * c, 0.0))) / (2 * a) * w
+            # by zero here), towards the first free entry
+            w = np.where(zero, 0.0, -1.0 / free.sum())
+            w[np.flatnonzero(free)[0]] += 1.0
+        # Hoyer's v + αw on the sphere (his quadratic's larger root): since Σw = 0, the
+        # point at the circle's radius from the centre along w
+        radius = np.sqrt(max(k2 - k1**2 / free.sum(), 0.0))
+        v = midpoint + (radius / np.sqrt(w @ w) * w if w @ w > 0 else 0.0)
         if np.all(v >= 0):
             break
         zero |= v <= 0

@@ -21,7 +21,7 @@ import numpy as np
 
 from .. import kernels
 from .._data import gram
-from .frobenius import UPDATES, _HalfStep, _Loss, inner_sweeps
+from .frobenius import INNER_DELTA, UPDATES, _HalfStep, _Loss, inner_sweeps
 
 # Hoyer gives up at a step below 1e-200 starting from 1; starting from 1/λmax(B),
 # 60 halvings (a factor 1e18) have not been reached on any fit measured.
@@ -54,23 +54,42 @@ class _Projected:
         self.unit_norm = unit_norm
         self.step = None
 
-    def __call__(self, F, A, B):
-        """One step on F (rows × r, its columns constrained) from ``A`` and the Gram ``B``."""
+    def __call__(self, F, A, B, n_inner=1):
+        """Steps on F (rows × r, its columns constrained) from ``A`` and the Gram ``B``.
+
+        Up to ``n_inner`` steps on one product (they cost ``rows·r²`` against the
+        product's ``m·n·r``), stopping once a step lowers the objective by less
+        than ``INNER_DELTA`` of the first step's decrease, as the HALS sweeps do.
+        """
         if self.step is None:
             lmax = float(np.linalg.eigvalsh(B.astype(np.float64))[-1])
             self.step = 1.0 / lmax if lmax > 0 else 1.0
-        before = _half_objective(F, A, B)
+        value = _half_objective(F, A, B)
+        first = None
+        for _ in range(n_inner):
+            new = self._one_step(F, A, B, value)
+            if new is None:
+                return
+            drop, value = value - new, new
+            if first is None:
+                first = drop
+            elif drop <= INNER_DELTA * first:
+                return
+
+    def _one_step(self, F, A, B, before):
+        """One step; returns the new objective, or None when no step lowers it."""
         grad = F @ B - A
         ones = np.ones(F.shape[1]) if self.unit_norm else None
         for _ in range(MAX_HALVINGS):
             trial = F - F.dtype.type(self.step) * grad
             project_columns(trial, self.sparseness, ones)
-            if _half_objective(trial, A, B) <= before:
+            after = _half_objective(trial, A, B)
+            if after <= before:
                 F[...] = trial
                 self.step *= GROW
-                return
+                return after
             self.step /= 2.0
-        # no step lowers the objective: F stays (the stopping rule sees no progress)
+        return None  # F stays (the stopping rule sees no progress)
 
 
 def _unit_rows_of_H(W, Ht, XtW):
@@ -109,7 +128,8 @@ def fit_sparse(data, W, Ht, *, solver, monitor, sparseness_W=None, sparseness_H=
     update_H : bool
         False solves for W with H fixed (``sparseness_H`` is then not used).
     accelerate : bool or "sweeps"
-        HALS's repeated sweeps for an unconstrained factor.
+        Repeated sweeps (HALS) or projected gradient steps on each product
+        while they pay (the cap of :func:`~fastnmf.solvers.frobenius.inner_sweeps`).
 
     Returns
     -------
@@ -122,7 +142,7 @@ def fit_sparse(data, W, Ht, *, solver, monitor, sparseness_W=None, sparseness_H=
     loss = _Loss(data, (0.0, 0.0, 0.0, 0.0))
     zero = W.dtype.type(0)
     inner_W = inner_H = 1
-    if solver == "hals" and accelerate in (True, "sweeps"):
+    if accelerate in (True, "sweeps"):  # the sweeps' cap for HALS; for any solver's steps
         inner_W = inner_sweeps(data.nonzeros, m, n, r)
         inner_H = inner_sweeps(data.nonzeros, n, m, r)
     step_W = None if sparseness_W is None else _Projected(sparseness_W, unit_norm=False)
@@ -146,7 +166,7 @@ def fit_sparse(data, W, Ht, *, solver, monitor, sparseness_W=None, sparseness_H=
         if it > 1 and update_H:
             data.product(Ht, 0, out=XHt)
         if step_W is not None:
-            step_W(W, XHt, HHt)
+            step_W(W, XHt, HHt, inner_W)
             WtW = gram(W)
         else:
             half_step.only_update(W, XHt, HHt, zero, zero, inner_W, WtW)
@@ -154,7 +174,7 @@ def fit_sparse(data, W, Ht, *, solver, monitor, sparseness_W=None, sparseness_H=
         if update_H:
             data.product(W, 1, out=XtW)
             if step_H is not None:
-                step_H(Ht, XtW, WtW)
+                step_H(Ht, XtW, WtW, inner_H)
             else:
                 half_step.only_update(Ht, XtW, WtW, zero, zero, inner_H, HHt)
                 _unit_rows_of_H(W, Ht, XtW)
