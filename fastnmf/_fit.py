@@ -84,9 +84,11 @@ def nmf(X, rank, *, beta_loss="frobenius", solver=None, init=None, max_iter=200,
         cyclic coordinate descent with Newton steps (Hsieh & Dhillon 2011)
         after one MU iteration; or ``"mu"``, scikit-learn's multiplicative
         updates.  Other β: ``"mu"`` only (the default).
-    init : {None, "random", "nndsvd", "nndsvda", "nndsvdar", "custom"}
+    init : {None, "random", "nndsvd", "nndsvda", "nndsvdar", "spa", "custom"}
         ``None`` is ``"custom"`` when W or H is given, else ``"nndsvda"`` when
         ``rank <= min(X.shape)``, else ``"random"`` (scikit-learn's rule).
+        ``"spa"``: W is ``rank`` columns of X picked by the successive
+        projection algorithm (for near-separable data; :func:`fastnmf.init.spa`).
     max_iter : int, default=200
         Most iterations (one iteration updates W, then H).
     tol : float, default=1e-4

@@ -75,7 +75,7 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         Number of components.  ``None``: ``n_features``.  ``"auto"``: inferred
         from the shape of a custom ``H`` (``init="custom"``, or ``transform``),
         else ``n_features``.
-    init : {"random", "nndsvd", "nndsvda", "nndsvdar", "custom"} or None, default=None
+    init : {"random", "nndsvd", "nndsvda", "nndsvdar", "spa", "custom"} or None, default=None
         Initialization, as in scikit-learn and with the same random draws.
         ``None``: ``"nndsvda"`` if ``n_components <= min(n_samples, n_features)``,
         else ``"random"``.  ``"custom"``: use the ``W`` and ``H`` passed to
@@ -172,7 +172,8 @@ class NMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     _parameter_constraints: ClassVar[dict] = {
         "n_components": [Interval(Integral, 1, None, closed="left"), None,
                          StrOptions({"auto"})],
-        "init": [StrOptions({"random", "nndsvd", "nndsvda", "nndsvdar", "custom"}), None],
+        "init": [StrOptions({"random", "nndsvd", "nndsvda", "nndsvdar", "spa", "custom"}),
+                 None],
         "solver": [StrOptions({"cd", "mu", "hals", "ccd"})],
         "beta_loss": [StrOptions({"frobenius", "kullback-leibler", "kl", "poisson",
                                   "itakura-saito"}),
@@ -439,7 +440,7 @@ def non_negative_factorization(X, W=None, H=None, n_components="auto", *, init=N
     n_components : int, None or "auto", default="auto"
         Number of components (``"auto"``: from ``H``'s shape when given, else
         ``n_features``).
-    init : {"random", "nndsvd", "nndsvda", "nndsvdar", "custom"} or None, default=None
+    init : {"random", "nndsvd", "nndsvda", "nndsvdar", "spa", "custom"} or None, default=None
         Initialization method.
     update_H : bool, default=True
         False solves for W only, with H fixed.

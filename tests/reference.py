@@ -195,3 +195,16 @@ def project_sparseness(s, sparseness, norm):
         v = v + (k1 - v.sum()) / (n - zero.sum())
         v[zero] = 0
     return np.maximum(v, 0.0)
+
+
+def spa(X, rank):
+    """Successive projection, as Gillis's book writes it: the residual matrix R = X,
+    then ``rank`` times: j = argmax ‖R[:, j]‖, u = R[:, j]/‖R[:, j]‖, R ← (I − uuᵀ) R."""
+    R = dense(X).copy()
+    picked = []
+    for _ in range(rank):
+        j = int(np.argmax(np.sum(R * R, axis=0)))
+        picked.append(j)
+        u = R[:, j] / np.linalg.norm(R[:, j])
+        R -= np.outer(u, u @ R)
+    return np.array(picked)
