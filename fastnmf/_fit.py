@@ -9,8 +9,13 @@ import numpy as np
 from . import _validation as v
 from ._data import make_data
 from ._masked import PreparedX
-from ._options import (check_accelerate, check_loop_options, check_sparseness, is_dask,
-                       regularization)
+from ._options import (
+    check_accelerate,
+    check_loop_options,
+    check_sparseness,
+    is_dask,
+    regularization,
+)
 from ._result import NMFResult
 from ._threads import thread_limits
 from .init import check_init, initialize, mean_of

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import reference as ref
 import scipy.sparse as sp
-from numpy.testing import assert_allclose, assert_array_equal
+from numpy.testing import assert_array_equal
 
 import fastnmf
 from fastnmf.init import initialize, spa
@@ -50,7 +50,7 @@ def test_spa_with_noise_still_finds_the_anchors():
 
 
 def test_initialize_spa_fits_separable_data():
-    X, anchors, W0 = separable(seed=1)
+    X, anchors, _ = separable(seed=1)
     W, H = initialize(X, len(anchors), "spa")
     assert W.shape == (X.shape[0], len(anchors)) and H.shape == (len(anchors), X.shape[1])
     assert np.all(H >= 0)

@@ -10,8 +10,8 @@ X) is decided once, outside, by :func:`fastnmf._chunks.row_bounds`.
 from .factor_updates import ROW_GROUP, extrapolate, hals_update, mu_update
 from .masked import sampled_matmul_add
 from .reductions import inner_f64
-from .sparseness import project_sparseness
 from .sparse import csr_matmul, csr_matmul_t, sampled_moments
+from .sparseness import project_sparseness
 
 __all__ = [
     "ROW_GROUP",

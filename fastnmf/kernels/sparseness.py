@@ -15,7 +15,6 @@ from numba import prange
 
 from .._jit import kernel
 
-
 # Free entries whose spread from their mean is below this fraction of their norm
 # (squared) are taken as tied: the ray from the centre through them has no direction.
 TIED = 1e-24
