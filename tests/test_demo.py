@@ -20,7 +20,9 @@ def test_lee_seung_preprocess():
     np.testing.assert_allclose(P[0].mean(), 0.25)
     np.testing.assert_allclose(P[0].std(), 0.25)
     np.testing.assert_allclose(P[1], 0.25)  # one grey level
-    assert P.min() >= 0 and P.max() <= 1 and P[2, 3] == 1.0  # clipped
+    assert P.min() >= 0 and P.max() <= 1
+    spike = lee_seung_preprocess(np.r_[np.zeros(15), 100.0][None, :])
+    assert spike[0, -1] == 1.0  # 0.25 + 0.25·3.9 clipped to 1
 
 
 def test_hoyer_sparseness():
