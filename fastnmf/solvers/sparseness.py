@@ -118,11 +118,10 @@ def fit_sparse(data, W, Ht, *, solver, monitor, sparseness_W=None, sparseness_H=
 
     Parameters
     ----------
-    data : DenseData or SparseData
-    W, Ht : C-contiguous ndarrays (m×r, n×r) of ``data.dtype``; updated in place.
+    data, W, Ht, monitor
+        As for :func:`~fastnmf.solvers.frobenius.fit_frobenius`.
     solver : {"hals", "mu"}
         The update of a factor without a sparseness constraint.
-    monitor : Monitor
     sparseness_W, sparseness_H : float in [0, 1] or None
         Hoyer sparseness of every column of W / row of H; None leaves it free.
     update_H : bool
