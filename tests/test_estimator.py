@@ -415,7 +415,8 @@ def test_params_match_sklearn():
     ours = NMF().get_params()
     ref = skd.NMF().get_params()
     assert {k: ours[k] for k in ref} == ref
-    assert set(ours) - set(ref) == {"n_threads", "backend", "accelerate"}
+    assert set(ours) - set(ref) == {"n_threads", "backend", "accelerate", "sparseness_W",
+                                    "sparseness_H"}
 
 
 def test_verbose_prints(capsys):
