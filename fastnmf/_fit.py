@@ -9,11 +9,18 @@ import numpy as np
 from . import _validation as v
 from ._data import make_data
 from ._masked import PreparedX
-from ._options import check_accelerate, check_loop_options, is_dask, regularization
+from ._options import (
+    check_accelerate,
+    check_loop_options,
+    check_sparseness,
+    is_dask,
+    regularization,
+)
 from ._result import NMFResult
 from ._threads import thread_limits
 from .init import check_init, initialize, mean_of
 from .solvers import Monitor, objective_for
+from .solvers.sparseness import fit_sparse
 
 # (NMFResult, regularization, check_loop_options: defined below this layer, so the
 # Dask fit uses them without importing this module; their old names stay importable.)
@@ -48,7 +55,8 @@ def _check_start(X, rank, init, W, H, solver, update_H, dtype):
 def nmf(X, rank, *, beta_loss="frobenius", solver=None, init=None, max_iter=200, tol=1e-4,
         random_state=None, alpha_W=0.0, alpha_H="same", l1_ratio=0.0, W=None, H=None,
         update_H=True, n_threads=None, backend="auto", max_time=None, callback=None,
-        progress=False, verbose=0, accelerate=True, mask=None, missing=None) -> NMFResult:
+        progress=False, verbose=0, accelerate=True, mask=None, missing=None,
+        sparseness_W=None, sparseness_H=None) -> NMFResult:
     """Nonnegative matrix factorization ``X ≈ W H``.
 
     Minimizes ``D(X, WH) + l1_W‖W‖₁ + ½l2_W‖W‖²_F + l1_H‖H‖₁ + ½l2_H‖H‖²_F``
@@ -81,9 +89,11 @@ def nmf(X, rank, *, beta_loss="frobenius", solver=None, init=None, max_iter=200,
         cyclic coordinate descent with Newton steps (Hsieh & Dhillon 2011)
         after one MU iteration; or ``"mu"``, scikit-learn's multiplicative
         updates.  Other β: ``"mu"`` only (the default).
-    init : {None, "random", "nndsvd", "nndsvda", "nndsvdar", "custom"}
+    init : {None, "random", "nndsvd", "nndsvda", "nndsvdar", "spa", "custom"}
         ``None`` is ``"custom"`` when W or H is given, else ``"nndsvda"`` when
         ``rank <= min(X.shape)``, else ``"random"`` (scikit-learn's rule).
+        ``"spa"``: W is ``rank`` columns of X picked by the successive
+        projection algorithm (for near-separable data; :func:`fastnmf.init.spa`).
     max_iter : int, default=200
         Most iterations (one iteration updates W, then H).
     tol : float, default=1e-4
@@ -157,6 +167,20 @@ def nmf(X, rank, *, beta_loss="frobenius", solver=None, init=None, max_iter=200,
         ``WH`` before every data product (a majorize–minimize step for the
         masked loss, which therefore never increases).
 
+    sparseness_W, sparseness_H : float in [0, 1] or None, default=None
+        Sparseness constraints (Hoyer 2004): every column of W
+        (``sparseness_W``) and/or every row of H (``sparseness_H``) is held at
+        exactly this Hoyer sparseness ``(√n − ‖v‖₁/‖v‖₂)/(√n − 1)`` (0: all
+        entries equal, 1: a single nonzero; :func:`fastnmf.demo.hoyer_sparseness`).
+        A constrained factor is updated by Hoyer's projected gradient steps
+        (a gradient step, then each vector projected onto the sparseness, the
+        step halved until the objective does not rise); the other one by
+        ``solver``'s update.  Rows of H are kept at unit L2 norm.  Frobenius
+        loss only, without penalties (``alpha_W = alpha_H = 0``), missing
+        values or extrapolation; the stopping rule is MU's (``tol`` on the
+        decrease of the error every 10 iterations).  With ``update_H=False``
+        H is fixed and ``sparseness_H`` is not used (docs/algorithms.md).
+
     Returns
     -------
     NMFResult
@@ -174,6 +198,8 @@ def nmf(X, rank, *, beta_loss="frobenius", solver=None, init=None, max_iter=200,
     True
     """
     if is_dask(X):  # a row-partitioned dask array: the distributed fit (fastnmf/dask/)
+        if sparseness_W is not None or sparseness_H is not None:
+            raise ValueError("sparseness_W/sparseness_H are not supported for dask arrays.")
         if mask is not None or missing is not None:
             raise ValueError("Missing values (mask/missing) are not supported for dask arrays.")
         from .dask.fit import nmf_dask
@@ -203,6 +229,10 @@ def nmf(X, rank, *, beta_loss="frobenius", solver=None, init=None, max_iter=200,
     max_iter, tol, max_time = check_loop_options(backend, max_iter, tol, max_time, callback)
     accelerate = check_accelerate(accelerate)
     reg = regularization(X.shape, alpha_W, alpha_H, l1_ratio)
+    sparseness_W, sparseness_H = check_sparseness(
+        sparseness_W, sparseness_H, objective=objective.name, masked=prepared.masked, reg=reg,
+        accelerate=accelerate)
+    sparse_fit = sparseness_W is not None or (sparseness_H is not None and update_H)
     dtype = X.dtype
     init, W0, H0 = _check_start(X, rank, init, W, H, solver, update_H, dtype)
 
@@ -215,13 +245,19 @@ def nmf(X, rank, *, beta_loss="frobenius", solver=None, init=None, max_iter=200,
         Ht = np.ascontiguousarray(H0.T)
         if prepared.masked:
             data.bind(W0, Ht)
-        monitor = Monitor(max_iter=max_iter, tol=tol, rule=objective.stop_rules[solver],
+        rule = "error" if sparse_fit else objective.stop_rules[solver]
+        monitor = Monitor(max_iter=max_iter, tol=tol, rule=rule,
                           max_time=max_time, callback=callback, progress=progress,
                           verbose=verbose, loss_name=objective.loss_name)
         try:
-            options = {"accelerate": accelerate} if objective.name == "frobenius" else {}
-            final = objective.fit(data, W0, Ht, solver=solver, monitor=monitor, reg=reg,
-                                  update_H=update_H, **options)
+            if sparse_fit:  # Hoyer's nmfsc (solvers/sparseness.py)
+                final = fit_sparse(data, W0, Ht, solver=solver, monitor=monitor,
+                                   sparseness_W=sparseness_W, sparseness_H=sparseness_H,
+                                   update_H=update_H, accelerate=accelerate)
+            else:
+                options = {"accelerate": accelerate} if objective.name == "frobenius" else {}
+                final = objective.fit(data, W0, Ht, solver=solver, monitor=monitor, reg=reg,
+                                      update_H=update_H, **options)
         finally:
             history = monitor.close()
         if objective.name == "frobenius":

@@ -56,3 +56,32 @@ def check_accelerate(accelerate):
 def is_dask(X) -> bool:
     """Whether X is a Dask collection, decided without importing Dask."""
     return type(X).__module__.split(".")[0] == "dask"
+
+
+def check_sparseness(sparseness_W, sparseness_H, *, objective, masked, reg, accelerate):
+    """Hoyer's sparseness constraints: each None or a float in [0, 1], with a Frobenius
+    fit without penalties, missing values or extrapolation (the combinations
+    :mod:`fastnmf.solvers.sparseness` implements).  Returns the two values."""
+    out = []
+    for value, name in ((sparseness_W, "sparseness_W"), (sparseness_H, "sparseness_H")):
+        if value is not None:
+            value = v.check_nonneg_float(value, name)
+            if value > 1:
+                raise ValueError(f"{name} must be None or in [0, 1] (Hoyer's sparseness), "
+                                 f"got {value}.")
+        out.append(value)
+    if out == [None, None]:
+        return None, None
+    if objective != "frobenius":
+        raise ValueError("sparseness_W/sparseness_H need beta_loss='frobenius' (Hoyer's "
+                         f"algorithm), got beta_loss={objective!r}.")
+    if masked:
+        raise ValueError("sparseness_W/sparseness_H cannot be combined with missing values "
+                         "(mask/missing) yet.")
+    if any(reg):
+        raise ValueError("sparseness_W/sparseness_H replace the penalties: use them with "
+                         "alpha_W=0 and alpha_H=0.")
+    if accelerate in ("extrapolate", "both"):
+        raise ValueError("sparseness_W/sparseness_H cannot be combined with "
+                         f"accelerate={accelerate!r}; use True or False.")
+    return tuple(out)

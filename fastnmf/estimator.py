@@ -113,7 +113,7 @@ class NMF(_FactorizationBase):
         Number of components.  ``None``: ``n_features``.  ``"auto"``: inferred
         from the shape of a custom ``H`` (``init="custom"``, or ``transform``),
         else ``n_features``.
-    init : {"random", "nndsvd", "nndsvda", "nndsvdar", "custom"} or None, default=None
+    init : {"random", "nndsvd", "nndsvda", "nndsvdar", "spa", "custom"} or None, default=None
         Initialization, as in scikit-learn and with the same random draws.
         ``None``: ``"nndsvda"`` if ``n_components <= min(n_samples, n_features)``,
         else ``"random"``.  ``"custom"``: use the ``W`` and ``H`` passed to
@@ -172,6 +172,12 @@ class NMF(_FactorizationBase):
     callback : callable or None, default=None
         ``callback(info)`` after each iteration with a
         :class:`fastnmf.IterationInfo`; return True to stop.
+    sparseness_W, sparseness_H : float in [0, 1] or None, default=None
+        Hoyer's sparseness constraints: every column of ``W`` / row of
+        ``components_`` held at exactly this Hoyer sparseness (0: all entries
+        equal, 1: one nonzero), by Hoyer's projected gradient algorithm
+        (Frobenius loss, no ``alpha_W``/``alpha_H``; see :func:`fastnmf.nmf`).
+        ``transform`` keeps H fixed and applies ``sparseness_W`` to the new W.
 
     Attributes
     ----------
@@ -216,7 +222,8 @@ class NMF(_FactorizationBase):
     _parameter_constraints: ClassVar[dict] = {
         "n_components": [Interval(Integral, 1, None, closed="left"), None,
                          StrOptions({"auto"})],
-        "init": [StrOptions({"random", "nndsvd", "nndsvda", "nndsvdar", "custom"}), None],
+        "init": [StrOptions({"random", "nndsvd", "nndsvda", "nndsvdar", "spa", "custom"}),
+                 None],
         "solver": [StrOptions({"cd", "mu", "hals", "ccd"})],
         "beta_loss": [StrOptions({"frobenius", "kullback-leibler", "kl", "poisson",
                                   "itakura-saito"}),
@@ -235,13 +242,15 @@ class NMF(_FactorizationBase):
         "progress": ["boolean"],
         "max_time": [Interval(Real, 0, None, closed="left"), None],
         "callback": [callable, None],
+        "sparseness_W": [Interval(Real, 0, 1, closed="both"), None],
+        "sparseness_H": [Interval(Real, 0, 1, closed="both"), None],
     }
 
     def __init__(self, n_components="auto", *, init=None, solver="cd",
                  beta_loss="frobenius", tol=1e-4, max_iter=200, random_state=None,
                  alpha_W=0.0, alpha_H="same", l1_ratio=0.0, verbose=0, shuffle=False,
                  n_threads=None, backend="auto", accelerate=True, progress=False,
-                 max_time=None, callback=None):
+                 max_time=None, callback=None, sparseness_W=None, sparseness_H=None):
         self.n_components = n_components
         self.init = init
         self.solver = solver
@@ -260,6 +269,8 @@ class NMF(_FactorizationBase):
         self.progress = progress
         self.max_time = max_time
         self.callback = callback
+        self.sparseness_W = sparseness_W
+        self.sparseness_H = sparseness_H
 
     # -- checks that need X (the parameter types are checked by _fit_context) --
 
@@ -323,6 +334,7 @@ class NMF(_FactorizationBase):
         """Run :func:`fastnmf.nmf` on validated X; returns its ``NMFResult``."""
         self._check_params(X)
         rank, init, W, H = self._check_w_h(X, W, H, update_H)
+        # getattr: a model pickled before these parameters existed has no such attribute
         result = nmf(
             X, rank, beta_loss=self.beta_loss, solver=self.solver, init=init,
             max_iter=self.max_iter, tol=self.tol,
@@ -331,6 +343,8 @@ class NMF(_FactorizationBase):
             n_threads=self.n_threads, backend=self.backend, verbose=self.verbose,
             accelerate=self.accelerate, progress=self.progress, max_time=self.max_time,
             callback=self.callback, mask=mask, missing=missing,
+            accelerate=self.accelerate, sparseness_W=getattr(self, "sparseness_W", None),
+            sparseness_H=getattr(self, "sparseness_H", None),
         )
         if result.n_iter == self.max_iter and self.tol > 0:
             warnings.warn(
@@ -473,7 +487,7 @@ def non_negative_factorization(X, W=None, H=None, n_components="auto", *, init=N
     n_components : int, None or "auto", default="auto"
         Number of components (``"auto"``: from ``H``'s shape when given, else
         ``n_features``).
-    init : {"random", "nndsvd", "nndsvda", "nndsvdar", "custom"} or None, default=None
+    init : {"random", "nndsvd", "nndsvda", "nndsvdar", "spa", "custom"} or None, default=None
         Initialization method.
     update_H : bool, default=True
         False solves for W only, with H fixed.

@@ -1,14 +1,19 @@
-"""Initial factors: ``random``, ``nndsvd``, ``nndsvda``, ``nndsvdar``.
+"""Initial factors: ``random``, ``nndsvd``, ``nndsvda``, ``nndsvdar``, ``spa``.
 
 The formulas, and the order in which random numbers are drawn, are those of
 scikit-learn, so the same ``random_state`` starts both packages from the same
 point.  NNDSVD uses a randomized truncated SVD, which only multiplies by ``X``
 and so never densifies a sparse matrix.
 
+``spa`` is the successive projection algorithm for near-separable data: W is
+``rank`` columns of X itself (Gillis 2020, ch. 7; Araújo et al. 2001).
+
 References
 ----------
 C. Boutsidis, E. Gallopoulos (2008). SVD based initialization: a head start for
 nonnegative matrix factorization. Pattern Recognition 41(4), 1350–1362.
+
+N. Gillis (2020). Nonnegative Matrix Factorization. SIAM, ch. 7 (separable NMF).
 """
 
 from __future__ import annotations
@@ -19,7 +24,11 @@ import numpy as np
 import scipy.linalg
 import scipy.sparse as sp
 
-INIT_METHODS = ("random", "nndsvd", "nndsvda", "nndsvdar")
+INIT_METHODS = ("random", "nndsvd", "nndsvda", "nndsvdar", "spa")
+# HALS sweeps for H once SPA has chosen W (a convex NNLS: the sweeps stop early once
+# a sweep changes H by under SPA_DELTA of the first sweep's change)
+SPA_SWEEPS = 100
+SPA_DELTA = 1e-4
 
 
 def check_random_state(seed) -> np.random.RandomState:
@@ -121,6 +130,92 @@ def _randomized_svd_products(data, rank: int, random_state, n_oversamples: int =
     return U[:, :rank], s[:rank], Vt[:rank]
 
 
+def _column_sqnorms(X) -> np.ndarray:
+    """``‖X[:, j]‖²`` for every column, in float64."""
+    if sp.issparse(X):
+        Xc = sp.csr_matrix(X)  # a copy where needed: never touches the caller's arrays
+        return np.asarray(Xc.multiply(Xc).sum(axis=0, dtype=np.float64)).ravel()
+    return np.einsum("ij,ij->j", X, X, dtype=np.float64)
+
+
+def spa(X, rank: int, *, data=None):
+    """Successive projection algorithm: the indices of ``rank`` columns of X that span it.
+
+    Pick the column of largest residual norm, project every column onto the
+    orthogonal complement of it, repeat (Gillis 2020, ch. 7, Algorithm SPA).  On
+    separable data ``X = W [I, H'] Π`` with the columns of ``H'`` summing to at most 1
+    and W of full column rank, the columns picked are exactly those of W (robust to
+    small noise).  The residual norms are updated from one product ``Xᵀ u`` per pick, so
+    X is never copied or densified.
+
+    Parameters
+    ----------
+    X : ndarray or sparse matrix of shape (m, n)
+        Nonnegative data (already validated).
+    rank : int
+        Columns to pick (at most n).
+    data : DenseData or SparseData, optional
+        fastnmf's prepared X for the products (built here when not given).
+
+    Returns
+    -------
+    indices : ndarray of int64, shape (rank,)
+        The columns in the order picked.
+    W : ndarray of shape (m, rank)
+        Those columns, ``X[:, indices]``, in X's dtype.
+    """
+    m, n = X.shape
+    if rank > n:
+        raise ValueError(f"init='spa' picks rank columns of X: rank = {rank} > n_features = {n}.")
+    if data is None:
+        from ._data import make_data
+
+        data = make_data(X, sp.issparse(X), "sparse" if sp.issparse(X) else "dense")
+    residual = _column_sqnorms(X)
+    floor = 1e-12 * max(float(residual.max(initial=0.0)), np.finfo(np.float64).tiny)
+    Q = np.zeros((m, rank))
+    W = np.empty((m, rank), dtype=data.dtype)
+    picked = np.empty(rank, dtype=np.int64)
+    e = np.zeros((n, 1), dtype=data.dtype)
+    for k in range(rank):
+        j = int(np.argmax(residual))
+        picked[k] = j
+        e[j] = 1
+        x = data.product(e, 0, np.empty((m, 1), dtype=data.dtype))[:, 0]
+        e[j] = 0
+        W[:, k] = x
+        u = x.astype(np.float64)
+        for _ in range(2):  # Gram–Schmidt twice: orthogonal to round-off
+            u -= Q[:, :k] @ (Q[:, :k].T @ u)
+        norm = float(np.linalg.norm(u))
+        if norm * norm <= floor:  # X's rank is below ``rank``: nothing left to project out
+            residual[j] = -1.0
+            continue
+        Q[:, k] = u / norm
+        p = data.product(np.ascontiguousarray(Q[:, k:k + 1], dtype=data.dtype), 1,
+                         np.empty((n, 1), dtype=data.dtype))[:, 0].astype(np.float64)
+        residual -= p * p
+        residual[picked[: k + 1]] = -1.0  # a picked column is fully projected out
+    return picked, W
+
+
+def _spa_factors(X, rank, data):
+    """SPA's W (columns of X), and H from HALS sweeps on ``min ‖X − WH‖, H ≥ 0``."""
+    from . import kernels
+    from ._data import factor_bounds, make_data
+
+    if data is None:
+        data = make_data(X, sp.issparse(X), "sparse" if sp.issparse(X) else "dense")
+    _, W = spa(X, rank, data=data)
+    n = X.shape[1]
+    XtW = data.product(W, 1, np.empty((n, rank), dtype=W.dtype))
+    WtW = W.T @ W
+    Ht = np.zeros((n, rank), dtype=W.dtype)
+    kernels.hals_update(Ht, XtW, WtW, W.dtype.type(0), W.dtype.type(0), factor_bounds(n),
+                        np.empty((0, 0), dtype=W.dtype), SPA_SWEEPS, SPA_DELTA)
+    return np.ascontiguousarray(W), np.ascontiguousarray(Ht.T)
+
+
 def initialize(X, rank: int, init: str | None = None, random_state=None, eps: float = 1e-6,
                *, data=None):
     """Initial ``(W, H)`` for ``X ≈ W H``, in the dtype of ``X``.
@@ -131,8 +226,10 @@ def initialize(X, rank: int, init: str | None = None, random_state=None, eps: fl
         Nonnegative data (already validated).
     rank : int
         Number of components.
-    init : {"random", "nndsvd", "nndsvda", "nndsvdar"} or None
-        ``None`` picks :func:`default_init`.
+    init : {"random", "nndsvd", "nndsvda", "nndsvdar", "spa"} or None
+        ``None`` picks :func:`default_init`.  ``"spa"``: W is the ``rank``
+        columns of X that :func:`spa` picks, H the nonnegative least-squares
+        fit to them (HALS sweeps); for near-separable data (deterministic).
     random_state : int, RandomState instance or None
         Seed for ``random``, ``nndsvdar`` and the randomized SVD.
     eps : float
@@ -159,6 +256,9 @@ def initialize(X, rank: int, init: str | None = None, random_state=None, eps: fl
         np.abs(H, out=H)
         np.abs(W, out=W)
         return np.ascontiguousarray(W, dtype=dtype), np.ascontiguousarray(H, dtype=dtype)
+
+    if init == "spa":
+        return _spa_factors(X, rank, data)
 
     if data is None:
         from ._data import make_data

@@ -167,3 +167,58 @@ def online_mu_step(F, num, den, A, B, l1=0.0, l2=0.0, eps=MU_EPS, gamma=1.0, rho
     F = (A / B) ** gamma
     F[F < clip] = 0.0
     return F, A, B
+
+
+def hoyer_sparseness(v):
+    """``(√n − ‖v‖₁/‖v‖₂) / (√n − 1)`` of one vector (float64)."""
+    v = np.abs(np.asarray(v, dtype=np.float64))
+    n = v.size
+    return (np.sqrt(n) - v.sum() / np.sqrt(v @ v)) / (np.sqrt(n) - 1)
+
+
+def project_sparseness(s, sparseness, norm):
+    """Hoyer's ``projfunc(s, k1, k2, nn=1)`` (Hoyer 2004, his MATLAB code, with the
+    step in closed form):
+    the nonnegative vector with ``‖v‖₂ = norm`` and Hoyer sparseness ``sparseness``
+    closest to ``s`` (ties broken towards the first entry)."""
+    s = np.asarray(s, dtype=np.float64)
+    n = s.size
+    if norm == 0 or sparseness == 0:  # the single point of sparseness 0 (or zero)
+        return np.full(n, norm / np.sqrt(n))
+    k1 = (np.sqrt(n) - (np.sqrt(n) - 1) * sparseness) * norm
+    k2 = norm**2
+    v = s + (k1 - s.sum()) / n
+    zero = np.zeros(n, dtype=bool)
+    for _ in range(n):
+        free = ~zero
+        midpoint = np.where(zero, 0.0, k1 / free.sum())
+        w = v - midpoint
+        if w @ w <= 1e-24 * (v @ v):
+            # tied free entries at the centre: fastnmf's tie-break (Hoyer's code divides
+            # by zero here), towards the first free entry
+            w = np.where(zero, 0.0, -1.0 / free.sum())
+            w[np.flatnonzero(free)[0]] += 1.0
+        # Hoyer's v + αw on the sphere (his quadratic's larger root): since Σw = 0, the
+        # point at the circle's radius from the centre along w
+        radius = np.sqrt(max(k2 - k1**2 / free.sum(), 0.0))
+        v = midpoint + (radius / np.sqrt(w @ w) * w if w @ w > 0 else 0.0)
+        if np.all(v >= 0):
+            break
+        zero |= v <= 0
+        v[zero] = 0
+        v = v + (k1 - v.sum()) / (n - zero.sum())
+        v[zero] = 0
+    return np.maximum(v, 0.0)
+
+
+def spa(X, rank):
+    """Successive projection, as Gillis's book writes it: the residual matrix R = X,
+    then ``rank`` times: j = argmax ‖R[:, j]‖, u = R[:, j]/‖R[:, j]‖, R ← (I − uuᵀ) R."""
+    R = dense(X).copy()
+    picked = []
+    for _ in range(rank):
+        j = int(np.argmax(np.sum(R * R, axis=0)))
+        picked.append(j)
+        u = R[:, j] / np.linalg.norm(R[:, j])
+        R -= np.outer(u, u @ R)
+    return np.array(picked)

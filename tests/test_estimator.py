@@ -416,7 +416,7 @@ def test_params_match_sklearn():
     ref = skd.NMF().get_params()
     assert {k: ours[k] for k in ref} == ref
     assert set(ours) - set(ref) == {"n_threads", "backend", "accelerate", "progress",
-                                    "max_time", "callback"}
+                                    "max_time", "callback", "sparseness_W", "sparseness_H"}
 
 
 def test_verbose_prints(capsys):

@@ -149,6 +149,9 @@ def _resolve_init(init, W, H, update_H, rank, shape):
             f"init={init!r} needs a truncated SVD of the whole matrix, which fastnmf does "
             "not run on dask arrays; use init='random' (the default for dask arrays, same "
             "draws as the single-machine fit) or init='custom' with W and H.")
+    if init == "spa":
+        raise ValueError("init='spa' is not supported for dask arrays yet; use init='random' "
+                         "or init='custom' (fastnmf.init.spa on a sample of the columns).")
     if init not in (*INIT_METHODS, "custom"):
         raise ValueError(f"init must be one of ('random', 'custom') or None for a dask "
                          f"array, got {init!r}.")

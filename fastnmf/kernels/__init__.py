@@ -11,6 +11,7 @@ from .factor_updates import ROW_GROUP, extrapolate, hals_update, mu_update
 from .masked import sampled_matmul_add
 from .reductions import inner_f64
 from .sparse import csr_matmul, csr_matmul_t, sampled_moments
+from .sparseness import project_sparseness
 
 __all__ = [
     "ROW_GROUP",
@@ -20,6 +21,7 @@ __all__ = [
     "hals_update",
     "inner_f64",
     "mu_update",
+    "project_sparseness",
     "sampled_matmul_add",
     "sampled_moments",
 ]
