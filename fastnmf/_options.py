@@ -39,18 +39,19 @@ def check_loop_options(backend, max_iter, tol, max_time, callback):
     return max_iter, tol, max_time
 
 
-ACCELERATIONS = ("sweeps", "extrapolate", "both")
+ACCELERATIONS = ("auto", "sweeps", "extrapolate", "both")
 
 
 def check_accelerate(accelerate):
-    """HALS's accelerations: "sweeps" (True), "extrapolate", "both", or none (False)."""
+    """HALS's accelerations: "auto" (True), "sweeps", "extrapolate", "both", or none
+    (False); returned as the name, or False."""
     if isinstance(accelerate, str):
         v.check_option(accelerate, "accelerate", ACCELERATIONS)
         return accelerate
     if accelerate in (True, False):  # also numpy's bools
-        return bool(accelerate)
-    raise TypeError(f"accelerate must be True, False, 'sweeps', 'extrapolate' or 'both', "
-                    f"got {accelerate!r}.")
+        return "auto" if accelerate else False
+    raise TypeError(f"accelerate must be True, False, 'auto', 'sweeps', 'extrapolate' or "
+                    f"'both', got {accelerate!r}.")
 
 
 def is_dask(X) -> bool:
@@ -83,5 +84,6 @@ def check_sparseness(sparseness_W, sparseness_H, *, objective, masked, reg, acce
                          "alpha_W=0 and alpha_H=0.")
     if accelerate in ("extrapolate", "both"):
         raise ValueError("sparseness_W/sparseness_H cannot be combined with "
-                         f"accelerate={accelerate!r}; use True or False.")
+                         f"accelerate={accelerate!r}; use True or 'sweeps' (repeated "
+                         "sweeps: 'auto' does not extrapolate here) or False.")
     return tuple(out)

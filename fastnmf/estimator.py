@@ -158,12 +158,14 @@ class NMF(_FactorizationBase):
     backend : {"auto", "dense", "sparse"}, default="auto"
         Data products to use; ``"auto"`` keeps sparse input sparse and sends
         very sparse dense arrays to the sparse kernels.
-    accelerate : bool or {"sweeps", "extrapolate", "both"}, default=True
+    accelerate : bool or {"auto", "sweeps", "extrapolate", "both"}, default=True
         HALS (``solver="cd"``) only: repeat the cheap coordinate sweeps after
         each data product while they pay (accelerated HALS, Gillis & Glineur
-        2012), which reaches a given error in far fewer iterations.  ``False``
-        reproduces scikit-learn's ``cd`` iterate for iterate.  ``"extrapolate"``
-        / ``"both"`` add Ang & Gillis's extrapolation (see :func:`fastnmf.nmf`).
+        2012), and once they stall extrapolate too (Ang & Gillis 2019): a given
+        error in far fewer iterations.  True is ``"auto"``, which does both;
+        ``"sweeps"``, ``"extrapolate"`` and ``"both"`` choose (see
+        :func:`fastnmf.nmf`).  ``False`` reproduces scikit-learn's ``cd``
+        iterate for iterate.
     progress : bool, default=False
         Show a progress bar (tqdm) with the iteration and the loss.
     max_time : float or None, default=None
@@ -343,7 +345,7 @@ class NMF(_FactorizationBase):
             n_threads=self.n_threads, backend=self.backend, verbose=self.verbose,
             accelerate=self.accelerate, progress=self.progress, max_time=self.max_time,
             callback=self.callback, mask=mask, missing=missing,
-            accelerate=self.accelerate, sparseness_W=getattr(self, "sparseness_W", None),
+            sparseness_W=getattr(self, "sparseness_W", None),
             sparseness_H=getattr(self, "sparseness_H", None),
         )
         if result.n_iter == self.max_iter and self.tol > 0:
@@ -506,7 +508,7 @@ def non_negative_factorization(X, W=None, H=None, n_components="auto", *, init=N
         Must be False.
     n_threads : int or None, default=None
     backend : {"auto", "dense", "sparse"}, default="auto"
-    accelerate : bool or {"sweeps", "extrapolate", "both"}, default=True
+    accelerate : bool or {"auto", "sweeps", "extrapolate", "both"}, default=True
         Accelerated HALS (see :class:`NMF`); False reproduces scikit-learn's ``cd``.
 
     Returns

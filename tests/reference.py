@@ -119,7 +119,9 @@ def nmf(X, W, H, n_iter, solver="hals", reg=(0.0, 0.0, 0.0, 0.0), accelerate=Fal
     ``extrapolate``: HALS with Ang & Gillis's extrapolation and restarts (HER), as
     fastnmf/solvers/frobenius.py documents it: the update ``Fn`` is pushed on to
     ``max(0, Fn + β(Fn − Fn_prev))``; the objective is the one at ``(Wy, Hn)``, and when
-    it rose H is not pushed and β shrinks.
+    it rose H is not pushed and β shrinks.  True: from the first iteration; a number τ:
+    from the iteration after the first one that lowered the objective by less than the
+    fraction τ, and never with penalties (fastnmf's ``accelerate="auto"``).
     Returns ``W, H, losses`` with ``losses[0]`` the objective at the start.
     """
     l1_W, l1_H, l2_W, l2_H = reg
@@ -136,7 +138,8 @@ def nmf(X, W, H, n_iter, solver="hals", reg=(0.0, 0.0, 0.0, 0.0), accelerate=Fal
     else:
         def update(F, A, B, l1, l2, n_inner):
             return mu_step(F, A, B, l1, l2)
-    extrapolate = extrapolate and solver == "hals"
+    stall = None if extrapolate is True or solver != "hals" or any(reg) else extrapolate or None
+    extrapolate = extrapolate is True and solver == "hals"
     losses = [objective(Xd, W, H, reg)]
     beta, beta_max, W_prev, H_prev = 0.5, 1.0, W, H
     for it in range(n_iter):
@@ -152,6 +155,8 @@ def nmf(X, W, H, n_iter, solver="hals", reg=(0.0, 0.0, 0.0, 0.0), accelerate=Fal
             else:
                 H, H_prev = np.maximum(0.0, H + beta * (H - H_prev)), H
                 beta, beta_max = min(beta_max, 1.01 * beta), min(1.0, 1.005 * beta_max)
+        elif stall is not None and losses[-1] > (1.0 - stall) * losses[-2]:
+            extrapolate, stall, W_prev, H_prev = True, None, W, H
     return W, H, np.array(losses)
 
 

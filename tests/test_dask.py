@@ -70,7 +70,7 @@ def _same_fit(ref, got, dtype):
 
 
 FITS = {  # (beta_loss, solver): keyword arguments
-    "hals": dict(beta_loss="frobenius", solver="hals"),  # accelerated (the default)
+    "hals": dict(beta_loss="frobenius", solver="hals", accelerate="sweeps"),  # as "auto" runs
     "hals-plain": dict(beta_loss="frobenius", solver="hals", accelerate=False),
     "mu": dict(beta_loss="frobenius", solver="mu"),
     "kl-mu": dict(beta_loss="kullback-leibler", solver="mu"),
@@ -190,7 +190,7 @@ def test_accelerated_hals_realigns_row_blocks():
     ROW_GROUP; a streamed X (persist=False) keeps its blocks, and equals only when
     aligned."""
     X = _data(False, np.float64, seed=4)
-    kw = dict(init="random", random_state=0, max_iter=15, tol=0)
+    kw = dict(init="random", random_state=0, max_iter=15, tol=0, accelerate="sweeps")
     ref = fastnmf.nmf(X, R, **kw)
     edges = np.cumsum(ROW_CHUNKS)[:-1]
     edges = np.unique([0, *(edges - edges % ROW_GROUP), M])
@@ -210,7 +210,7 @@ def test_worker_killed_mid_fit(client):
     """Kill a worker process after iteration 2: Dask recomputes the lost blocks of X
     (from their source) and of W (from their lineage); the answer does not change."""
     X = _data(True, np.float64, seed=6)
-    kw = dict(init="random", random_state=2, max_iter=10, tol=0)
+    kw = dict(init="random", random_state=2, max_iter=10, tol=0, accelerate="sweeps")
     ref = fastnmf.nmf(X, R, **kw)
     killed = []
 
@@ -276,8 +276,10 @@ def test_fit_many_with_client(client):
     remote = many.fit_many(X, [2, 3], client=client, **kw)
     local = many.fit_many(X, [2, 3], n_jobs=1, **kw)
     assert remote.tasks == local.tasks
+    # the workers' BLAS and the local one differ in the last bits (1e-14 relative, with
+    # sweeps too), which extrapolation (the default's, once the sweeps stall) carries on
     for a, b in zip(remote.results, local.results, strict=True):
-        np.testing.assert_allclose(a.W, b.W, rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(a.W, b.W, rtol=1e-10, atol=1e-12 * np.abs(b.W).max())
 
 
 def test_npz_blocks_out_of_core_equals_in_memory(tmp_path):

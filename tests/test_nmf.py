@@ -14,6 +14,7 @@ from sklearn.decomposition._nmf import _initialize_nmf
 
 import fastnmf
 from fastnmf import datasets
+from fastnmf.solvers.frobenius import EXTRAPOLATE_BELOW
 
 # scikit-learn warns when max_iter is reached, which these tests do on purpose
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
@@ -211,7 +212,7 @@ def test_default_init_is_nndsvda_or_random(make_X):
 def test_matches_reference_loop(problem, solver, reg, fmt):
     X, W, H = problem
     Wr, Hr, losses = ref.nmf(X, W, H, 20, solver=solver, reg=_reg(X.shape, reg),
-                             accelerate=True)
+                             accelerate=True, extrapolate=EXTRAPOLATE_BELOW)  # the default
     res = fastnmf.nmf(_to_format(X, fmt), 5, solver=solver, W=W, H=H, max_iter=20, tol=0,
                       **reg)
     _close_factors(res.W, Wr, 1e-9)
@@ -219,14 +220,19 @@ def test_matches_reference_loop(problem, solver, reg, fmt):
     assert_allclose(res.history["loss"], losses, rtol=1e-9)
 
 
-@pytest.mark.parametrize("accelerate", [False, "sweeps", "extrapolate", "both"])
+# how each accelerate option extrapolates, in the reference loop's terms
+_EXTRAPOLATE = {False: False, "sweeps": False, "extrapolate": True, "both": True,
+                "auto": EXTRAPOLATE_BELOW}
+
+
+@pytest.mark.parametrize("accelerate", [False, "sweeps", "extrapolate", "both", "auto"])
 @pytest.mark.parametrize("fmt", ["dense", "csr"])
 def test_each_acceleration_matches_reference_loop(problem, accelerate, fmt):
     X, W, H = problem
     reg = {"alpha_W": 0.01, "l1_ratio": 0.5}
     Wr, Hr, losses = ref.nmf(X, W, H, 30, reg=_reg(X.shape, reg),
-                             accelerate=accelerate in ("sweeps", "both"),
-                             extrapolate=accelerate in ("extrapolate", "both"))
+                             accelerate=accelerate in ("sweeps", "both", "auto"),
+                             extrapolate=_EXTRAPOLATE[accelerate])
     res = fastnmf.nmf(_to_format(X, fmt), 5, W=W, H=H, max_iter=30, tol=0,
                       accelerate=accelerate, **reg)
     _close_factors(res.W, Wr, 1e-9)
@@ -250,6 +256,24 @@ def test_extrapolation_restarts_when_the_objective_rises():
     assert res.loss < 0.5 * sweeps.loss
 
 
+def test_auto_extrapolates_once_the_sweeps_stall():
+    """The default (True, "auto") runs sweeps alone up to the first iteration that lowers
+    the objective by less than EXTRAPOLATE_BELOW, then extrapolates too: the same losses
+    as "sweeps" up to there, the reference loop's after, and lower at the end."""
+    X, _, _ = datasets.make_low_rank(300, 200, 10, noise=0.02, random_state=1)
+    W0, H0 = fastnmf.init.initialize(X, 10, "random", 0)
+    sweeps = fastnmf.nmf(X, 10, W=W0, H=H0, max_iter=150, tol=0, accelerate="sweeps")
+    auto = fastnmf.nmf(X, 10, W=W0, H=H0, max_iter=150, tol=0)
+    s = sweeps.history["loss"]
+    stall = np.flatnonzero(s[1:] > (1.0 - EXTRAPOLATE_BELOW) * s[:-1])[0] + 1
+    assert 1 < stall < 120  # the test sees both phases
+    assert_allclose(auto.history["loss"][: stall + 1], s[: stall + 1], rtol=1e-12)
+    assert not np.allclose(auto.history["loss"][stall + 1:], s[stall + 1:], rtol=1e-6)
+    _, _, losses = ref.nmf(X, W0, H0, 150, accelerate=True, extrapolate=EXTRAPOLATE_BELOW)
+    assert_allclose(auto.history["loss"], losses, rtol=1e-8)
+    assert auto.loss < sweeps.loss
+
+
 def test_accelerate_is_checked(problem):
     X = problem[0]
     with pytest.raises(ValueError, match="accelerate"):
@@ -260,14 +284,14 @@ def test_accelerate_is_checked(problem):
 
 @pytest.mark.parametrize("fmt", ["dense", "csr"])
 def test_accelerated_hals_beats_plain_hals(fmt):
-    """Repeated sweeps per product (the default) reach a lower loss in the same number of
-    iterations and never raise it, extrapolation on top lower still; plain HALS is the
-    same solver with one sweep."""
+    """Repeated sweeps per product reach a lower loss in the same number of iterations
+    and never raise it, extrapolation on top lower still; plain HALS is the same solver
+    with one sweep."""
     X, _, _ = datasets.make_low_rank(200, 120, 6, noise=0.05, random_state=3)
     X[X < np.quantile(X, 0.3)] = 0.0  # sparse enough for both backends to make sense
     Xin = _to_format(X, fmt)
     kw = {"init": "nndsvda", "random_state": 0, "max_iter": 15, "tol": 0}
-    fast = fastnmf.nmf(Xin, 6, **kw)
+    fast = fastnmf.nmf(Xin, 6, **{**kw, "accelerate": "sweeps"})
     plain = fastnmf.nmf(Xin, 6, accelerate=False, **kw)
     assert fast.history["loss"][0] == plain.history["loss"][0]
     both = fastnmf.nmf(Xin, 6, accelerate="both", **kw)
@@ -275,10 +299,12 @@ def test_accelerated_hals_beats_plain_hals(fmt):
     assert np.all(np.diff(fast.history["loss"]) <= 1e-12 * fast.history["loss"][:-1])
     # the same tol (relative to the first iteration's violation, which is measured
     # before any repeated sweep) stops the accelerated solver sooner
-    fast = fastnmf.nmf(Xin, 6, **{**kw, "max_iter": 500, "tol": 1e-3})
     plain = fastnmf.nmf(Xin, 6, accelerate=False, **{**kw, "max_iter": 500, "tol": 1e-3})
-    assert fast.converged and plain.converged
-    assert fast.n_iter < plain.n_iter
+    for accelerate in ("sweeps", True):
+        fast = fastnmf.nmf(Xin, 6, **{**kw, "max_iter": 500, "tol": 1e-3,
+                                      "accelerate": accelerate})
+        assert fast.converged and plain.converged
+        assert fast.n_iter < plain.n_iter
 
 
 def test_cd_is_an_alias_of_hals(problem):

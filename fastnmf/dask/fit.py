@@ -189,7 +189,10 @@ def nmf_dask(X, rank, *, beta_loss="frobenius", solver=None, init=None, max_iter
       to look at it: that moves m·r numbers).
     * ``accelerate`` (HALS): with ``persist=True`` the row-block edges are
       first moved down to multiples of ``ROW_GROUP`` (64) rows (accelerated HALS
-      groups rows by 64), so the iterates equal the single-machine ones.
+      groups rows by 64), so the iterates equal the single-machine ones with
+      ``accelerate="sweeps"``.  Extrapolation is not on Dask yet: ``True`` /
+      ``"auto"`` run the sweeps alone here (where the in-memory fit extrapolates
+      once they stall), ``"extrapolate"`` and ``"both"`` raise.
 
     Parameters
     ----------
@@ -239,7 +242,8 @@ def nmf_dask(X, rank, *, beta_loss="frobenius", solver=None, init=None, max_iter
     if accelerate in ("extrapolate", "both"):
         raise NotImplementedError(
             "accelerate='extrapolate'/'both' is not available on Dask yet (its Frobenius "
-            "loop is still its own); use accelerate=True (repeated sweeps) or False.")
+            "loop is still its own); use accelerate=True or 'sweeps' (repeated sweeps: "
+            "'auto' runs them alone on Dask) or False.")
     m, n = X.shape
     reg = regularization(X.shape, alpha_W, alpha_H, l1_ratio)
     init = _resolve_init(init, W, H, update_H, rank, X.shape)

@@ -126,9 +126,10 @@ def fit_sparse(data, W, Ht, *, solver, monitor, sparseness_W=None, sparseness_H=
         Hoyer sparseness of every column of W / row of H; None leaves it free.
     update_H : bool
         False solves for W with H fixed (``sparseness_H`` is then not used).
-    accelerate : bool or "sweeps"
+    accelerate : bool or "auto" or "sweeps"
         Repeated sweeps (HALS) or projected gradient steps on each product
-        while they pay (the cap of :func:`~fastnmf.solvers.frobenius.inner_sweeps`).
+        while they pay (the cap of :func:`~fastnmf.solvers.frobenius.inner_sweeps`);
+        True and "auto" do the same (no extrapolation here).
 
     Returns
     -------
@@ -141,7 +142,7 @@ def fit_sparse(data, W, Ht, *, solver, monitor, sparseness_W=None, sparseness_H=
     loss = _Loss(data, (0.0, 0.0, 0.0, 0.0))
     zero = W.dtype.type(0)
     inner_W = inner_H = 1
-    if accelerate in (True, "sweeps"):  # the sweeps' cap for HALS; for any solver's steps
+    if accelerate in (True, "auto", "sweeps"):  # the sweeps' cap (HALS) for any solver's steps
         inner_W = inner_sweeps(data.nonzeros, m, n, r)
         inner_H = inner_sweeps(data.nonzeros, n, m, r)
     step_W = None if sparseness_W is None else _Projected(sparseness_W, unit_norm=False)
