@@ -147,7 +147,7 @@ def test_table_records_plot_and_progress():
     for ax, method in zip(fig.axes, ["cv", "consensus"], strict=True):
         labels = ax.get_legend_handles_labels()[1]
         assert f"suggested: {sel.suggested(method)}" in labels
-    assert str(sel.suggested()) in fig._suptitle.get_text()
+    assert sel.default_method() == "cv" and fig._suptitle is None
     with pytest.raises(ValueError, match="was not run"):
         sel.suggested("stability")
     with pytest.raises(KeyError, match="no column"):
@@ -253,19 +253,31 @@ def test_cv_rule_smallest_rank_as_good_as_the_best():
     assert _selection([0.5, 0.45, 0.303, 0.30]).suggested() == 4  # within 2 % of the fall
 
 
-def test_consensus_rule_before_the_drop_ties_to_the_smaller_rank():
+def test_consensus_stability_and_combined_rules():
     from fastnmf.rank import _before_drop
 
     assert _before_drop(np.array([0.9, 0.95, 1.0, 0.8, 0.85])) == 2
     assert _before_drop(np.array([0.9, 1.0, 1.0, 1.0, 1.0])) == 1  # no drop: smallest best
     assert _before_drop(np.array([1.0, 0.7, 1.0, 0.7])) == 0  # equal drops: the first
     assert _before_drop(np.array([np.nan, 0.9, 0.99])) == 2
-    # combined: the cv rule's candidates, the highest cophenetic among them
+    # consensus: on the dispersion; combined: cv's candidates, the highest silhouette
     sel = _selection([0.5, 0.2, 0.101, 0.100, 0.1005], coph=[1.0, 0.9, 0.95, 1.0, 0.8])
+    assert sel.default_method() == "cv"  # consensus alone does not join cv
+    assert sel.suggested("consensus") == 2  # the highest dispersion, smallest of equals
+    assert "dispersion" in sel.rule("consensus")
+    for row, sil in zip(sel.table, [0.99, 0.9, 0.7, 0.95, 0.6], strict=True):
+        row["silhouette"] = sil
+    sel.methods = ("cv", "stability")
     assert sel.default_method() == "combined"
     assert sel.suggested("cv") == 4 and sel.suggested() == 5
-    assert sel.suggested("consensus") == 5
-    assert "cophenetic" in sel.rule("combined")
+    assert sel.suggested("stability") == 5  # before the largest drop, 0.95 -> 0.6
+    assert "silhouette" in sel.rule()
+    import matplotlib
+
+    matplotlib.use("Agg")
+    fig = sel.plot()
+    assert fig._suptitle.get_text().endswith(": 5")
+    assert "suggested: 5" in fig.axes[1].get_legend_handles_labels()[1]
     with pytest.raises(ValueError, match="was not run"):
         _selection([0.5, 0.2]).suggested("combined")
 
