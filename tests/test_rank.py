@@ -282,6 +282,13 @@ def test_consensus_stability_and_combined_rules():
         _selection([0.5, 0.2]).suggested("combined")
 
 
+def test_console_rank_defaults_rows_as_samples():
+    args = cli.build_parser().parse_args(["rank", "X.npy"])
+    assert args.samples == "rows"
+    assert cli.build_parser().parse_args(["rank", "X.npy", "--samples", "columns"]).samples == (
+        "columns")
+
+
 def test_ranks_parser():
     assert cli._parse_ranks("2-5") == [2, 3, 4, 5]
     assert cli._parse_ranks("2-10:4") == [2, 6, 10]

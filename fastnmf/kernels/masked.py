@@ -23,6 +23,15 @@ from numba import prange
 from .._jit import kernel
 
 
+@kernel(parallel=False)
+def _dot(a, b):
+    """``a·b`` over the rank, in the factors' dtype: one sampled model value."""
+    s = a[0] * b[0]
+    for k in range(1, a.shape[0]):
+        s += a[k] * b[k]
+    return s
+
+
 @kernel
 def sampled_matmul_add(indptr, indices, A, B, F, bounds, vals, out):
     """``out += S @ F`` with ``S = (A Bᵀ)`` sampled on the pattern; ``vals`` gets S.
@@ -41,10 +50,7 @@ def sampled_matmul_add(indptr, indices, A, B, F, bounds, vals, out):
             a = A[i]
             o = out[i]
             for q in range(ix.shape[0]):
-                b = B[ix[q]]
-                s = a[0] * b[0]
-                for k in range(1, r):
-                    s += a[k] * b[k]
+                s = _dot(a, B[ix[q]])
                 v[q] = s
                 f = F[ix[q]]
                 for k in range(r):
@@ -74,10 +80,7 @@ def sampled_ratio_add(indptr, indices, A, B, G, eps, bounds, out):
             a = A[i]
             o = out[i]
             for q in range(ix.shape[0]):
-                b = B[ix[q]]
-                s = a[0] * b[0]
-                for k in range(1, r):
-                    s += a[k] * b[k]
+                s = _dot(a, B[ix[q]])
                 total += np.float64(s)
                 ratio = s / max(s, eps)
                 g = G[ix[q]]
