@@ -8,9 +8,10 @@ each rank by one or more methods:
   ``holdout`` fraction of all entries, zeros included; Wold 1978, Owen & Perry
   2009).  Each rank is fitted on the other entries only (missing values,
   :func:`fastnmf.nmf` ``missing=``) and scored by its relative error on the
-  held-out entries, ``‖P∘(X − WH)‖ / ‖P∘X‖``.  Training error keeps falling
-  with the rank; test error falls while the rank adds signal and rises once
-  it fits noise: its minimum suggests the rank.
+  held-out entries, ``‖P∘(X − WH)‖ / ‖P∘X‖`` (with the KL loss, by their
+  KL divergence).  Training error keeps falling with the rank; test error
+  falls while the rank adds signal and is flat within noise, or rises, once
+  it fits noise: the smallest rank as good as the best suggests the rank.
 * ``"consensus"`` (Brunet et al., PNAS 2004): each run clusters the samples
   by their largest coefficient; the consensus matrix ``C[i, j]`` is the
   fraction of runs that put samples ``i`` and ``j`` together.  Scores: the
@@ -472,6 +473,8 @@ def select_rank(X, ranks, method="cv", *, n_runs=10, n_repeats=3, holdout=0.1,
         holdout = v.check_nonneg_float(holdout, "holdout")
         if not 0 < holdout < 1:
             raise ValueError(f"holdout must be a fraction in (0, 1), got {holdout}.")
+    if "cv" in methods or mask is not None or missing is not None:
+        _check_masked_options(nmf_kwargs)
     rng = check_random_state(random_state)
     X, _, own = check_data(X, mask, missing)
     m, n = X.shape
@@ -524,6 +527,21 @@ def select_rank(X, ranks, method="cv", *, n_runs=10, n_repeats=3, holdout=0.1,
             bar.close()
     result.table = [rows[rank] for rank in ranks]
     return result
+
+
+def _check_masked_options(nmf_kwargs) -> None:
+    """Masked fits (cross-validation, X's own missing values): a loss and solver that take
+    missing values, checked before any fit (nmf() checks the same, fit by fit)."""
+    from ._fit import _masked_kl_solver
+    from .solvers import objective_for
+
+    objective = objective_for(nmf_kwargs.get("beta_loss", "frobenius"))
+    solver = nmf_kwargs.get("solver")
+    if objective.name == "kullback-leibler":
+        _masked_kl_solver(objective.resolve_solver(solver), solver)
+    elif objective.name != "frobenius":
+        raise ValueError("cross-validation and missing values need beta_loss 'frobenius' or "
+                         f"'kullback-leibler', got beta_loss={nmf_kwargs['beta_loss']!r}.")
 
 
 def _check_observed(pattern) -> None:

@@ -165,6 +165,8 @@ def test_table_records_plot_and_progress():
     ([2, 3], {"method": "consensus", "n_runs": 0}, ValueError, "n_runs"),
     ([2, 3], {"cv_tol": -0.1}, ValueError, "cv_tol"),
     ([0, 2], {}, ValueError, "rank must be >= 1"),
+    ([2, 3], {"beta_loss": "kl", "solver": "ccd"}, ValueError, "solver='mu'"),
+    ([2, 3], {"beta_loss": 0.5}, ValueError, "need beta_loss"),
     ([2, 2.5], {}, TypeError, "rank must be a positive integer"),
     ([2, 9], {}, ValueError, r"ranks \[9\] exceed min\(X.shape\) = 8"),
     ([2, 3], {"mask": np.ones((10, 8), dtype=bool) & (np.arange(10) != 4)[:, None]},
