@@ -1,7 +1,7 @@
 """Rank recovery: how often does each rank-selection rule find a planted rank?
 
-Run:  python benchmarks/rank_recovery.py            (the default panel, ~15 min on 2 cores)
-      python benchmarks/rank_recovery.py --quick    (one case per kind, ~2 min)
+Run:  python benchmarks/rank_recovery.py            (default panel, 50 cases: ~5 min, 2 busy cores)
+      python benchmarks/rank_recovery.py --quick    (one case per kind, under a minute)
       python benchmarks/rank_recovery.py --full     (adds 2000×1000 dense and 20000×5000 sparse)
       python benchmarks/rank_recovery.py --no-golub (skip Golub's ALL/AML)
 
