@@ -52,6 +52,16 @@ def _check_start(X, rank, init, W, H, solver, update_H, dtype):
     return check_init(init, rank, X.shape), None, None
 
 
+def _masked_kl_solver(resolved, given):
+    """KL with missing values runs MU (the EM step); CCD only when not asked for by name."""
+    if resolved == "mu":
+        return "mu"
+    if given is None:
+        return "mu"
+    raise ValueError(f"Missing values (mask/missing) with the KL loss need solver='mu' "
+                     f"(the EM/MU step), got solver={given!r}.")
+
+
 def nmf(X, rank, *, beta_loss="frobenius", solver=None, init=None, max_iter=200, tol=1e-4,
         random_state=None, alpha_W=0.0, alpha_H="same", l1_ratio=0.0, W=None, H=None,
         update_H=True, n_threads=None, backend="auto", max_time=None, callback=None,
@@ -155,7 +165,8 @@ def nmf(X, rank, *, beta_loss="frobenius", solver=None, init=None, max_iter=200,
     mask : array-like of bool, shape (n_samples, n_features), optional
         Missing values: True marks an *observed* entry, False a missing one.
         Only observed entries enter the loss, ``½‖M ∘ (X − WH)‖²``
-        (Frobenius loss, HALS or MU, dense or sparse X).  ``loss``,
+        (Frobenius loss, HALS or MU; or the KL divergence over the observed
+        entries, MU only, the default there; dense or sparse X).  ``loss``,
         ``reconstruction_err`` and ``relative_error`` of the result are then
         over the observed entries.  Values of X at missing positions are never
         read (they may be NaN or negative), and X is not modified.  Rows or
@@ -170,10 +181,10 @@ def nmf(X, rank, *, beta_loss="frobenius", solver=None, init=None, max_iter=200,
         both ``mask`` and ``missing``, an entry is missing if either says so.
         A ``mask`` or ``missing`` that leaves more than half of X missing
         gives a warning: the two are easily swapped.
-        Masked fits need ``update_H=True``; the other losses (KL, β) do not
+        Masked fits need ``update_H=True``; other β-divergences do not
         support missing values yet.  The missing entries are imputed by the current
         ``WH`` before every data product (a majorize–minimize step for the
-        masked loss, which therefore never increases).
+        masked loss, which therefore never increases; for KL the EM step).
 
     sparseness_W, sparseness_H : float in [0, 1] or None, default=None
         Sparseness constraints (Hoyer 2004): every column of W
@@ -228,10 +239,12 @@ def nmf(X, rank, *, beta_loss="frobenius", solver=None, init=None, max_iter=200,
     X = prepared.X
     rank = v.check_rank(rank)
     objective = objective_for(beta_loss)
+    if prepared.masked and objective.name == "kullback-leibler":
+        solver = _masked_kl_solver(objective.resolve_solver(solver), solver)
     solver = objective.resolve_solver(solver)
-    if prepared.masked and objective.name != "frobenius":
-        raise ValueError("Missing values (mask/missing) are only supported with "
-                         "beta_loss='frobenius' for now.")
+    if prepared.masked and objective.name not in ("frobenius", "kullback-leibler"):
+        raise ValueError("Missing values (mask/missing) are supported with beta_loss "
+                         "'frobenius' and 'kullback-leibler', not yet with other β.")
     if prepared.masked and not update_H:
         raise ValueError("Missing values (mask/missing) need update_H=True.")
     max_iter, tol, max_time = check_loop_options(backend, max_iter, tol, max_time, callback)

@@ -13,6 +13,7 @@ import numpy as np
 from ._chunks import row_bounds
 from ._threads import run_parts, split_bounds
 from .kernels import kl as klk
+from .kernels.masked import sampled_ratio_add
 
 # Rows of dense X per block of the MU products: ~2 MiB of float64, which keeps
 # the block (written by BLAS, rewritten by the ratio kernel, read by BLAS) in
@@ -145,6 +146,47 @@ class DenseKL:
         return self._ylogy(eps) - ylogwh if with_loss else 0.0
 
 
+class MaskedKL:
+    """KL products of the completed matrix ``X̃ = X₀ + S`` of a :class:`MaskedData`.
+
+    As for the Frobenius loss (:mod:`fastnmf._masked`), the missing entries
+    are imputed by the current model ``S = F Gᵀ``: the generalized KL
+    ``D(X̃‖WH) = D_M(X‖WH) + Σ_missing S log(S/WH) − S + WH`` is at least the
+    masked divergence ``D_M`` and equal to it at the current factors, so an MU
+    step on ``X̃`` (which lowers ``D(X̃‖·)``) never raises ``D_M``: the EM
+    algorithm for Poisson data with missing entries.  At the current factors
+    ``X̃ ⊘ WH`` is 1 at a missing position, so the numerator is ``X₀``'s plus
+    the missing positions' rows of ``G`` (:func:`sampled_ratio_add`), and the
+    loss is ``X₀``'s minus ``Σ_missing WH`` (the solver adds ``Σ WH`` over
+    every entry).  MU only: CCD's sweeps change the model within a sweep.
+    """
+
+    def __init__(self, data):
+        self.base = kl_products(data.base)
+        self.patterns = data._patterns
+        self.bounds = data._bounds
+
+    def _missing(self, side, F, G, eps, out):
+        indptr, indices = self.patterns[side]
+        return float(sampled_ratio_add(indptr, indices, F, G, G, eps, self.bounds[side],
+                                       out).sum())
+
+    def numerator(self, side, F, G, eps, with_loss, out):
+        loss = self.base.numerator(side, F, G, eps, with_loss, out)
+        missing_wh = self._missing(side, F, G, eps, out)
+        return loss - missing_wh if with_loss else 0.0
+
+    def loss_nz(self, W, Ht, eps):
+        scratch = np.zeros_like(W)
+        return self.base.loss_nz(W, Ht, eps) - self._missing(0, W, Ht, eps, scratch)
+
+    def ccd(self, *args):
+        raise ValueError("Missing values with the KL loss need solver='mu'.")
+
+
 def kl_products(data):
-    """The KL products of a :class:`DenseData` or :class:`SparseData`, chosen once."""
+    """The KL products of a :class:`DenseData`, :class:`SparseData` or
+    :class:`MaskedData` (of either), chosen once."""
+    if getattr(data, "masked", False):
+        return MaskedKL(data)
     return SparseKL(data) if data.is_sparse else DenseKL(data)

@@ -319,7 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
                 ("--repeats", 3, "held-out sets for cv"))
     rank.add_argument("--holdout", type=float, default=0.1,
                       help="fraction of entries held out for cv")
-    rank.add_argument("--samples", choices=("columns", "rows"), default="columns",
+    rank.add_argument("--samples", choices=("rows", "columns"), default="rows",
                       help="axis of the samples to cluster (consensus, stability)")
     rank.add_argument("--solver", choices=("hals", "mu"), default="hals",
                       help="Frobenius solver of every fit")

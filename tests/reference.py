@@ -13,6 +13,8 @@ import scipy.sparse as sp
 
 # scikit-learn's guard for a zero multiplicative-update denominator.
 MU_EPS = float(np.finfo(np.float32).eps)
+# scikit-learn zeroes H entries below float64's epsilon after each KL MU step.
+CLIP_H = float(np.finfo(np.float64).eps)
 # rows per accelerated-HALS group (fastnmf.kernels.ROW_GROUP; a test checks they agree)
 GROUP = 64
 
@@ -227,3 +229,34 @@ def spa(X, rank):
         u = R[:, j] / np.linalg.norm(R[:, j])
         R -= np.outer(u, u @ R)
     return np.array(picked)
+
+
+def masked_kl_mu(X, M, W, H, n_iter, eps=MU_EPS, clip=CLIP_H):
+    """The EM multiplicative updates for the KL divergence over the observed entries
+    (``M`` True = observed): before each half-step the missing entries are set to the
+    current ``WH``, then scikit-learn's KL MU step (W, then H; H clipped at ``clip``)."""
+    X0 = np.where(M, dense(X), 0.0)
+    W = np.array(W, dtype=np.float64)
+    H = np.array(H, dtype=np.float64)
+
+    def ratio():
+        WH = W @ H
+        return np.where(M, X0, WH) / np.maximum(WH, eps)
+
+    for _ in range(n_iter):
+        den = H.sum(1)
+        den[den == 0] = eps
+        W *= (ratio() @ H.T) / den
+        den = W.sum(0)
+        den[den == 0] = 1
+        H *= (W.T @ ratio()) / den[:, None]
+        H[H < clip] = 0
+    return W, H
+
+
+def masked_kl(X, M, W, H, eps=MU_EPS):
+    """The generalized KL divergence over the observed entries, scikit-learn's guards."""
+    x = dense(X)[M]
+    wh = np.maximum((np.asarray(W, np.float64) @ np.asarray(H, np.float64))[M], eps)
+    pos = x > eps
+    return float(np.sum(x[pos] * np.log(x[pos] / wh[pos])) - x.sum() + wh.sum())

@@ -316,8 +316,8 @@ def test_estimator_and_many_share_nothing_between_fits():
     ({"missing": np.zeros((6, 5))}, TypeError, "boolean"),
     ({"missing": sp.csr_matrix((5, 5))}, ValueError, "missing has shape"),
     ({"mask": np.zeros((6, 5), dtype=bool)}, ValueError, "Every entry of X is missing"),
-    ({"mask": np.ones((6, 5), dtype=bool), "beta_loss": "kullback-leibler"}, ValueError,
-     "frobenius"),
+    ({"mask": np.ones((6, 5), dtype=bool), "beta_loss": 0.5}, ValueError,
+     "not yet with other"),
     ({"mask": np.ones((6, 5), dtype=bool), "update_H": False,
       "H": np.ones((2, 5))}, ValueError, "update_H=True"),
 ])
@@ -339,3 +339,72 @@ def test_nan_is_an_error_unless_missing():
     negative[0, 0] = -1
     with pytest.raises(ValueError, match="Negative"):
         fastnmf.nmf(negative, 2, missing=sp.csr_matrix(([1.0], ([1], [1])), shape=(6, 5)))
+
+
+# --- masked Kullback–Leibler (the EM step on MU) -------------------------------------------
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("side", [0, 1])
+def test_sampled_ratio_add_matches_numpy(dtype, side):
+    m, n, r = 29, 17, 4
+    M = random_mask((m, n), 0.7, seed=5 + side)
+    M[:, 2] = False  # a column with every entry missing
+    W, H = random_factors(m, n, r, seed=6, dtype=dtype)
+    W[0] = 0  # model values 0 < eps: the ratio is then S/eps = 0
+    Ht = np.ascontiguousarray(H.T)
+    pat = pattern_of(~M, (m, n))
+    pat = pat if side == 0 else pat.transpose()
+    A, B = (W, Ht) if side == 0 else (Ht, W)
+    out0 = np.random.default_rng(8).random((A.shape[0], r)).astype(dtype)
+    eps = dtype(np.finfo(np.float32).eps)
+    total = kernels.sampled_ratio_add(pat.indptr, pat.indices, A, B, B, eps,
+                                      nnz_bounds(pat.indptr), out := out0.copy()).sum()
+    S = np.where(~M, W.astype(np.float64) @ H.astype(np.float64), 0.0)
+    S = S if side == 0 else S.T
+    R = np.where(S != 0, S / np.maximum(S, float(eps)), 0.0)
+    np.testing.assert_allclose(out, out0 + R @ B.astype(np.float64), rtol=RTOL[dtype])
+    np.testing.assert_allclose(total, S.sum(), rtol=RTOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("sparse", [False, True])
+def test_masked_kl_mu_matches_numpy(dtype, sparse):
+    from reference import masked_kl, masked_kl_mu
+
+    rng = np.random.default_rng(11)
+    m, n, r = 40, 30, 3
+    X = rng.poisson(3 * rng.random((m, r)) @ rng.random((r, n))).astype(dtype)
+    M = random_mask((m, n), 0.75, seed=12)
+    W, H = random_factors(m, n, r, seed=13, dtype=dtype)
+    Xin = sp.csr_matrix(X) if sparse else X
+    before = Xin.copy()
+    res = fastnmf.nmf(Xin, r, beta_loss="kullback-leibler", mask=M, init="custom", W=W, H=H,
+                      max_iter=25, tol=0.0)
+    assert res.solver == "mu" and res.W.dtype == dtype
+    Wr, Hr = masked_kl_mu(X, M, W, H, 25)
+    tol = 1e-8 if dtype == np.float64 else 2e-3
+    np.testing.assert_allclose(res.W, Wr, rtol=tol, atol=tol * Wr.max())
+    np.testing.assert_allclose(res.H, Hr, rtol=tol, atol=tol * Hr.max())
+    np.testing.assert_allclose(res.loss, masked_kl(X, M, res.W, res.H), rtol=1e-3 * (
+        dtype == np.float32) + 1e-9)
+    loss = res.history["loss"]
+    assert np.all(np.diff(loss) <= 1e-6 * loss[0])  # the EM step never raises it
+    # values at missing positions are never read
+    Xbad = np.where(M, X, np.nan).astype(dtype)
+    res2 = fastnmf.nmf(Xbad, r, beta_loss="kl", missing="nan", init="custom", W=W, H=H,
+                       max_iter=25, tol=0.0)
+    np.testing.assert_allclose(res2.W, res.W, rtol=1e-5)
+    if sparse:
+        assert (Xin != before).nnz == 0
+    else:
+        np.testing.assert_array_equal(Xin, before)
+
+
+def test_masked_kl_refuses_ccd_and_other_beta():
+    X = np.random.default_rng(0).random((10, 8))
+    M = random_mask(X.shape)
+    with pytest.raises(ValueError, match="solver='mu'"):
+        fastnmf.nmf(X, 2, beta_loss="kl", solver="ccd", mask=M)
+    with pytest.raises(ValueError, match="not yet with other"):
+        fastnmf.nmf(X + 0.1, 2, beta_loss="itakura-saito", mask=M)
+    assert fastnmf.nmf(X, 2, beta_loss="kl", solver="mu", mask=M, max_iter=5).solver == "mu"

@@ -101,7 +101,7 @@ def test_cross_validation_is_minimal_at_the_planted_rank(sparse):
 def test_consensus_cophenetic_peaks_at_the_planted_clusters():
     X, groups = planted_clusters(seed=0, k=3)
     sel = select_rank(X, range(2, 7), method=["consensus", "stability"], n_runs=15,
-                      random_state=0, max_iter=200)
+                      samples="columns", random_state=0, max_iter=200)
     coph = dict(zip(sel.ranks, sel.column("cophenetic"), strict=True))
     disp = dict(zip(sel.ranks, sel.column("dispersion"), strict=True))
     assert coph[3] > 0.99
@@ -121,6 +121,14 @@ def test_samples_axis_rows_clusters_rows():
     sel = select_rank(X.T, [3], method="consensus", samples="rows", n_runs=5, random_state=0,
                       max_iter=100)
     np.testing.assert_array_equal(sel.consensus[3], groups[:, None] == groups[None, :])
+    # rows are the samples by default, as in scikit-learn and fastnmf.cluster
+    default = select_rank(X.T, [3], method="consensus", n_runs=5, random_state=0,
+                          max_iter=100)
+    assert default.samples == "rows"
+    np.testing.assert_array_equal(default.consensus[3], sel.consensus[3])
+    cols = select_rank(X, [3], method="consensus", samples="columns", n_runs=5,
+                       random_state=0, max_iter=100)
+    np.testing.assert_array_equal(cols.consensus[3], groups[:, None] == groups[None, :])
 
 
 def test_table_records_plot_and_progress():
@@ -136,24 +144,151 @@ def test_table_records_plot_and_progress():
     np.testing.assert_array_equal(rec.rank, [2, 3])
     fig = sel.plot()
     assert [ax.get_title() for ax in fig.axes] == ["cross-validation", "consensus"]
+    for ax, method in zip(fig.axes, ["cv", "consensus"], strict=True):
+        labels = ax.get_legend_handles_labels()[1]
+        assert f"suggested: {sel.suggested(method)}" in labels
+    assert sel.default_method() == "cv" and fig._suptitle is None
     with pytest.raises(ValueError, match="was not run"):
         sel.suggested("stability")
     with pytest.raises(KeyError, match="no column"):
         sel.column("silhouette")
 
 
-@pytest.mark.parametrize("kwargs, error, match", [
-    ({"method": "aic"}, ValueError, "method must be one of"),
-    ({"method": []}, ValueError, "method is empty"),
-    ({"samples": "cells"}, ValueError, "samples"),
-    ({"holdout": 1.5}, ValueError, "holdout"),
-    ({"n_repeats": 0}, ValueError, "n_repeats"),
-    ({"mask": np.ones((10, 8), dtype=bool)}, ValueError, "mask/missing"),
+@pytest.mark.parametrize("ranks, kwargs, error, match", [
+    ([2, 3], {"method": "aic"}, ValueError, "method must be one of"),
+    ([2, 3], {"method": []}, ValueError, "method is empty"),
+    ([2, 3], {"samples": "cells"}, ValueError, "samples"),
+    ([2, 3], {"holdout": 1.5}, ValueError, "holdout"),
+    ([2, 3], {"holdout": 1.0}, ValueError, "holdout"),
+    ([2, 3], {"holdout": 0.0}, ValueError, "holdout"),
+    ([2, 3], {"n_repeats": 0}, ValueError, "n_repeats"),
+    ([2, 3], {"method": "consensus", "n_runs": 0}, ValueError, "n_runs"),
+    ([2, 3], {"cv_tol": -0.1}, ValueError, "cv_tol"),
+    ([0, 2], {}, ValueError, "rank must be >= 1"),
+    ([2, 3], {"beta_loss": "kl", "solver": "ccd"}, ValueError, "solver='mu'"),
+    ([2, 3], {"beta_loss": 0.5}, ValueError, "need beta_loss"),
+    ([2, 2.5], {}, TypeError, "rank must be a positive integer"),
+    ([2, 9], {}, ValueError, r"ranks \[9\] exceed min\(X.shape\) = 8"),
+    ([2, 3], {"mask": np.ones((10, 8), dtype=bool) & (np.arange(10) != 4)[:, None]},
+     ValueError, r"rows \[4\] of X have no observed entry"),
+    ([2, 3], {"missing": np.arange(8)[None, :].repeat(10, 0) == 6}, ValueError,
+     r"columns \[6\] of X have no observed entry"),
 ])
-def test_select_rank_rejects_bad_input(kwargs, error, match):
+def test_select_rank_rejects_bad_input_before_any_fit(ranks, kwargs, error, match,
+                                                       monkeypatch):
+    import fastnmf.rank
+
+    def no_fit(*args, **kw):
+        raise AssertionError("a fit ran before the input was checked")
+
+    monkeypatch.setattr(fastnmf.rank, "fit_many", no_fit)
     X = planted_low_rank(m=10, n=8, rank=2)
     with pytest.raises(error, match=match):
-        select_rank(X, [2, 3], **kwargs)
+        select_rank(X, ranks, **kwargs)
+
+
+def test_select_rank_with_missing_values_scores_only_observed_entries(monkeypatch):
+    import fastnmf.rank
+
+    X = planted_low_rank(seed=4, rank=3, m=50, n=40, noise=0.05)
+    M = np.random.default_rng(0).random(X.shape) < 0.9
+    scored = []
+    real = fastnmf.rank.heldout_error
+
+    def spy(X_, W, H, pattern):
+        scored.append(pattern)
+        return real(X_, W, H, pattern)
+
+    monkeypatch.setattr(fastnmf.rank, "heldout_error", spy)
+    Xnan = np.where(M, X, np.nan)
+    sel = select_rank(Xnan, [2, 3, 4, 5], missing="nan", n_repeats=2, random_state=0,
+                      max_iter=300)
+    assert sel.suggested("cv") == 3
+    for pattern in scored:  # the held-out entries scored are all observed
+        assert M[pattern.rows(), pattern.indices].all() and pattern.nnz > 0
+    cons = select_rank(X, [2, 3], method="consensus", mask=M, n_runs=3, random_state=0,
+                       max_iter=50)
+    assert cons.fits.results[0].W.shape == (50, 2)
+
+
+def test_cross_validation_of_counts_with_the_kl_loss():
+    rng = np.random.default_rng(3)
+    W = rng.gamma(0.5, size=(120, 4))
+    H = rng.gamma(0.5, size=(4, 90))
+    X = rng.poisson(5 * W @ H).astype(np.float64)
+    for data in (X, sp.csr_matrix(X)):
+        sel = select_rank(data, [2, 3, 4, 5, 6], method="cv", beta_loss="kullback-leibler",
+                          n_repeats=2, random_state=0, max_iter=400, tol=1e-6)
+        assert sel.suggested("cv") == 4, sel.column("test_error")
+        test = sel.column("test_error")
+        assert test[2] < test[0] and np.all(np.isfinite(test))
+
+
+def _selection(test_error, test_std=None, coph=None, ranks=None, n_repeats=3):
+    from fastnmf.rank import RankSelection
+
+    ranks = list(range(2, 2 + len(test_error))) if ranks is None else ranks
+    table = []
+    for i, r in enumerate(ranks):
+        row = {"rank": r, "train_error": 0.0, "test_error": test_error[i],
+               "test_error_std": 0.0 if test_std is None else test_std[i]}
+        if coph is not None:
+            row.update(cophenetic=coph[i], dispersion=coph[i])
+        table.append(row)
+    folds = [{"repeat": k, "rank": r} for k in range(n_repeats) for r in ranks]
+    methods = ("cv", "consensus") if coph is not None else ("cv",)
+    return RankSelection(ranks=tuple(ranks), methods=methods, table=table, cv_folds=folds)
+
+
+def test_cv_rule_smallest_rank_as_good_as_the_best():
+    # the curve: flat within noise past the planted rank 5, lowest at 7
+    sel = _selection([0.5, 0.4, 0.226, 0.0082, 0.0080, 0.0078, 0.0079], ranks=range(2, 9))
+    assert sel.suggested() == 5
+    assert "standard error" in sel.rule()
+    # a real drop beyond the tolerance is followed
+    assert _selection([0.5, 0.3, 0.2, 0.1, 0.15]).suggested() == 5
+    # one standard error of the best (0.05/√4), when wider than 2 % of the fall (0.004)
+    curve = [0.5, 0.45, 0.31, 0.30]
+    assert _selection(curve, [0, 0, 0, 0.05], n_repeats=4).suggested() == 4
+    assert _selection(curve, [0, 0, 0, 0.0], n_repeats=4).suggested() == 5
+    assert _selection(curve, [0, 0, 0, 0.05], n_repeats=1).suggested() == 5  # no SE from one
+    assert _selection([0.5, 0.45, 0.303, 0.30]).suggested() == 4  # within 2 % of the fall
+
+
+def test_consensus_stability_and_combined_rules():
+    from fastnmf.rank import _before_drop
+
+    assert _before_drop(np.array([0.9, 0.95, 1.0, 0.8, 0.85])) == 2
+    assert _before_drop(np.array([0.9, 1.0, 1.0, 1.0, 1.0])) == 1  # no drop: smallest best
+    assert _before_drop(np.array([1.0, 0.7, 1.0, 0.7])) == 0  # equal drops: the first
+    assert _before_drop(np.array([np.nan, 0.9, 0.99])) == 2
+    # consensus: on the dispersion; combined: cv's candidates, the highest silhouette
+    sel = _selection([0.5, 0.2, 0.101, 0.100, 0.1005], coph=[1.0, 0.9, 0.95, 1.0, 0.8])
+    assert sel.default_method() == "cv"  # consensus alone does not join cv
+    assert sel.suggested("consensus") == 2  # the highest dispersion, smallest of equals
+    assert "dispersion" in sel.rule("consensus")
+    for row, sil in zip(sel.table, [0.99, 0.9, 0.7, 0.95, 0.6], strict=True):
+        row["silhouette"] = sil
+    sel.methods = ("cv", "stability")
+    assert sel.default_method() == "combined"
+    assert sel.suggested("cv") == 4 and sel.suggested() == 5
+    assert sel.suggested("stability") == 5  # before the largest drop, 0.95 -> 0.6
+    assert "silhouette" in sel.rule()
+    import matplotlib
+
+    matplotlib.use("Agg")
+    fig = sel.plot()
+    assert fig._suptitle.get_text().endswith(": 5")
+    assert "suggested: 5" in fig.axes[1].get_legend_handles_labels()[1]
+    with pytest.raises(ValueError, match="was not run"):
+        _selection([0.5, 0.2]).suggested("combined")
+
+
+def test_console_rank_defaults_rows_as_samples():
+    args = cli.build_parser().parse_args(["rank", "X.npy"])
+    assert args.samples == "rows"
+    assert cli.build_parser().parse_args(["rank", "X.npy", "--samples", "columns"]).samples == (
+        "columns")
 
 
 def test_ranks_parser():

@@ -8,7 +8,7 @@ X) is decided once, outside, by :func:`fastnmf._chunks.row_bounds`.
 """
 
 from .factor_updates import ROW_GROUP, extrapolate, hals_update, mu_update
-from .masked import sampled_matmul_add
+from .masked import sampled_matmul_add, sampled_ratio_add
 from .reductions import inner_f64
 from .sparse import csr_matmul, csr_matmul_t, sampled_moments
 from .sparseness import project_sparseness
@@ -24,4 +24,5 @@ __all__ = [
     "project_sparseness",
     "sampled_matmul_add",
     "sampled_moments",
+    "sampled_ratio_add",
 ]

@@ -17,9 +17,19 @@ serially by the caller.
 
 from __future__ import annotations
 
+import numpy as np
 from numba import prange
 
 from .._jit import kernel
+
+
+@kernel(parallel=False)
+def _dot(a, b):
+    """``a·b`` over the rank, in the factors' dtype: one sampled model value."""
+    s = a[0] * b[0]
+    for k in range(1, a.shape[0]):
+        s += a[k] * b[k]
+    return s
 
 
 @kernel
@@ -40,12 +50,41 @@ def sampled_matmul_add(indptr, indices, A, B, F, bounds, vals, out):
             a = A[i]
             o = out[i]
             for q in range(ix.shape[0]):
-                b = B[ix[q]]
-                s = a[0] * b[0]
-                for k in range(1, r):
-                    s += a[k] * b[k]
+                s = _dot(a, B[ix[q]])
                 v[q] = s
                 f = F[ix[q]]
                 for k in range(r):
                     o[k] += s * f[k]
     return out
+
+
+@kernel
+def sampled_ratio_add(indptr, indices, A, B, G, eps, bounds, out):
+    """``out += R @ G`` with ``R = S ⊘ max(S, eps)``, ``S = A Bᵀ`` sampled on the pattern.
+
+    The masked KL numerator: the completed matrix ``X̃`` equals ``S`` at the
+    missing positions, so its ratio ``X̃ ⊘ max(WH, eps)`` there is
+    ``S ⊘ max(S, eps)`` (1 unless ``S`` is below ``eps``).  Returns the
+    per-chunk float64 partials of ``Σ S`` (shape (n_chunks,)), which the
+    caller sums: the KL of the imputed entries is 0, and their ``Σ WH`` is
+    taken off the fit's ``Σ WH`` over all entries.
+    """
+    r = A.shape[1]
+    n_chunks = bounds.shape[0] - 1
+    partial = np.zeros(n_chunks, dtype=np.float64)
+    for c in prange(n_chunks):
+        total = 0.0
+        for i in range(bounds[c], bounds[c + 1]):
+            lo, hi = indptr[i], indptr[i + 1]
+            ix = indices[lo:hi]
+            a = A[i]
+            o = out[i]
+            for q in range(ix.shape[0]):
+                s = _dot(a, B[ix[q]])
+                total += np.float64(s)
+                ratio = s / max(s, eps)
+                g = G[ix[q]]
+                for k in range(r):
+                    o[k] += ratio * g[k]
+        partial[c] = total
+    return partial
