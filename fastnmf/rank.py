@@ -434,6 +434,10 @@ def select_rank(X, ranks, method="cv", *, n_runs=10, n_repeats=3, holdout=0.1,
         Passed to every fit (``beta_loss``, ``solver``, ``max_iter``, ``tol``,
         ``init``, ...).  Consensus and stability default to ``init="random"``
         so that runs differ (NNDSVD starts are nearly the same every time).
+        Every fit defaults to ``accelerate="sweeps"`` (not the package's
+        ``"auto"``): extrapolation sends runs on non-identifiable data to other
+        points of equal error, which blurs consensus (docs/algorithms.md), and
+        the rules' accuracies were measured with the sweeps.
         With ``beta_loss="kullback-leibler"`` cross-validation fits with the
         masked multiplicative updates and scores the held-out entries by
         their KL divergence (``test_error`` is ``sqrt(2·KL / Σx)`` over the
@@ -475,6 +479,7 @@ def select_rank(X, ranks, method="cv", *, n_runs=10, n_repeats=3, holdout=0.1,
             raise ValueError(f"holdout must be a fraction in (0, 1), got {holdout}.")
     if "cv" in methods or mask is not None or missing is not None:
         _check_masked_options(nmf_kwargs)
+    nmf_kwargs = {"accelerate": "sweeps", **nmf_kwargs}  # see **nmf_kwargs above
     rng = check_random_state(random_state)
     X, _, own = check_data(X, mask, missing)
     m, n = X.shape
