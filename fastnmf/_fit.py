@@ -160,7 +160,7 @@ def nmf(X, rank, *, beta_loss="frobenius", solver=None, init=None, max_iter=200,
         points of equal error (docs/algorithms.md; pass ``"sweeps"`` where
         that matters, e.g. consensus clustering).  ``False`` runs one sweep
         per product, which reproduces scikit-learn's ``cd`` iterate for
-        iterate.  Extrapolation holds two more copies of each factor; Dask
+        iterate.  Extrapolation holds one more copy of each factor; Dask
         fits run ``"auto"`` as ``"sweeps"`` for now.
     mask : array-like of bool, shape (n_samples, n_features), optional
         Missing values: True marks an *observed* entry, False a missing one.

@@ -127,12 +127,20 @@ def _progress(args) -> bool:
     return sys.stderr.isatty() if args.progress is None else args.progress
 
 
+# the generated data's default shape (rows, columns), by kind
+GENERATED = {"dense": (5_000, 2_000), "sparse": (20_000, 5_000)}
+
+
 def _fit_command(args) -> int:
     from . import datasets, nmf
 
     _check_output(args.save, "--save")
     t0 = time.perf_counter()
     dtype = np.float32 if args.dtype == "float32" else np.float64
+    if args.rows is None:
+        args.rows = GENERATED[args.data][0]
+    if args.cols is None:
+        args.cols = GENERATED[args.data][1]
     if args.input:
         X = _load(args.input, dtype)
         source = args.input
@@ -262,13 +270,15 @@ def build_parser() -> argparse.ArgumentParser:
                          "report the loss, the iterations and the time.")
     fit.add_argument("input", nargs="?", help=".npy, .npz or .mtx file; "
                      "default: generated data (see --data)")
-    fit.add_argument("--data", choices=("dense", "sparse"), default="sparse",
-                     help="generated data when no file is given: dense low rank + noise, or "
-                     "sparse counts")
-    fit.add_argument("--rows", type=_positive_int, default=20_000,
-                     help="rows of the generated data")
-    fit.add_argument("--cols", type=_positive_int, default=5_000,
-                     help="columns of the generated data")
+    fit.add_argument("--data", choices=("dense", "sparse"), default="dense",
+                     help="generated data when no file is given: dense low rank + 10%% "
+                     "noise (its structure shows: the fit's relative error comes down to "
+                     "the noise's, ~0.03), or sparse Poisson counts (about one count per stored "
+                     "entry: mostly sampling noise, relative error ~0.9)")
+    fit.add_argument("--rows", type=_positive_int, default=None,
+                     help="rows of the generated data (default: 5000 dense, 20000 sparse)")
+    fit.add_argument("--cols", type=_positive_int, default=None,
+                     help="columns of the generated data (default: 2000 dense, 5000 sparse)")
     fit.add_argument("--nnz", type=_positive_int, default=1_000_000,
                      help="nonzeros of the generated sparse data, exactly")
     fit.add_argument("--rank", "-r", type=_positive_int, default=20,

@@ -109,10 +109,11 @@ def test_plot_folder_checked_before_any_fit(capsys, counts, tmp_path, monkeypatc
 
 
 def test_nnz_is_exact(capsys):
-    code, out, _ = _run(capsys, "fit", "--rows", 200, "--cols", 100, "--nnz", 3000,
-                        "--rank", 3, "--max-iter", 2)
+    code, out, _ = _run(capsys, "fit", "--data", "sparse", "--rows", 200, "--cols", 100,
+                        "--nnz", 3000, "--rank", 3, "--max-iter", 2)
     assert code == 0 and "200 x 100, 3000 nonzeros" in out
-    code, _, err = _run(capsys, "fit", "--rows", 10, "--cols", 10, "--nnz", 101)
+    code, _, err = _run(capsys, "fit", "--data", "sparse", "--rows", 10, "--cols", 10,
+                        "--nnz", 101)
     _one_line_error(code, err, "--nnz", "101")
 
 
@@ -158,3 +159,12 @@ def test_help_shows_defaults_and_every_option_has_help():
         assert "(default: 200)" in text  # --max-iter
     fit_help = subparsers["fit"].format_help()
     assert "(default: frobenius)" in fit_help and "(default: 20)" in fit_help
+
+
+def test_default_fit_shows_structure(capsys):
+    """`fastnmf fit` with no file fits generated dense low rank + 10 % noise (smaller here):
+    the relative error comes down to the noise's, far below the ~0.9 of sampled counts."""
+    code, out, _ = _run(capsys, "fit", "--rows", 500, "--cols", 200, "--rank", 5)
+    assert code == 0 and "500 x 200" in out and "backend=dense" in out
+    rel = float(out.split("relative error")[1].split()[0])
+    assert rel < 0.1

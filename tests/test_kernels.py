@@ -10,7 +10,7 @@ from numpy.testing import assert_allclose
 
 from fastnmf import kernels
 from fastnmf._chunks import row_bounds
-from fastnmf._data import DenseData, SparseData, make_data
+from fastnmf._data import DenseData, SparseData, factor_bounds, make_data
 
 DTYPES = [np.float64, np.float32]
 RTOL = {np.float64: 1e-10, np.float32: 2e-4}
@@ -340,3 +340,23 @@ def test_update_without_gram(dtype, kernel):
         results.append((F1, out))
     assert np.array_equal(results[0][0], results[1][0])
     assert results[0][1] == results[1][1]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("with_gram", [True, False])
+def test_extrapolate_matches_numpy(dtype, with_gram):
+    """F ← max(0, F + β(F − prev)), prev ← the F that came in, G ← Fᵀ F of the result
+    (0×0 G: no Gram), over several row groups and chunks."""
+    rng = np.random.default_rng(3)
+    F = rng.random((200, 7)).astype(dtype)
+    prev = (F + rng.normal(scale=0.5, size=F.shape)).astype(dtype)  # some steps go below 0
+    F0, prev0 = F.copy(), prev.copy()
+    G = np.full((7, 7) if with_gram else (0, 0), np.nan, dtype=dtype)
+    kernels.extrapolate(F, prev, dtype(0.7), factor_bounds(200), G)
+    Y = np.maximum(0.0, F0.astype(np.float64) + 0.7 * (F0.astype(np.float64) - prev0))
+    assert np.any(Y == 0)  # the projection is exercised
+    rtol = 1e-6 if dtype == np.float32 else 1e-12
+    assert_allclose(F, Y, rtol=rtol, atol=rtol)
+    np.testing.assert_array_equal(prev, F0)
+    if with_gram:
+        assert_allclose(G, Y.T @ Y, rtol=10 * rtol)

@@ -274,14 +274,15 @@ def mu_update(F, A, B, l1, l2, eps, bounds, G):
 
 
 @kernel
-def extrapolate(F, prev, keep, beta, bounds, G):
-    """Extrapolate a factor past its update, in place: ``keep ← F``, then
-    ``F ← max(0, F + beta·(F − prev))``, and ``G ← Fᵀ F`` of the result (group by
-    group while in cache; a 0×0 G skips it).
+def extrapolate(F, prev, beta, bounds, G):
+    """Extrapolate a factor past its update, in place: ``F ← max(0, F + beta·(F − prev))``
+    and ``prev ←`` the update (F as it came in), and ``G ← Fᵀ F`` of the result (group
+    by group while in cache; a 0×0 G skips it).
 
-    ``prev`` is the factor's previous update; ``keep`` receives the update itself
-    (the caller's next ``prev``).  Ang & Gillis's extrapolation with the projection
-    onto ``F ≥ 0``: the next HALS update starts from a feasible point.
+    ``prev`` is the factor's previous update on the way in and its current update on
+    the way out (the next call's ``prev``): no third copy.  Ang & Gillis's
+    extrapolation with the projection onto ``F ≥ 0``: the next HALS update starts from
+    a feasible point.
     """
     n_chunks = bounds.shape[0] - 1
     r = F.shape[1]
@@ -294,11 +295,10 @@ def extrapolate(F, prev, keep, beta, bounds, G):
             for i in range(s, e):
                 f = F[i]
                 p = prev[i]
-                k_ = keep[i]
                 for k in range(r):
                     v = f[k]
-                    k_[k] = v
                     y = v + beta * (v - p[k])
+                    p[k] = v
                     f[k] = y if y > 0 else zero
             _add_gram(F[s:e].T, grams[c], scratch)
     _sum_grams(grams, G)

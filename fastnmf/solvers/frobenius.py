@@ -91,24 +91,21 @@ class _Extrapolation:
     the pair whose objective was recorded last, so the recorded objective can rise at
     an iteration that overshot (docs/algorithms.md).
 
-    Two more copies of each factor are held: the previous updates and the updates in
-    flight.  Measured in docs/performance.md (*Extrapolation*).
+    One more copy of each factor is held: its last update (the kernel swaps it with
+    the update in flight in place).  Measured in docs/performance.md (*Extrapolation*).
     """
 
     BETA0, ETA, GAMMA, GAMMA_BAR = 0.5, 1.5, 1.01, 1.005
 
     def __init__(self, W, Ht, bounds_W, bounds_H, objective):
         self.W_prev, self.H_prev = W.copy(), Ht.copy()
-        self.W_new, self.H_new = np.empty_like(W), np.empty_like(Ht)
         self.bounds_W, self.bounds_H = bounds_W, bounds_H
         self.beta, self.beta_max = self.BETA0, 1.0
         self.previous = objective
 
     def push_W(self, W, WtW):
         """W holds its update Wn: keep it, move W on to Wy and write ``Wyᵀ Wy`` into WtW."""
-        kernels.extrapolate(W, self.W_prev, self.W_new, W.dtype.type(self.beta),
-                            self.bounds_W, WtW)
-        self.W_prev, self.W_new = self.W_new, self.W_prev
+        kernels.extrapolate(W, self.W_prev, W.dtype.type(self.beta), self.bounds_W, WtW)
 
     def step(self, Ht, HHt, objective):
         """After the H half-step (the fit holds ``(Wy, Hn)``, ``objective`` theirs, HHt
@@ -119,9 +116,7 @@ class _Extrapolation:
             self.beta_max = self.beta
             self.beta /= self.ETA
         else:
-            kernels.extrapolate(Ht, self.H_prev, self.H_new, Ht.dtype.type(self.beta),
-                                self.bounds_H, HHt)
-            self.H_prev, self.H_new = self.H_new, self.H_prev
+            kernels.extrapolate(Ht, self.H_prev, Ht.dtype.type(self.beta), self.bounds_H, HHt)
             self.beta = min(self.beta_max, self.GAMMA * self.beta)
             self.beta_max = min(1.0, self.GAMMA_BAR * self.beta_max)
         self.previous = objective
