@@ -17,7 +17,7 @@ from ._options import (
     regularization,
 )
 from ._result import NMFResult
-from ._threads import thread_limits
+from ._threads import default_threads, thread_limits
 from .init import check_init, initialize, mean_of
 from .solvers import Monitor, objective_for
 from .solvers.sparseness import fit_sparse
@@ -127,7 +127,9 @@ def nmf(X, rank, *, beta_loss="frobenius", solver=None, init=None, max_iter=200,
     update_H : bool, default=True
     n_threads : int or None
         Threads for the Numba kernels and BLAS together (restored afterwards).
-        ``None``: all of Numba's threads.
+        ``None``: all of Numba's threads, except for small problems (below
+        ~4·10⁶ of m·n·r, or nnz·r for sparse X), which run on one: there a
+        second thread costs more than it saves (docs/threads.md).
     backend : {"auto", "dense", "sparse"}
         Which data products to use; ``auto`` keeps sparse input sparse and
         sends dense arrays with under 20 % nonzeros (15 % for float32) to
@@ -257,6 +259,8 @@ def nmf(X, rank, *, beta_loss="frobenius", solver=None, init=None, max_iter=200,
     dtype = X.dtype
     init, W0, H0 = _check_start(X, rank, init, W, H, solver, update_H, dtype)
 
+    if n_threads is None:  # small problems: one thread (see _threads.ONE_THREAD_BELOW)
+        n_threads = default_threads(X, rank)
     # the Frobenius and KL loops: BLAS on one thread, products split by fastnmf (thread_limits)
     with thread_limits(n_threads, split_blas=objective.split_blas):
         data = prepared.data(backend, make_data)

@@ -13,6 +13,22 @@ from threadpoolctl import threadpool_limits
 
 from ._chunks import row_bounds
 
+# Below this much work per iteration (m·n·r for dense X, nnz·r for sparse, plus
+# (m + n)·r² for the sweeps) a fit's default (n_threads=None) is one thread: waking
+# the others costs ~0.4 ms per iteration.  Measured 2 threads ÷ 1 thread, ms per
+# HALS iteration (2-core AMD EPYC, quiet): dense 300×120 r6 4.35×, 600×300 r8 2.08×,
+# 1000×500 r10 0.92×, 2000×1000 r10 0.58×; sparse nnz 2·10⁴ r8 3.06×, 10⁵ r10 0.95×,
+# 10⁶ r20 0.54× (docs/threads.md).
+ONE_THREAD_BELOW = 4e6
+
+
+def default_threads(X, rank: int) -> int | None:
+    """The threads a fit of ``X`` at ``rank`` uses when the caller gives none: one for
+    small problems (:data:`ONE_THREAD_BELOW`), else None (all of Numba's)."""
+    m, n = X.shape
+    stored = X.nnz if hasattr(X, "nnz") else m * n
+    return 1 if stored * rank + (m + n) * rank * rank < ONE_THREAD_BELOW else None
+
 
 def resolve_n_threads(n_threads: int | None) -> int:
     """``None`` → all threads Numba was started with; negative counts from the end like joblib."""

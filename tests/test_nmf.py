@@ -914,3 +914,20 @@ def test_fit_does_not_import_sklearn():
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_small_problems_default_to_one_thread():
+    """n_threads=None runs small problems on one thread (a second costs more than it
+    saves there: docs/threads.md): the same bits as n_threads=1; large ones get all."""
+    from fastnmf._threads import ONE_THREAD_BELOW, default_threads
+
+    assert default_threads(np.ones((300, 120)), 6) == 1
+    assert default_threads(np.ones((5000, 2000)), 20) is None
+    big = sp.random(20000, 5000, density=1e-2, format="csr", random_state=0)
+    assert big.nnz * 20 > ONE_THREAD_BELOW and default_threads(big, 20) is None
+    assert default_threads(big[:100], 20) == 1
+    X, _, _ = datasets.make_low_rank(300, 120, 6, random_state=0)
+    a = fastnmf.nmf(X, 6, random_state=0, max_iter=30, tol=0)
+    b = fastnmf.nmf(X, 6, random_state=0, max_iter=30, tol=0, n_threads=1)
+    assert_array_equal(a.W, b.W)
+    assert_array_equal(a.H, b.H)
