@@ -72,7 +72,7 @@ UPDATES = {"hals": _hals, "mu": _mu}
 # real data comes early (WordNet r=50: 58 iterations with sweeps, 20 with both).  Iterations
 # to scikit-learn cd's error, random start / NNDSVDA, at 1e-2, 3e-2, 5e-2, 1e-1: WordNet
 # r=50 24/16, 23/19, 27/18, 27/18; Fashion-MNIST r=40 23/13, 20/12, 19/11, 18/11; ORL r=49
-# 29/31, 29/27, 29/27; D1 8/17 at every value (docs/performance.md).
+# 29/31, 29/27, 29/27; D1 8/17 at every value (docs/algorithms.md has the table).
 # Not with penalties (alpha_W, alpha_H): an extrapolated step past zero can empty a whole
 # factor, a fixed point of HALS (scikit-learn's test_nmf catches it on a 10×10 matrix).
 EXTRAPOLATE_BELOW = 3e-2
@@ -237,11 +237,13 @@ def fit_frobenius(data, W, Ht, *, solver, monitor, reg=(0.0, 0.0, 0.0, 0.0),
     reg : (l1_W, l1_H, l2_W, l2_H), already scaled.
     update_H : bool
         False solves for W with H fixed (``transform``).
-    accelerate : bool or {"sweeps", "extrapolate", "both"}
-        HALS only: ``"sweeps"`` (or True) repeats the sweeps on each product
-        while they pay (:func:`inner_sweeps`), ``"extrapolate"`` extrapolates
-        each update (:class:`_Extrapolation`), ``"both"`` does both; False is
-        one sweep per product, as scikit-learn's ``cd``.
+    accelerate : bool or {"auto", "sweeps", "extrapolate", "both"}
+        HALS only: ``"sweeps"`` repeats the sweeps on each product while they
+        pay (:func:`inner_sweeps`), ``"extrapolate"`` extrapolates each update
+        (:class:`_Extrapolation`), ``"both"`` does both, ``"auto"`` (or True)
+        the sweeps and, once they stall and without penalties, extrapolation
+        too (:data:`EXTRAPOLATE_BELOW`); False is one sweep per product, as
+        scikit-learn's ``cd``.
 
     Returns
     -------
