@@ -36,6 +36,25 @@ def _peak_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def _rss_mb(field):
+    """``VmRSS`` or ``VmHWM`` (the peak since the last reset) of this process, in MB."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _reset_peak():
+    """Start ``VmHWM`` again from the current RSS (Linux ≥ 4.0), so the fit's own peak shows."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
 def _paths(args):
     return sorted(glob.glob(os.path.join(args.dir, "block_*.npz")))
 
@@ -101,14 +120,20 @@ def inmem(args):
     X = sp.vstack([sp.load_npz(p) for p in paths], format="csr")
     load = time.perf_counter() - t0
     fastnmf.nmf(np.random.default_rng(0).random((50, 20)), 3, max_iter=2)  # compile / load
+    x_mb = (X.data.nbytes + X.indices.nbytes + X.indptr.nbytes) / 2**20
+    before = _rss_mb("VmRSS")
+    reset = _reset_peak()
     t0 = time.perf_counter()
     res = fastnmf.nmf(X, args.rank, init="random", random_state=0, max_iter=args.iters, tol=0)
     total = time.perf_counter() - t0
     per_iter = np.diff(res.history["time"])
+    # the fit's own memory: its peak RSS above the RSS with X loaded (X itself not counted)
+    fit_peak = _rss_mb("VmHWM") - before if reset else float("nan")
     return {"part": "inmem", "shape": list(X.shape), "nnz": int(X.nnz), "rank": args.rank,
-            "load_s": load, "s_per_iter": per_iter.tolist(),
+            "dtype": str(X.dtype), "X_MB": x_mb, "load_s": load, "s_per_iter": per_iter.tolist(),
             "s_per_iter_median": float(np.median(per_iter)), "total_s": total,
-            "relative_error": res.relative_error, "peak_rss_MB": _peak_mb()}
+            "relative_error": res.relative_error, "peak_rss_MB": _peak_mb(),
+            "fit_peak_beyond_loaded_X_MB": fit_peak}
 
 
 def sweep(args):

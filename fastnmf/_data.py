@@ -186,11 +186,37 @@ _LAYOUTS: dict = {}
 _TUNE_MIN_ELEMENTS = 1 << 18
 
 
+class _Sides:
+    """A pair indexed by side, ``(of X, of Xᵀ)``, whose side 1 is made by ``make()`` on
+    first use and can be dropped (``held = None``)."""
+
+    __slots__ = ("_make", "first", "held")
+
+    def __init__(self, first, make):
+        self.first, self.held, self._make = first, None, make
+
+    def __getitem__(self, side: int):
+        if side == 0:
+            return self.first
+        if side != 1:
+            raise IndexError(side)
+        return self.held if self.held is not None else self._make()
+
+    def __iter__(self):
+        """What is held now (side 1 only once made): for counting bytes."""
+        yield self.first
+        if self.held is not None:
+            yield self.held
+
+
 class SparseData:
-    """Sparse X: held as canonical CSR and as CSR of Xᵀ; products by Numba kernels.
+    """Sparse X: held as canonical CSR, and as CSR of Xᵀ where a product needs it;
+    products by Numba kernels.
 
     The CSR of ``X`` is the user's own arrays when they are already canonical
-    CSR of the right dtype (no copy); ``Xᵀ`` is one extra copy.
+    CSR of the right dtype (no copy).  The CSR of ``Xᵀ`` (one extra copy) is
+    made at the first product that reads it, and dropped again when the
+    scatter kernel turns out faster for ``Xᵀ W``: then X alone serves the fit.
 
     Each side's product has two kernels (see :mod:`fastnmf.kernels.sparse`):
     *gather* from the CSR whose rows are the output rows, or *scatter* from
@@ -208,18 +234,29 @@ class SparseData:
 
     def __init__(self, X):
         csr = _canonical_csr(X)
-        csr_t = _canonical_csr(X.T) if X.format == "csc" else _canonical_csr(csr.T)
         self.shape = csr.shape
         self.dtype = csr.dtype
         self.nnz = csr.nnz
-        self._arrays = (
-            (csr.indptr, csr.indices, csr.data),
-            (csr_t.indptr, csr_t.indices, csr_t.data),
-        )
-        self._bounds = (nnz_bounds(csr.indptr), nnz_bounds(csr_t.indptr))
+        source = X if X.format == "csc" else csr  # X.T of a CSC X is CSR with X's own arrays
+        self._arrays = _Sides((csr.indptr, csr.indices, csr.data),
+                              lambda: self._transpose(source)[0])
+        self._bounds = _Sides(nnz_bounds(csr.indptr), lambda: self._transpose(source)[1])
         self.sqnorm = _sqnorm_f64(csr.data)
         self._method = {}  # (side, rank, threads) -> "gather" | "scatter"
         self._scratch = [None, None]  # per side: (scatter bounds, per-thread outputs)
+
+    def _transpose(self, source):
+        """The CSR of Xᵀ (arrays, row bounds), made on first use: a fit whose ``Xᵀ W``
+        is served by the scatter kernel from the CSR of X never holds it."""
+        if self._arrays.held is None:
+            csr_t = _canonical_csr(source.T)
+            self._arrays.held = (csr_t.indptr, csr_t.indices, csr_t.data)
+            self._bounds.held = nnz_bounds(csr_t.indptr)
+        return self._arrays.held, self._bounds.held
+
+    def release_transpose(self) -> None:
+        """Drop the CSR of Xᵀ (made again if a product needs it)."""
+        self._arrays.held = self._bounds.held = None
 
     @functools.cached_property
     def nonzeros(self) -> int:
@@ -266,6 +303,8 @@ class SparseData:
         if best["gather"] <= best["scatter"]:
             self._scratch[side] = None
             return "gather"
+        if side == 1 and "scatter" not in {m for (s, *_), m in self._method.items() if s == 0}:
+            self.release_transpose()  # X alone serves both products now
         return "scatter"
 
     def direct_sqerr(self, W: np.ndarray, Ht: np.ndarray) -> float:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numba
 import numpy as np
 import pytest
@@ -94,6 +96,36 @@ def test_sparse_data_product_both_sides(dtype, index_dtype, method, monkeypatch)
     if method is None:
         # scatter for side 0 would need threads × 40 output rows ≤ 15 operand rows
         assert data._method[(0, 6, numba.get_num_threads())] == "gather"
+
+
+@pytest.mark.parametrize("scatter_wins", [True, False])
+def test_sparse_data_makes_the_transpose_only_when_a_product_reads_it(scatter_wins,
+                                                                      monkeypatch):
+    """The CSR of Xᵀ is made at the first product that needs it, and dropped when the
+    scatter kernel (from the CSR of X) is chosen for ``Xᵀ W``."""
+    monkeypatch.setattr(_data, "_SCATTER_MIN_NNZ", 0)
+    slow = "csr_matmul" if scatter_wins else "csr_matmul_t"  # make the loser slow
+    kernel = getattr(kernels, slow)
+
+    def slowed(*args):
+        time.sleep(0.02)
+        return kernel(*args)
+
+    monkeypatch.setattr(kernels, slow, slowed)
+    X, D = _csr(400, 15, np.float64, np.int32, seed=5)  # scatter: threads × 15 ≤ 400
+    data = SparseData(X)
+    assert data._arrays.held is None and data._bounds.held is None
+    W = np.random.default_rng(6).random((400, 4))
+    out = data.product(W, 1, np.empty((15, 4)), "scatter")
+    assert data._arrays.held is None  # scatter reads the CSR of X only
+    _close(out, D.T @ W, np.float64)
+    out = data.product(W, 1, np.empty((15, 4)))  # the automatic choice times both
+    _close(out, D.T @ W, np.float64)
+    chosen = data._method[(1, 4, numba.get_num_threads())]
+    assert chosen == ("scatter" if scatter_wins else "gather")
+    assert (data._arrays.held is None) == scatter_wins
+    _close(data.product(W, 1, np.empty((15, 4)), "gather"), D.T @ W, np.float64)
+    assert data._arrays.held is not None  # made again on demand
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
