@@ -160,8 +160,8 @@ def nmf(X, rank, *, beta_loss="frobenius", solver=None, init=None, max_iter=200,
         points of equal error (docs/algorithms.md; pass ``"sweeps"`` where
         that matters, e.g. consensus clustering).  ``False`` runs one sweep
         per product, which reproduces scikit-learn's ``cd`` iterate for
-        iterate.  Extrapolation holds one more copy of each factor; Dask
-        fits run ``"auto"`` as ``"sweeps"`` for now.
+        iterate.  Extrapolation holds one more copy of each factor (on Dask,
+        W's stays with W's rows on the workers).
     mask : array-like of bool, shape (n_samples, n_features), optional
         Missing values: True marks an *observed* entry, False a missing one.
         Only observed entries enter the loss, ``½‖M ∘ (X − WH)‖²``

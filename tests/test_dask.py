@@ -26,7 +26,6 @@ from conftest import random_matrix  # noqa: E402
 
 import fastnmf  # noqa: E402
 from fastnmf import dask as fdask  # noqa: E402
-from fastnmf.dask import data as fdask_data  # noqa: E402
 from fastnmf.dask import fit as fdask_fit  # noqa: E402
 from fastnmf.kernels import ROW_GROUP  # noqa: E402
 
@@ -70,8 +69,13 @@ def _same_fit(ref, got, dtype):
 
 
 FITS = {  # (beta_loss, solver): keyword arguments
-    "hals": dict(beta_loss="frobenius", solver="hals", accelerate="sweeps"),  # as "auto" runs
+    "hals": dict(beta_loss="frobenius", solver="hals", accelerate="sweeps"),
     "hals-plain": dict(beta_loss="frobenius", solver="hals", accelerate=False),
+    # sweeps, then extrapolation once they stall (on the sparse data here, by iteration 8:
+    # test_auto_extrapolates_on_dask)
+    "hals-auto": dict(beta_loss="frobenius", solver="hals", accelerate="auto"),
+    "hals-both": dict(beta_loss="frobenius", solver="hals", accelerate="both"),
+    "hals-extrapolate": dict(beta_loss="frobenius", solver="hals", accelerate="extrapolate"),
     "mu": dict(beta_loss="frobenius", solver="mu"),
     "kl-mu": dict(beta_loss="kullback-leibler", solver="mu"),
 }
@@ -79,6 +83,7 @@ FITS = {  # (beta_loss, solver): keyword arguments
 
 @pytest.mark.parametrize("fit, sparse, dtype", [
     ("hals", False, np.float64), ("hals", True, np.float32), ("hals-plain", True, np.float64),
+    ("hals-auto", True, np.float64), ("hals-both", False, np.float32),
     ("mu", True, np.float64), ("mu", False, np.float32),
     ("kl-mu", False, np.float64), ("kl-mu", True, np.float32),
 ])
@@ -92,7 +97,8 @@ def test_cluster_fit_equals_single_machine(client, fit, sparse, dtype):
     assert isinstance(got.W, np.ndarray)
 
 
-@pytest.mark.parametrize("fit", ["hals", "hals-plain", "mu", "kl-mu"])
+@pytest.mark.parametrize("fit", ["hals", "hals-plain", "hals-auto", "hals-both",
+                                 "hals-extrapolate", "mu", "kl-mu"])
 @pytest.mark.parametrize("sparse, dtype", [(False, np.float64), (True, np.float64),
                                            (False, np.float32), (True, np.float32)])
 def test_local_scheduler_equals_single_machine(fit, sparse, dtype):
@@ -103,7 +109,7 @@ def test_local_scheduler_equals_single_machine(fit, sparse, dtype):
     _same_fit(fastnmf.nmf(X, R, **kw), got, dtype)
 
 
-@pytest.mark.parametrize("fit", ["hals", "hals-plain", "mu", "kl-mu"])
+@pytest.mark.parametrize("fit", ["hals", "hals-plain", "hals-both", "mu", "kl-mu"])
 def test_stopping_rule_and_custom_start(fit):
     """tol has its single-machine meaning (same n_iter), from a custom start and penalties."""
     X = _data(False, np.float64, seed=2)
@@ -163,23 +169,76 @@ def test_kl_mu_is_the_solvers_loop_over_row_blocks(monkeypatch):
     _close(ref.W, seen[-1].compute(), np.float64)
 
 
-@pytest.mark.parametrize("solver", ["hals", "mu"])
-def test_float32_rebalance_like_single_machine(solver, monkeypatch):
+@pytest.mark.parametrize("update_H", [True, False])
+def test_frobenius_is_the_solvers_loop_over_row_blocks(monkeypatch, update_H):
+    """Frobenius on Dask runs fastnmf.solvers.frobenius's own loop over the Dask data
+    product: the W half-step is frobenius.FrobeniusRows on each row block (one update per
+    block and iteration), which also makes the block's Xᵀ W when H is updated; in memory
+    the same class runs on all rows at once; the callback sees W as a dask array."""
+    from fastnmf.solvers import frobenius as frob
+
+    calls = []
+    update = frob.FrobeniusRows.update
+    monkeypatch.setattr(frob.FrobeniusRows, "update", lambda self, *args: (
+        calls.append((self.W.shape[0], args[-1])) or update(self, *args)))
+    X = _data(True, np.float64, seed=13)
+    kw = dict(max_iter=6, tol=0, alpha_W=1e-3, l1_ratio=0.3, accelerate="both")
+    if update_H:
+        kw.update(init="random", random_state=1)
+    else:  # (what NMF.transform runs)
+        kw.update(update_H=False, H=np.random.default_rng(1).random((R, N)) + 0.1)
+    seen = []
+    with dask.config.set(scheduler="sync"):
+        got = fastnmf.nmf(_dask(X), R, callback=lambda info: seen.append(info.W), **kw)
+    realigned = fdask_fit._align_rows(_dask(X)).chunks[0]
+    assert sorted(calls) == sorted([(rows, update_H) for rows in realigned] * 6)
+    assert len(seen) == 6 and all(isinstance(W, da.Array) for W in seen)
+    calls.clear()
+    ref = fastnmf.nmf(X, R, **kw)
+    assert calls == [(M, False)] * 6  # in memory: H's half-step makes Xᵀ W
+    _same_fit(ref, got, np.float64)
+    _close(ref.W, seen[-1].compute(), np.float64)
+
+
+def test_auto_extrapolates_on_dask():
+    """accelerate="auto" switches extrapolation on when the sweeps stall, on Dask as in
+    memory: here that changes the iterates by iteration 8 (so the Dask fits above that
+    equal the in-memory "auto" ones are not equal to "sweeps")."""
+    X = _data(True, np.float64, seed=0)
+    kw = dict(init="random", random_state=3, max_iter=8, tol=0)
+    sweeps = fastnmf.nmf(X, R, accelerate="sweeps", **kw)
+    auto = fastnmf.nmf(X, R, accelerate="auto", **kw)
+    assert np.abs(auto.W - sweeps.W).max() > 1e-3 * np.abs(sweeps.W).max()
+    with dask.config.set(scheduler="threads"):
+        _same_fit(auto, fastnmf.nmf(_dask(X), R, accelerate="auto", **kw), np.float64)
+
+
+@pytest.mark.parametrize("solver, accelerate", [("hals", False), ("mu", False),
+                                                ("hals", "extrapolate")])
+def test_float32_rebalance_like_single_machine(solver, accelerate, monkeypatch):
     """W small and H huge (H Hᵀ past 1e30 in float32): the client rebalances the
-    column scales, scaling each W block where it lives, as the single-machine loop does."""
+    column scales, scaling each W block where it lives, as the single-machine loop does
+    (and extrapolation starts again from the scaled factors)."""
+    from fastnmf.solvers import frobenius as frob
+
     rng = np.random.default_rng(0)
     X = (rng.random((30, 8)) * 2.7e17).astype(np.float32)
     W0 = (rng.random((30, 2)) * 10 + 1).astype(np.float32)
     H0 = (rng.random((2, 8)) * 1e16).astype(np.float32)
-    kw = dict(solver=solver, W=W0, H=H0, max_iter=20, tol=0, accelerate=False)
+    kw = dict(solver=solver, W=W0, H=H0, max_iter=20, tol=0, accelerate=accelerate)
     scaled = []
-    scale = fdask_data._Blocks.scale
-    monkeypatch.setattr(fdask_data._Blocks, "scale",
-                        lambda self, blocks, s: scaled.append(s) or scale(self, blocks, s))
+    scale = frob.FrobeniusRows.scale
+    monkeypatch.setattr(frob.FrobeniusRows, "scale",
+                        lambda self, s: scaled.append(self.W.shape[0]) or scale(self, s))
     ref = fastnmf.nmf(X, 2, **kw)
+    assert scaled == [30] * len(scaled) and scaled
+    scaled.clear()
+    Xd = da.from_array(X, chunks=(7, 8))
     with dask.config.set(scheduler="sync"):
-        got = fastnmf.nmf(da.from_array(X, chunks=(7, 8)), 2, **kw)
-    assert scaled
+        got = fastnmf.nmf(Xd, 2, **kw)
+    # the W blocks scaled where they live (persisted X is realigned for accelerated HALS)
+    blocks = fdask_fit._align_rows(Xd).chunks[0] if accelerate else Xd.chunks[0]
+    assert scaled and len(scaled) % len(blocks) == 0 and set(scaled) == set(blocks)
     _close(ref.W, got.W, np.float32)
     _close(ref.H, got.H, np.float32)
 

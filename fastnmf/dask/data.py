@@ -121,10 +121,6 @@ def _block_stats(block):
             "backend": {data.backend}}
 
 
-def _scale_columns(W, s):
-    return W * s
-
-
 def _add_parts(*parts):
     """Sum dicts of partial results key by key (sets are united: the backends used)."""
     out = dict(parts[0])
@@ -210,10 +206,6 @@ class _Blocks:
         total = self.tree_sum([o[1] for o in outs])
         new, total = self.dask.persist(new, total, scheduler=self.scheduler)
         return list(new), self.dask.compute(total, scheduler=self.scheduler)[0]
-
-    def scale(self, blocks, s):
-        task = self.dask.delayed(_scale_columns, pure=False)
-        return list(self.dask.persist(*[task(w, s) for w in blocks], scheduler=self.scheduler))
 
     def split(self, F):
         """Rows of a client-side m×r array as one constant per block."""

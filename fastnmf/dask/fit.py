@@ -17,61 +17,15 @@ import warnings
 import numpy as np
 
 from .. import _validation as v
-from .._data import factor_bounds
 from .._options import check_accelerate, check_loop_options, regularization
 from .._result import NMFResult
-from .._threads import numba_threads, resolve_n_threads, thread_limits
+from .._threads import numba_threads, resolve_n_threads
 from ..init import INIT_METHODS, initialize
-from ..kernels import ROW_GROUP, inner_f64
+from ..kernels import ROW_GROUP
 from ..solvers import Monitor, objective_for
-from ..solvers import frobenius as frob
 from .data import DaskData, _Blocks, _import_dask
 
 __all__ = ["nmf_dask"]
-
-
-def _frob_start(block, W, Ht, n_threads):
-    """The pieces of ‖X − WH‖² and the penalties at the initial factors, for one block."""
-    data = block.data
-    with thread_limits(n_threads):
-        XHt = data.product(Ht, 0, out=np.empty(W.shape, dtype=W.dtype))
-        cross = inner_f64(XHt, W, factor_bounds(W.shape[0]))
-    return {"cross": cross, "WtW": (W.T @ W).astype(np.float64),
-            "W_l1": float(W.sum(dtype=np.float64)), "W_sq": float(np.vdot(W, W))}
-
-
-def _frob_step(block, W, Ht, HHt, solver, l1, l2, n_inner, update_H, n_threads):
-    """One block's share of a Frobenius iteration.
-
-    Updates the block's rows of W from ``Xᵦ Hᵀ`` and ``H Hᵀ`` (a copy: the
-    input W block is never modified), then returns them with the partial sums
-    the H half-step needs: ``Xᵦᵀ Wᵦ`` (n×r) and ``Wᵦᵀ Wᵦ`` (r×r).
-    """
-    data = block.data
-    W = W.copy()
-    parts = {}
-    with thread_limits(n_threads):
-        bounds = factor_bounds(W.shape[0])
-        XHt = data.product(Ht, 0, out=np.empty(W.shape, dtype=W.dtype))
-        WtW = np.empty((W.shape[1],) * 2, dtype=W.dtype)
-        violation, cross = frob.UPDATES[solver](W, XHt, HHt, l1, l2, bounds, n_inner, WtW)
-        if violation is not None:
-            parts["violation"] = float(violation)
-        if update_H:
-            XtW = data.product(W, 1, out=np.empty(Ht.shape, dtype=W.dtype))
-            parts["XtW"] = XtW.astype(np.float64)
-        else:
-            parts["cross"] = cross
-    parts["WtW"] = WtW.astype(np.float64)
-    parts["W_l1"] = float(W.sum(dtype=np.float64))
-    parts["W_sq"] = float(np.vdot(W, W))
-    return W, parts
-
-
-def _direct_sqerr(block, W, Ht, n_threads):
-    data = block.data
-    with thread_limits(n_threads):
-        return {"sqerr": data.direct_sqerr(W, Ht)}
 
 
 class _Summary:
@@ -158,16 +112,6 @@ def _resolve_init(init, W, H, update_H, rank, shape):
     return init
 
 
-def _penalty(reg, W_l1, W_sq, Ht):
-    l1_W, l1_H, l2_W, l2_H = reg
-    pen = l1_W * W_l1 + 0.5 * l2_W * W_sq
-    if l1_H:
-        pen += l1_H * float(Ht.sum(dtype=np.float64))
-    if l2_H:
-        pen += 0.5 * l2_H * float(np.vdot(Ht, Ht))
-    return pen
-
-
 def nmf_dask(X, rank, *, beta_loss="frobenius", solver=None, init=None, max_iter=200,
              tol=1e-4, random_state=None, alpha_W=0.0, alpha_H="same", l1_ratio=0.0, W=None,
              H=None, update_H=True, n_threads=None, backend="auto", max_time=None,
@@ -190,9 +134,8 @@ def nmf_dask(X, rank, *, beta_loss="frobenius", solver=None, init=None, max_iter
     * ``accelerate`` (HALS): with ``persist=True`` the row-block edges are
       first moved down to multiples of ``ROW_GROUP`` (64) rows (accelerated HALS
       groups rows by 64), so the iterates equal the single-machine ones with
-      ``accelerate="sweeps"``.  Extrapolation is not on Dask yet: ``True`` /
-      ``"auto"`` run the sweeps alone here (where the in-memory fit extrapolates
-      once they stall), ``"extrapolate"`` and ``"both"`` raise.
+      ``accelerate`` (every value: the extrapolation keeps W's last update with W's
+      rows, on the workers).
 
     Parameters
     ----------
@@ -239,11 +182,6 @@ def nmf_dask(X, rank, *, beta_loss="frobenius", solver=None, init=None, max_iter
     solver = objective.resolve_solver(solver)
     max_iter, tol, max_time = check_loop_options(backend, max_iter, tol, max_time, callback)
     accelerate = check_accelerate(accelerate)
-    if accelerate in ("extrapolate", "both"):
-        raise NotImplementedError(
-            "accelerate='extrapolate'/'both' is not available on Dask yet (its Frobenius "
-            "loop is still its own); use accelerate=True or 'sweeps' (repeated sweeps: "
-            "'auto' runs them alone on Dask) or False.")
     m, n = X.shape
     reg = regularization(X.shape, alpha_W, alpha_H, l1_ratio)
     init = _resolve_init(init, W, H, update_H, rank, X.shape)
@@ -272,28 +210,19 @@ def nmf_dask(X, rank, *, beta_loss="frobenius", solver=None, init=None, max_iter
                       max_time=max_time, callback=callback, progress=progress,
                       verbose=verbose, loss_name=objective.loss_name)
     frobenius = objective.name == "frobenius"
+    options = {"accelerate": accelerate} if frobenius else {}
     try:
-        if frobenius:
-            W_blocks = blocks.split(W0)
-            del W0
-            W_blocks, Ht, sqerr = _fit_frobenius(
-                blocks, W_blocks, Ht, data.stats, solver=solver, monitor=monitor, reg=reg,
-                update_H=update_H, accelerate=accelerate, dtype=dtype)
-            final = sqerr
-            W_out = (blocks.as_dask_array(W_blocks, rank, dtype) if return_dask
-                     else blocks.gather(W_blocks))
-        else:
-            W_rows = data.rows(W0)  # from here on, W's rows live with X's row blocks
-            del W0
-            # Numba's threads for the client's own kernels (the H half-step); not
-            # thread_limits, whose lock (workqueue layer) the block tasks of Dask's
-            # local threads would wait on while the client waits for them.
-            with numba_threads(resolve_n_threads(n_threads)):
-                final = objective.fit(data, W_rows, Ht, solver=solver, monitor=monitor,
-                                      reg=reg, update_H=update_H)
-            # the Frobenius error too, so relative_error means one thing
-            sqerr = max(data.direct_sqerr(W_rows, Ht), 0.0)
-            W_out = W_rows.to_dask() if return_dask else W_rows.gather()
+        W_rows = data.rows(W0)  # from here on, W's rows live with X's row blocks
+        del W0
+        # Numba's threads for the client's own kernels (the H half-step); not
+        # thread_limits, whose lock (workqueue layer) the block tasks of Dask's
+        # local threads would wait on while the client waits for them.
+        with numba_threads(resolve_n_threads(n_threads)):
+            final = objective.fit(data, W_rows, Ht, solver=solver, monitor=monitor,
+                                  reg=reg, update_H=update_H, **options)
+        # the Frobenius error too, so relative_error means one thing
+        sqerr = final if frobenius else max(data.direct_sqerr(W_rows, Ht), 0.0)
+        W_out = W_rows.to_dask() if return_dask else W_rows.gather()
     finally:
         history = monitor.close()
     err = float(np.sqrt(final)) if frobenius else float(np.sqrt(2.0 * max(final, 0.0)))
@@ -312,87 +241,3 @@ def nmf_dask(X, rank, *, beta_loss="frobenius", solver=None, init=None, max_iter
         beta_loss=objective.name,
         elapsed=time.perf_counter() - t0,
     )
-
-
-def _callback_W(monitor, blocks, W_blocks, r, dtype):
-    return blocks.as_dask_array(W_blocks, r, dtype) if monitor.callback is not None else None
-
-
-def _fit_frobenius(blocks, W_blocks, Ht, stats, *, solver, monitor, reg, update_H, accelerate,
-                   dtype):
-    """:func:`fastnmf.solvers.frobenius.fit_frobenius`, step for step, over row blocks."""
-    nt = blocks.n_threads
-    m, n, r = int(blocks.offsets[-1]), Ht.shape[0], Ht.shape[1]
-    t = dtype.type
-    l1_W, l1_H, l2_W, l2_H = (t(x) for x in reg)
-    reg_on = any(reg)
-    sqnorm = stats["sqnorm"]
-    cancel = frob.CANCEL[dtype] * sqnorm
-    bounds_H = factor_bounds(n)
-    inner_W = inner_H = 1
-    if accelerate and solver == "hals" and hasattr(frob, "inner_sweeps"):
-        inner_W = frob.inner_sweeps(stats["nnz"], m, n, r)
-        inner_H = frob.inner_sweeps(stats["nnz"], n, m, r)
-
-    def direct():
-        return blocks.reduce(_direct_sqerr, W_blocks, blocks.constant(Ht.copy()), nt)["sqerr"]
-
-    def sqerr_from(cross, WtW64, HHt):
-        err = sqnorm - 2.0 * cross + float(np.vdot(WtW64, HHt.astype(np.float64)))
-        if err < cancel:
-            err = direct()
-        return max(err, 0.0)
-
-    HHt = Ht.T @ Ht
-    start = blocks.reduce(_frob_start, W_blocks, blocks.constant(Ht.copy()), nt)
-    sqerr = sqerr_from(start["cross"], start["WtW"], HHt)
-    monitor.start(0.5 * sqerr + _penalty(reg, start["W_l1"], start["W_sq"], Ht),
-                  np.sqrt(sqerr))
-
-    for it in range(1, monitor.max_iter + 1):
-        W_blocks, tot = blocks.step(_frob_step, W_blocks, blocks.constant(Ht.copy()),
-                                    blocks.constant(HHt.copy()), solver, l1_W, l2_W, inner_W,
-                                    update_H, nt)
-        violation = tot.get("violation")
-        WtW64 = tot["WtW"]
-        WtW = WtW64.astype(dtype)
-        W_l1, W_sq = tot["W_l1"], tot["W_sq"]
-        if update_H:
-            XtW = tot["XtW"].astype(dtype)
-            # Only around the client's own kernels: with Dask's local threads the
-            # block tasks enter thread_limits from other threads meanwhile.
-            with thread_limits(nt):
-                # (writes H Hᵀ into HHt; an overflow is caught just below)
-                v_H, cross = frob.UPDATES[solver](Ht, XtW, WtW, l1_H, l2_H, bounds_H, inner_H,
-                                                  HHt)
-            if violation is not None:
-                violation += v_H
-            limit = frob.REBALANCE_AT[dtype]
-            if not reg_on and not (WtW.diagonal().max() < limit
-                                   and HHt.diagonal().max() < limit):
-                s = _rebalance_scales(WtW64, Ht).astype(dtype)
-                W_blocks = blocks.scale(W_blocks, s)
-                Ht /= s
-                XtW *= s
-                WtW64 = WtW64 * np.outer(s, s)
-                HHt = Ht.T @ Ht  # ⟨Xᵀ W, Hᵀ⟩ is unchanged by the scaling
-        else:
-            cross = tot["cross"]
-        sqerr = sqerr_from(cross, WtW64, HHt)
-        loss = 0.5 * sqerr + _penalty(reg, W_l1, W_sq, Ht)
-        if monitor.step(it, loss, np.sqrt(sqerr), _callback_W(monitor, blocks, W_blocks, r, dtype),
-                        Ht.T, violation):
-            break
-    if dtype == np.float32:  # report the final error to float64 accuracy
-        sqerr = direct()
-    return W_blocks, Ht, sqerr
-
-
-def _rebalance_scales(WtW64, Ht):
-    """:func:`fastnmf.solvers.frobenius._rebalance`'s scales, from the summed Gram of W."""
-    nw = np.sqrt(np.maximum(WtW64.diagonal(), 0.0))
-    nh = np.sqrt(np.einsum("ik,ik->k", Ht, Ht, dtype=np.float64))
-    s = np.ones_like(nw)
-    ok = (nw > 0) & (nh > 0)
-    s[ok] = np.sqrt(nh[ok] / nw[ok])
-    return s

@@ -13,6 +13,8 @@ same kernel on the same layout.  The loss comes from products already made:
 
 from __future__ import annotations
 
+import functools
+
 import numba
 import numpy as np
 
@@ -92,20 +94,25 @@ class _Extrapolation:
     an iteration that overshot (docs/algorithms.md).
 
     One more copy of each factor is held: its last update (the kernel swaps it with
-    the update in flight in place).  Measured in docs/performance.md (*Extrapolation*).
+    the update in flight in place); W's is kept with W's rows (:class:`FrobeniusRows`,
+    on the Dask workers for a Dask array).  Measured in docs/performance.md (*Extrapolation*).
     """
 
     BETA0, ETA, GAMMA, GAMMA_BAR = 0.5, 1.5, 1.01, 1.005
 
-    def __init__(self, W, Ht, bounds_W, bounds_H, objective):
-        self.W_prev, self.H_prev = W.copy(), Ht.copy()
-        self.bounds_W, self.bounds_H = bounds_W, bounds_H
+    def __init__(self, Ht, bounds_H, objective):
+        self.H_prev = Ht.copy()
+        self.bounds_H = bounds_H
         self.beta, self.beta_max = self.BETA0, 1.0
         self.previous = objective
+        self.restart_W = True  # W's last update is W as it is now
 
-    def push_W(self, W, WtW):
-        """W holds its update Wn: keep it, move W on to Wy and write ``Wyᵀ Wy`` into WtW."""
-        kernels.extrapolate(W, self.W_prev, W.dtype.type(self.beta), self.bounds_W, WtW)
+    def push_W(self, dtype):
+        """How the next W update is pushed on, where W's rows are
+        (:meth:`FrobeniusRows.update`): ``(β, restart)``, ``restart`` when W as it is
+        counts as its last update (W has not changed since that was decided)."""
+        push, self.restart_W = (dtype(self.beta), self.restart_W), False
+        return push
 
     def step(self, Ht, HHt, objective):
         """After the H half-step (the fit holds ``(Wy, Hn)``, ``objective`` theirs, HHt
@@ -121,10 +128,10 @@ class _Extrapolation:
             self.beta_max = min(1.0, self.GAMMA_BAR * self.beta_max)
         self.previous = objective
 
-    def reset(self, W, Ht):
+    def reset(self, Ht):
         """The factors were rescaled (rebalancing): the steps start again from them
         (the next push has no momentum)."""
-        self.W_prev[...] = W
+        self.restart_W = True
         self.H_prev[...] = Ht
 
 
@@ -136,20 +143,17 @@ class _Extrapolation:
 REBALANCE_AT = {np.dtype(np.float64): 1e200, np.dtype(np.float32): 1e30}
 
 
-def _rebalance(W, Ht, A_H):
-    """Scale W[:, k] by s_k and Ht[:, k] by 1/s_k so the two norms match (in place).
-
-    ``A_H = Xᵀ W`` is scaled with W so ⟨A_H, Ht⟩ keeps its value.
-    """
-    nw = np.sqrt(np.einsum("ik,ik->k", W, W, dtype=np.float64))
+def _rebalance_scales(W_sqnorms, Ht):
+    """The scales ``s`` (Ht's dtype) for which ``W[:, k]·s_k`` and ``Ht[:, k]/s_k`` have
+    equal norms, from W's squared column norms (float64: W's rows may live elsewhere)."""
+    nw = np.sqrt(W_sqnorms)
     nh = np.sqrt(np.einsum("ik,ik->k", Ht, Ht, dtype=np.float64))
     s = np.ones_like(nw)
     ok = (nw > 0) & (nh > 0)
     s[ok] = np.sqrt(nh[ok] / nw[ok])
-    s = s.astype(W.dtype)
-    W *= s
-    Ht /= s
-    A_H *= s
+    return s.astype(Ht.dtype)
+
+
 # The stopping rule that gives ``tol`` the meaning scikit-learn gives it.
 STOP_RULES = {"hals": "violation", "mu": "error"}
 
@@ -200,6 +204,99 @@ class _HalfStep:
         return violation, sum(part[1] for part in parts)
 
 
+class FrobeniusRows:
+    """W's side of the Frobenius loop, where W's rows are.
+
+    ``state`` holds W (``"W"``, updated in place) and what is kept with W's rows
+    between steps: W's last update ``"W_prev"`` (extrapolation) and ``X Hᵀ``
+    (``"XHt"``, from :meth:`start` to the first update, and for good when H is
+    fixed: it never changes then).  A data product that keeps W's rows elsewhere
+    (row blocks of a Dask array) runs this class on each of its blocks with that
+    block's row state and sums what the methods return
+    (:class:`fastnmf.dask.data.BlockRowSide`): the W half-step is written once,
+    here.  Every method's results are sums over W's rows.
+    """
+
+    def __init__(self, data, state, solver="hals"):
+        self.data = data
+        self.state = state
+        self.W = state["W"]
+        self.half_step = _HalfStep(data, UPDATES[solver])
+        self.bounds = factor_bounds(self.W.shape[0])
+        self.XHt = state.get("XHt")  # the product buffer, reused while this object lives
+        r = self.W.shape[1]
+        self.WtW = np.empty((r, r), dtype=self.W.dtype)
+
+    def start(self, Ht):
+        """``X Hᵀ`` at the start (kept for the first update); returns ``⟨X Hᵀ, W⟩``
+        (float64) and ``Wᵀ W``."""
+        if self.XHt is None:
+            self.XHt = np.empty_like(self.W)
+        self.state["XHt"] = self.data.product(Ht, 0, out=self.XHt)
+        return kernels.inner_f64(self.XHt, self.W, self.bounds), gram(self.W)
+
+    def update(self, Ht, HHt, l1, l2, n_inner, product, push, keep, then_product):
+        """W's half-step; returns ``(violation, ⟨X Hᵀ, W⟩, Wᵀ W, Xᵀ W or None)``.
+
+        ``product``: make ``X Hᵀ`` first (else the kept one is used); ``push``: None, or
+        ``(β, restart)`` to push W's update on by extrapolation
+        (:meth:`_Extrapolation.push_W`); ``keep``: keep ``X Hᵀ`` (H is fixed);
+        ``then_product``: also make ``Xᵀ W`` at the new W (where W's rows are elsewhere,
+        so each row block of X is read once per iteration).  With ``push`` the Gram is
+        the pushed W's (the update's own is not made) and ``⟨X Hᵀ, W⟩`` the update's.
+        """
+        W = self.W
+        beta = None
+        if push is not None:
+            beta, restart = push
+            if restart:  # W as it is counts as its last update
+                prev = self.state.get("W_prev")
+                if prev is None:
+                    self.state["W_prev"] = W.copy()
+                else:
+                    prev[...] = W
+        G = self.WtW if beta is None else self.WtW[:0, :0]  # (pushed: Wy's Gram, below)
+        if product:
+            if self.XHt is None:
+                self.XHt = np.empty_like(W)
+            XHt = self.XHt
+            violation, cross = self.half_step(Ht, 0, XHt, W, HHt, l1, l2, n_inner, G)
+        else:
+            XHt = self.state["XHt"]
+            violation, cross = self.half_step.only_update(W, XHt, HHt, l1, l2, n_inner, G)
+        if beta is not None:  # W holds its update Wn: keep it, move W on to Wy
+            kernels.extrapolate(W, self.state["W_prev"], beta, self.bounds, self.WtW)
+        if keep:
+            self.state["XHt"] = XHt
+        else:
+            self.state.pop("XHt", None)
+        XtW = None
+        if then_product:
+            XtW = self.data.product(W, 1, out=np.empty((Ht.shape[0], W.shape[1]), W.dtype))
+        return violation, cross, self.WtW, XtW
+
+    def col_sqnorms(self):
+        """W's squared column norms (float64), for :func:`_rebalance_scales`."""
+        return np.einsum("ik,ik->k", self.W, self.W, dtype=np.float64)
+
+    def scale(self, s):
+        """``W[:, k] *= s[k]``; returns the new ``Wᵀ W``."""
+        self.W *= s
+        return gram(self.W)
+
+    def view(self):
+        return self.W
+
+
+def _row_side(data, W, solver):
+    """:class:`FrobeniusRows` here, or the data's own row side where it keeps W's rows
+    (Dask); and whether W's rows are elsewhere."""
+    own = getattr(data, "row_side", None)
+    if own is None:
+        return FrobeniusRows(data, {"W": W}, solver), False
+    return own(W, functools.partial(FrobeniusRows, solver=solver)), True
+
+
 class _Loss:
     """½‖X − WH‖² plus the penalties, from the products at hand."""
 
@@ -230,8 +327,10 @@ def fit_frobenius(data, W, Ht, *, solver, monitor, reg=(0.0, 0.0, 0.0, 0.0),
 
     Parameters
     ----------
-    data : DenseData or SparseData
-    W, Ht : C-contiguous ndarrays (m×r, n×r) of ``data.dtype``; updated in place.
+    data : DenseData, SparseData, MaskedData, or a data product with its own
+        ``row_side`` (:class:`fastnmf.dask.data.DaskData`: W's rows on the workers)
+    W, Ht : C-contiguous ndarrays (m×r, n×r) of ``data.dtype``; updated in place
+        (W: or the handle of W's rows that ``data`` keeps).
     solver : {"hals", "mu"}
     monitor : Monitor
     reg : (l1_W, l1_H, l2_W, l2_H), already scaled.
@@ -251,63 +350,71 @@ def fit_frobenius(data, W, Ht, *, solver, monitor, reg=(0.0, 0.0, 0.0, 0.0),
         ``‖X − W Htᵀ‖²`` at the returned factors (computed directly for
         float32, whose cheap formula keeps only ~5 digits of a close fit).
     """
-    update = UPDATES[solver]
     m, r = W.shape
     n = Ht.shape[0]
     dtype = W.dtype.type
     l1_W, l1_H, l2_W, l2_H = (dtype(v) for v in reg)
     reg_on = any(reg)
-    bounds_W = factor_bounds(m)
-    half_step = _HalfStep(data, update)
+    # W's half-step runs where W's rows are; H's here.  Where they are elsewhere (Dask),
+    # the W step also makes Xᵀ W (tree-summed); here H's half-step makes it, each part
+    # of the product followed by its rows' update (product_then).
+    rows, remote = _row_side(data, W, solver)
+    half_step = _HalfStep(data, UPDATES[solver])
     loss = _Loss(data, reg)
     inner_W = inner_H = 1
     if solver == "hals" and accelerate in (True, "auto", "sweeps", "both"):
         inner_W = inner_sweeps(data.nonzeros, m, n, r)
         inner_H = inner_sweeps(data.nonzeros, n, m, r)
 
-    XHt = np.empty((m, r), dtype=W.dtype)
     XtW = np.empty((n, r), dtype=W.dtype)
-    WtW = np.empty((r, r), dtype=W.dtype)  # the Grams, written by the updates
-    HHt = gram(Ht)
-    data.product(Ht, 0, out=XHt)  # the first W half-step's product, also gives L[0]
-    sqerr = loss.sqerr(XHt, kernels.inner_f64(XHt, W, bounds_W), gram(W), HHt, W, Ht)
+    HHt = gram(Ht)  # the Grams: written by the updates
+    cross, WtW = rows.start(Ht)  # the first W half-step's product, also gives L[0]
+    # the product the loss's correction for missing values pairs with (_masked.py)
+    product_W = None if remote else rows.XHt
+    sqerr = loss.sqerr(product_W, cross, np.asarray(WtW, W.dtype), HHt, W, Ht)
     objective = loss.objective(sqerr, W, Ht)
     monitor.start(objective, np.sqrt(sqerr))
     previous = objective
     extrapolation = None
     if solver == "hals" and update_H and accelerate in ("extrapolate", "both"):
-        extrapolation = _Extrapolation(W, Ht, bounds_W, factor_bounds(n), objective)
+        extrapolation = _Extrapolation(Ht, factor_bounds(n), objective)
     # "auto": extrapolation joins the sweeps once they stall (see EXTRAPOLATE_BELOW)
     stall_watch = solver == "hals" and update_H and accelerate in (True, "auto") and not reg_on
 
     for it in range(1, monitor.max_iter + 1):
-        # with extrapolation the W update's own Gram is not needed (Wy's is)
-        G_W = WtW if extrapolation is None else WtW[:0, :0]
-        if it > 1 and update_H:
-            violation, cross = half_step(Ht, 0, XHt, W, HHt, l1_W, l2_W, inner_W, G_W)
-        else:  # X Hᵀ at hand: made for L[0], and never changes with H fixed
-            violation, cross = half_step.only_update(W, XHt, HHt, l1_W, l2_W, inner_W, G_W)
-        if extrapolation is not None:
-            extrapolation.push_W(W, WtW)
+        # (it 1: X Hᵀ at hand, made for L[0]; with H fixed it never changes)
+        push = None if extrapolation is None else extrapolation.push_W(dtype)
+        violation, cross, WtW, XtW_made = rows.update(
+            Ht, HHt, l1_W, l2_W, inner_W, it > 1 and update_H, push, not update_H,
+            remote and update_H)
+        WtW = np.asarray(WtW, dtype=W.dtype)  # (Dask: summed in float64)
         if update_H:
-            v_H, cross = half_step(W, 1, XtW, Ht, WtW, l1_H, l2_H, inner_H, HHt)
+            if XtW_made is None:
+                v_H, cross = half_step(W, 1, XtW, Ht, WtW, l1_H, l2_H, inner_H, HHt)
+            else:
+                XtW[...] = XtW_made
+                v_H, cross = half_step.only_update(Ht, XtW, WtW, l1_H, l2_H, inner_H, HHt)
             if violation is not None:
                 violation += v_H
             limit = REBALANCE_AT[W.dtype]
             if not reg_on and not (WtW.diagonal().max() < limit
                                    and HHt.diagonal().max() < limit):
-                _rebalance(W, Ht, XtW)  # leaves ⟨Xᵀ W, Hᵀ⟩ as it is
-                WtW, HHt = gram(W), gram(Ht)
+                s = _rebalance_scales(rows.col_sqnorms(), Ht)
+                WtW = np.asarray(rows.scale(s), dtype=W.dtype)
+                Ht /= s
+                XtW *= s  # leaves ⟨Xᵀ W, Hᵀ⟩ as it is
+                HHt = gram(Ht)
                 if extrapolation is not None:
-                    extrapolation.reset(W, Ht)
-        sqerr = loss.sqerr(XtW if update_H else XHt, cross, WtW, HHt, W, Ht)
+                    extrapolation.reset(Ht)
+        sqerr = loss.sqerr(XtW if update_H else product_W, cross, WtW, HHt, W, Ht)
         objective = loss.objective(sqerr, W, Ht)
-        if monitor.step(it, objective, np.sqrt(sqerr), W, Ht.T, violation):
+        seen = rows.view() if monitor.callback is not None else W  # (Dask: a dask array)
+        if monitor.step(it, objective, np.sqrt(sqerr), seen, Ht.T, violation):
             break  # W, Ht are the pair whose objective was just recorded
         if extrapolation is not None and it < monitor.max_iter:
             extrapolation.step(Ht, HHt, objective)
         elif stall_watch and objective > (1.0 - EXTRAPOLATE_BELOW) * previous:
-            extrapolation = _Extrapolation(W, Ht, bounds_W, factor_bounds(n), objective)
+            extrapolation = _Extrapolation(Ht, factor_bounds(n), objective)
             stall_watch = False
         previous = objective
     if W.dtype == np.float32:  # report the final error to float64 accuracy
