@@ -13,14 +13,13 @@ same kernel on the same layout.  The loss comes from products already made:
 
 from __future__ import annotations
 
-import functools
-
 import numba
 import numpy as np
 
 from .. import kernels
 from .._data import factor_bounds, gram, product_then
 from ._penalty import penalties
+from ._rows import row_side
 
 # scikit-learn's guard for a zero MU denominator (float32 machine epsilon).
 MU_EPS = float(np.finfo(np.float32).eps)
@@ -288,15 +287,6 @@ class FrobeniusRows:
         return self.W
 
 
-def _row_side(data, W, solver):
-    """:class:`FrobeniusRows` here, or the data's own row side where it keeps W's rows
-    (Dask); and whether W's rows are elsewhere."""
-    own = getattr(data, "row_side", None)
-    if own is None:
-        return FrobeniusRows(data, {"W": W}, solver), False
-    return own(W, functools.partial(FrobeniusRows, solver=solver)), True
-
-
 class _Loss:
     """½‖X − WH‖² plus the penalties, from the products at hand."""
 
@@ -358,7 +348,7 @@ def fit_frobenius(data, W, Ht, *, solver, monitor, reg=(0.0, 0.0, 0.0, 0.0),
     # W's half-step runs where W's rows are; H's here.  Where they are elsewhere (Dask),
     # the W step also makes Xᵀ W (tree-summed); here H's half-step makes it, each part
     # of the product followed by its rows' update (product_then).
-    rows, remote = _row_side(data, W, solver)
+    rows, remote = row_side(data, W, FrobeniusRows, solver=solver)
     half_step = _HalfStep(data, UPDATES[solver])
     loss = _Loss(data, reg)
     inner_W = inner_H = 1

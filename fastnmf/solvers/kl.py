@@ -32,6 +32,7 @@ from .._data import factor_bounds
 from .._kl_products import kl_products
 from ..kernels import kl as klk
 from ._penalty import penalties
+from ._rows import row_side
 
 # scikit-learn's guard on model values and MU denominators (float32 epsilon).
 EPS = float(np.finfo(np.float32).eps)
@@ -126,12 +127,6 @@ class MURows:
         return self.W
 
 
-def _mu_rows(data, W, engine=None):
-    """:class:`MURows` here, or the data's own where it keeps W's rows (Dask)."""
-    own = getattr(data, "row_side", None)
-    return MURows(data, {"W": W}, engine) if own is None else own(W, MURows)
-
-
 class _MU:
     """Multiplicative updates over a row side: the W numerator is kept one step ahead."""
 
@@ -158,7 +153,7 @@ class _MU:
 
 
 def _fit_mu(data, W, Ht, monitor, reg, update_H):
-    mu = _MU(_mu_rows(data, W), Ht, reg)
+    mu = _MU(row_side(data, W, MURows)[0], Ht, reg)
     # The W numerator at the current factors also gives their KL (at the
     # nonzeros): computed first, so the stopping rule sees the loss of the
     # iteration just finished before anything changes.
