@@ -128,15 +128,18 @@ def test_stopping_rule_and_custom_start(fit):
 
 
 @pytest.mark.parametrize("solver", ["hals", "mu"])
-def test_fixed_H_equals_single_machine(solver):
-    """update_H=False (what NMF.transform runs) over row blocks."""
-    X = _data(True, np.float64, seed=3)
-    H = np.random.default_rng(0).random((R, N)) + 0.1
-    kw = dict(H=H, update_H=False, solver=solver, max_iter=20, tol=0)
+@pytest.mark.parametrize("sparse, dtype", [(True, np.float64), (False, np.float32)])
+def test_fixed_H_equals_single_machine(solver, sparse, dtype):
+    """update_H=False (what NMF.transform runs) over row blocks: X Hᵀ is made once and
+    kept with each block's rows of W."""
+    X = _data(sparse, dtype, seed=3)
+    H = (np.random.default_rng(0).random((R, N)) + 0.1).astype(dtype)
+    kw = dict(H=H, update_H=False, solver=solver, max_iter=20, tol=0, alpha_W=1e-3)
     with dask.config.set(scheduler="threads"):
         got = fastnmf.nmf(_dask(X), R, **kw)
     ref = fastnmf.nmf(X, R, **kw)
-    _close(ref.W, got.W, np.float64)
+    _close(ref.W, got.W, dtype)
+    np.testing.assert_allclose(got.history["loss"], ref.history["loss"], rtol=TOL[dtype])
     np.testing.assert_array_equal(got.H, H)
 
 
@@ -358,6 +361,11 @@ def test_npz_blocks_out_of_core_equals_in_memory(tmp_path):
     _same_fit(fastnmf.nmf(X, 3, **kw), got, np.float32)
     _same_fit(fastnmf.nmf(X, 3, beta_loss="kullback-leibler", solver="mu", **kw), got_kl,
               np.float32)
+    # extrapolation streamed: W's last update is kept with W's rows while X is read again
+    kw.update(accelerate="extrapolate", max_iter=15)
+    with dask.config.set(scheduler="threads"):
+        got = fdask.nmf_dask(Xd, 3, persist=False, **kw)
+    _same_fit(fastnmf.nmf(X, 3, **kw), got, np.float32)
 
 
 def test_zarr_and_hdf5_loaders(tmp_path):
