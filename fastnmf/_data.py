@@ -76,6 +76,10 @@ class DenseData:
         """Nonzero entries of X: the same count for either backend (a cost model input)."""
         return int(np.count_nonzero(self.X))
 
+    def max(self) -> float:
+        """The largest entry of X (0.0 for an empty X)."""
+        return float(self.X.max()) if self.X.size else 0.0
+
     def _product_in(self, layout: str, F: np.ndarray, side: int, out: np.ndarray, then=None):
         Xs = self.X if side == 0 else self.X.T
         # bounds on whole HALS row groups, so `then` may update the factor's rows a:b
@@ -262,6 +266,11 @@ class SparseData:
     def nonzeros(self) -> int:
         """Nonzero entries of X (stored zeros not counted), as :attr:`DenseData.nonzeros`."""
         return int(np.count_nonzero(self._arrays[0][2]))
+
+    def max(self) -> float:
+        """The largest entry of X (X ≥ 0: the largest stored value; 0.0 if none)."""
+        values = self._arrays[0][2]
+        return float(values.max()) if values.size else 0.0
 
     def product(self, F: np.ndarray, side: int, out: np.ndarray, method=None) -> np.ndarray:
         """``X @ F`` (side 0) or ``Xᵀ @ F`` (side 1) into ``out``; returns ``out``.

@@ -78,6 +78,8 @@ FITS = {  # (beta_loss, solver): keyword arguments
     "hals-extrapolate": dict(beta_loss="frobenius", solver="hals", accelerate="extrapolate"),
     "mu": dict(beta_loss="frobenius", solver="mu"),
     "kl-mu": dict(beta_loss="kullback-leibler", solver="mu"),
+    "beta-0.5": dict(beta_loss=0.5, solver="mu"),
+    "beta-1.5": dict(beta_loss=1.5, solver="mu"),
 }
 
 
@@ -86,6 +88,7 @@ FITS = {  # (beta_loss, solver): keyword arguments
     ("hals-auto", True, np.float64), ("hals-both", False, np.float32),
     ("mu", True, np.float64), ("mu", False, np.float32),
     ("kl-mu", False, np.float64), ("kl-mu", True, np.float32),
+    ("beta-0.5", True, np.float64), ("beta-1.5", False, np.float32),
 ])
 def test_cluster_fit_equals_single_machine(client, fit, sparse, dtype):
     X = _data(sparse, dtype)
@@ -98,7 +101,7 @@ def test_cluster_fit_equals_single_machine(client, fit, sparse, dtype):
 
 
 @pytest.mark.parametrize("fit", ["hals", "hals-plain", "hals-auto", "hals-both",
-                                 "hals-extrapolate", "mu", "kl-mu"])
+                                 "hals-extrapolate", "mu", "kl-mu", "beta-0.5", "beta-1.5"])
 @pytest.mark.parametrize("sparse, dtype", [(False, np.float64), (True, np.float64),
                                            (False, np.float32), (True, np.float32)])
 def test_local_scheduler_equals_single_machine(fit, sparse, dtype):
@@ -109,7 +112,8 @@ def test_local_scheduler_equals_single_machine(fit, sparse, dtype):
     _same_fit(fastnmf.nmf(X, R, **kw), got, dtype)
 
 
-@pytest.mark.parametrize("fit", ["hals", "hals-plain", "hals-both", "mu", "kl-mu"])
+@pytest.mark.parametrize("fit", ["hals", "hals-plain", "hals-both", "mu", "kl-mu",
+                                 "beta-1.5"])
 def test_stopping_rule_and_custom_start(fit):
     """tol has its single-machine meaning (same n_iter), from a custom start and penalties."""
     X = _data(False, np.float64, seed=2)
@@ -125,6 +129,33 @@ def test_stopping_rule_and_custom_start(fit):
     assert got.converged and got.stop_reason == "tol"
     np.testing.assert_array_equal(W0, W_copy)  # inputs never modified
     np.testing.assert_array_equal(H0, H_copy)
+
+
+@pytest.mark.parametrize("beta, update_H", [(0.0, True), (3.0, False), (-0.5, True)])
+def test_beta_mu_is_the_solvers_loop_over_row_blocks(monkeypatch, beta, update_H):
+    """β-MU on Dask runs fastnmf.solvers.beta's own loop: its W half-step
+    (beta.MURows) on each row block, H's numerator and denominator summed over the
+    blocks; Itakura–Saito (β = 0, X without zeros), β = 3 with H fixed, and β = -0.5."""
+    from fastnmf.solvers import beta as bs
+
+    rows_updated = []
+    update = bs.MURows.update
+    monkeypatch.setattr(bs.MURows, "update", lambda self, *args: (
+        rows_updated.append(self.W.shape[0]) or update(self, *args)))
+    X = _data(False, np.float64, seed=14) + 0.05
+    kw = dict(beta_loss=beta, max_iter=7, tol=0, alpha_H=1e-3, alpha_W=1e-3)
+    if update_H:
+        kw.update(init="random", random_state=2)
+    else:
+        kw.update(update_H=False, H=np.random.default_rng(2).random((R, N)) + 0.1)
+    with dask.config.set(scheduler="sync"):
+        got = fastnmf.nmf(_dask(X), R, **kw)
+    assert sorted(rows_updated) == sorted(ROW_CHUNKS * 7)
+    rows_updated.clear()
+    ref = fastnmf.nmf(X, R, **kw)
+    assert rows_updated == [M] * 7
+    _same_fit(ref, got, np.float64)
+    assert got.beta_loss == ref.beta_loss
 
 
 @pytest.mark.parametrize("solver", ["hals", "mu"])
@@ -361,6 +392,9 @@ def test_npz_blocks_out_of_core_equals_in_memory(tmp_path):
     _same_fit(fastnmf.nmf(X, 3, **kw), got, np.float32)
     _same_fit(fastnmf.nmf(X, 3, beta_loss="kullback-leibler", solver="mu", **kw), got_kl,
               np.float32)
+    with dask.config.set(scheduler="threads"):
+        got_beta = fdask.nmf_dask(Xd, 3, persist=False, beta_loss=1.5, **kw)
+    _same_fit(fastnmf.nmf(X, 3, beta_loss=1.5, **kw), got_beta, np.float32)
     # extrapolation streamed: W's last update is kept with W's rows while X is read again
     kw.update(accelerate="extrapolate", max_iter=15)
     with dask.config.set(scheduler="threads"):
@@ -419,8 +453,10 @@ def test_clear_errors():
         fastnmf.nmf(Xd, R, init="nndsvda")
     with pytest.raises(ValueError, match="solver='mu'"):
         fastnmf.nmf(Xd, R, beta_loss="kullback-leibler", solver="ccd")
-    with pytest.raises(ValueError, match="itakura-saito"):
-        fastnmf.nmf(Xd, R, beta_loss="itakura-saito")
+    with_zero = _data(False, np.float64)
+    with_zero[3, 4] = 0.0
+    with dask.config.set(scheduler="threads"), pytest.raises(ValueError, match="contains zeros"):
+        fastnmf.nmf(_dask(with_zero), R, beta_loss="itakura-saito")
     with pytest.raises(ValueError, match="2-D"):
         fastnmf.nmf(da.ones(10, chunks=5), 2)
     unknown = da.from_array(np.ones((10, 4)), chunks=(5, 4))

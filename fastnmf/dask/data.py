@@ -117,8 +117,9 @@ def _block_stats(block):
     else:
         total = float(data.X.sum(dtype=np.float64))
     nonzeros = data.nonzeros if hasattr(data, "nonzeros") else data.nnz  # accelerated HALS cost
+    # (a set: the blocks' parts are summed, and sets are united)
     return {"sum": total, "sqnorm": data.sqnorm, "nnz": nonzeros,
-            "backend": {data.backend}}
+            "backend": {data.backend}, "max": {data.max()}}
 
 
 def _add_parts(*parts):
@@ -360,6 +361,9 @@ class DaskData:
 
     def mean(self) -> float:
         return self.stats["sum"] / (self.shape[0] * self.shape[1])
+
+    def max(self) -> float:
+        return max(self.stats["max"])
 
     def rows(self, W: np.ndarray) -> BlockRows:
         """W (m×r, on the client) sent out as one block of rows per block of X."""

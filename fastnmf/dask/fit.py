@@ -127,8 +127,9 @@ def nmf_dask(X, rank, *, beta_loss="frobenius", solver=None, init=None, max_iter
       fit for the same ``random_state``); ``"custom"`` takes numpy W and H.
       The NNDSVD methods raise (they need an SVD of the whole matrix).
     * ``beta_loss="kullback-leibler"``: only ``solver="mu"`` (the default
-      here); coordinate descent (``"ccd"``) updates each entry of H from a
-      whole column of X, which no row block has.
+      here); coordinate descent (``"ccd"``) steps H one component at a time
+      from sums over whole columns of X, one round trip over the blocks per
+      component (docs/dask.md).  Every other ``beta_loss`` runs its MU loop.
     * ``callback``: ``info.W`` is the current W as a dask array (compute it
       to look at it: that moves m·r numbers).
     * ``accelerate`` (HALS): with ``persist=True`` the row-block edges are
@@ -148,7 +149,7 @@ def nmf_dask(X, rank, *, beta_loss="frobenius", solver=None, init=None, max_iter
         Load and prepare X's blocks once and keep them in the workers'
         memory (``X`` never moves afterwards).  ``False`` reads every block
         from its source again at each iteration (one pass per iteration for
-        the Frobenius loss, two for KL): the out-of-core mode, for X larger
+        the Frobenius loss, two for KL and β): the out-of-core mode, for X larger
         than the memory, e.g. from :func:`from_npz_blocks`.
     scheduler : dask.distributed.Client, str or None
         Where to run, as Dask's ``scheduler=`` argument; ``None`` uses the
@@ -167,10 +168,6 @@ def nmf_dask(X, rank, *, beta_loss="frobenius", solver=None, init=None, max_iter
     X, dtype = _check_dask_X(X)
     rank = v.check_rank(rank)
     objective = objective_for(beta_loss)
-    if objective.name not in ("frobenius", "kullback-leibler"):
-        raise ValueError(
-            f"beta_loss={beta_loss!r} is not available for dask arrays; use 'frobenius' "
-            "or 'kullback-leibler'.")
     if objective.name == "kullback-leibler":
         if solver is None:
             solver = "mu"

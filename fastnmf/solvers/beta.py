@@ -26,6 +26,7 @@ from .._chunks import row_bounds
 from .._data import factor_bounds
 from ..kernels import beta as bk
 from ._penalty import penalties
+from ._rows import row_side
 
 # scikit-learn's guard on model values and denominators (float32 epsilon).
 EPS = float(np.finfo(np.float32).eps)
@@ -105,13 +106,6 @@ def _numerator_dense(Y, P, N, T, beta, eps, with_loss):
     return s0
 
 
-def _x_max(data) -> float:
-    if data.is_sparse:
-        values = data._arrays[0][2]
-        return float(values.max()) if values.size else 0.0
-    return float(data.X.max()) if data.X.size else 0.0
-
-
 def _log10_largest(beta: float, x_max: float, q: int) -> float:
     """log10 of a bound on the numbers the MU half-steps form, for ``X``'s scale.
 
@@ -144,7 +138,7 @@ def work_dtype(data, beta: float) -> np.dtype:
     factors stay float32).  Where even float64 cannot hold them, a clear error.
     """
     m, n = data.shape
-    need = _log10_largest(beta, _x_max(data), max(m, n))
+    need = _log10_largest(beta, data.max(), max(m, n))
     if need < np.log10(np.finfo(data.dtype).max):
         return data.dtype
     if need < np.log10(np.finfo(np.float64).max):
@@ -224,21 +218,66 @@ class _Engine:
         return (self._constant(eps) - b * s0 + (b - 1) * s1) / (b * (b - 1))
 
 
-def _report(monitor, it, loss, reg, W, Ht):
-    """Record iteration ``it`` (0: start); ``error`` is scikit-learn's ``sqrt(2·loss)``."""
+def _report(monitor, it, loss, reg, W, Ht, view=None):
+    """Record iteration ``it`` (0: start); ``error`` is scikit-learn's ``sqrt(2·loss)``.
+    ``view``: W as the callback sees it (default W)."""
     objective = loss + penalties(reg, W, Ht)
     error = float(np.sqrt(2.0 * max(loss, 0.0)))
     if it == 0:
         monitor.start(objective, error)
         return False
-    return monitor.step(it, objective, error, W, Ht.T)
+    return monitor.step(it, objective, error, W if view is None else view, Ht.T)
 
 
 def _has_zero(data) -> bool:
-    if data.is_sparse:
-        m, n = data.shape
-        return data.nnz < m * n or bool((data._arrays[0][2] == 0).any())
-    return bool(data.X.min() == 0) if data.X.size else False
+    """Whether X (≥ 0) has a zero entry."""
+    m, n = data.shape
+    return data.nonzeros < m * n
+
+
+class MURows:
+    """W's half of the β multiplicative updates, where W's rows are.
+
+    ``state`` holds W (``"W"``, updated in place) and W's numerator and
+    denominator (``"num_W"``, ``"den_W"``, of the work dtype), kept from the loss
+    of one iteration to the W update of the next.  As :class:`fastnmf.solvers.kl.MURows`:
+    a data product that keeps W's rows elsewhere (row blocks of a Dask array) runs
+    this class on each block with that block's rows and sums what the methods return.
+    Every method's results are sums over W's rows (the loss too: its constant part is
+    a sum over X's entries).
+    """
+
+    def __init__(self, data, state, beta, work):
+        self.state = state
+        self.W = state["W"]
+        self.engine = _Engine(data, beta, work)
+        self.bounds = factor_bounds(self.W.shape[0])
+        self.num_H = self.den_H = None
+
+    def numerator(self, Ht, eps):
+        """W's numerator and denominator at the current factors (kept); returns the
+        β-divergence there."""
+        W, work = self.W, self.engine.dtype
+        if "num_W" not in self.state:
+            self.state["num_W"] = np.empty(W.shape, dtype=work)
+            self.state["den_W"] = np.empty(W.shape, dtype=work)
+        return self.engine.half(0, W, Ht, self.state["num_W"], self.state["den_W"], eps, True)
+
+    def update(self, Ht, l1, l2, eps, gamma, clip, then_product):
+        """W's MU step from the kept numerator and denominator, then (``then_product``)
+        H's at the new W (else ``(None, None)``)."""
+        bk.beta_mu_apply(self.W, self.state["num_W"], self.state["den_W"], l1, l2, eps,
+                         gamma, clip, self.bounds)
+        if not then_product:
+            return None, None
+        if self.num_H is None:
+            self.num_H = np.empty(Ht.shape, dtype=self.engine.dtype)
+            self.den_H = np.empty(Ht.shape, dtype=self.engine.dtype)
+        self.engine.half(1, Ht, self.W, self.num_H, self.den_H, eps, False)
+        return self.num_H, self.den_H
+
+    def view(self):
+        return self.W
 
 
 def fit_beta(data, W, Ht, *, beta, solver, monitor, reg=(0.0, 0.0, 0.0, 0.0),
@@ -247,8 +286,10 @@ def fit_beta(data, W, Ht, *, beta, solver, monitor, reg=(0.0, 0.0, 0.0, 0.0),
 
     Parameters
     ----------
-    data : DenseData or SparseData
-    W, Ht : C-contiguous ndarrays (m×r, n×r) of ``data.dtype``; updated in place.
+    data : DenseData, SparseData, or a data product with its own ``row_side``
+        (:class:`fastnmf.dask.data.DaskData`: W's rows on the workers)
+    W, Ht : C-contiguous ndarrays (m×r, n×r) of ``data.dtype``; updated in place
+        (W: or the handle of W's rows that ``data`` keeps).
     beta : float
         Not 1 or 2 (those are the KL and Frobenius objectives).
     solver : "mu"
@@ -283,22 +324,21 @@ def fit_beta(data, W, Ht, *, beta, solver, monitor, reg=(0.0, 0.0, 0.0, 0.0),
     eps, gamma = dtype(EPS), dtype(gamma_for(beta))
     clip_W = dtype(CLIP) if beta < 1 else dtype(0)
     clip_H = dtype(CLIP) if beta <= 1 else dtype(0)
-    bounds_W, bounds_H = factor_bounds(W.shape[0]), factor_bounds(Ht.shape[0])
+    bounds_H = factor_bounds(Ht.shape[0])
     work = work_dtype(data, beta)
-    engine = _Engine(data, beta, work)
-    num_W, den_W = np.empty(W.shape, dtype=work), np.empty(W.shape, dtype=work)
-    num_H, den_H = np.empty(Ht.shape, dtype=work), np.empty(Ht.shape, dtype=work)
+    rows, _ = row_side(data, W, MURows, beta=beta, work=work)
     # As for KL MU: the W products at the current factors also give their
     # loss, so the stopping rule sees the loss of the iteration just finished.
-    loss = engine.half(0, W, Ht, num_W, den_W, eps, True)
+    loss = float(rows.numerator(Ht, eps))
     _report(monitor, 0, loss, reg, W, Ht)
     for it in range(1, monitor.max_iter + 1):
-        bk.beta_mu_apply(W, num_W, den_W, l1_W, l2_W, eps, gamma, clip_W, bounds_W)
-        if update_H:
-            engine.half(1, Ht, W, num_H, den_H, eps, False)
-            bk.beta_mu_apply(Ht, num_H, den_H, l1_H, l2_H, eps, gamma, clip_H, bounds_H)
-        loss = engine.half(0, W, Ht, num_W, den_W, eps, True)
-        if _report(monitor, it, loss, reg, W, Ht):
+        num_H, den_H = rows.update(Ht, l1_W, l2_W, eps, gamma, clip_W, update_H)
+        if update_H:  # (W's rows elsewhere: sums in float64, here in the work dtype)
+            bk.beta_mu_apply(Ht, np.asarray(num_H, dtype=work), np.asarray(den_H, dtype=work),
+                             l1_H, l2_H, eps, gamma, clip_H, bounds_H)
+        loss = float(rows.numerator(Ht, eps))
+        if _report(monitor, it, loss, reg, W, Ht,
+                   rows.view() if monitor.callback is not None else None):
             break
     return loss
 
