@@ -174,8 +174,9 @@ def nmf_dask(X, rank, *, beta_loss="frobenius", solver=None, init=None, max_iter
         elif objective.aliases.get(solver, solver) == "ccd":
             raise ValueError(
                 f"solver={solver!r} (coordinate descent for KL) is not available for dask "
-                "arrays: it updates each entry of H from a whole column of X, which no row "
-                "block holds. Use solver='mu'.")
+                "arrays: it steps H one component at a time from sums over whole columns of "
+                "X, one round trip over the row blocks per component (docs/dask.md). Use "
+                "solver='mu'.")
     solver = objective.resolve_solver(solver)
     max_iter, tol, max_time = check_loop_options(backend, max_iter, tol, max_time, callback)
     accelerate = check_accelerate(accelerate)

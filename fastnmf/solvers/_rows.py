@@ -15,3 +15,9 @@ def row_side(data, W, cls, **options):
     if own is None:
         return cls(data, {"W": W}, **options), False
     return own(W, functools.partial(cls, **options) if options else cls), True
+
+
+def callback_view(monitor, rows):
+    """W as a callback sees it (the row side's ``view()``: W itself here, a dask array
+    over W's row blocks on Dask), made only when there is a callback to see it."""
+    return rows.view() if monitor.callback is not None else None

@@ -26,7 +26,7 @@ from .._chunks import row_bounds
 from .._data import factor_bounds
 from ..kernels import beta as bk
 from ._penalty import penalties
-from ._rows import row_side
+from ._rows import callback_view, row_side
 
 # scikit-learn's guard on model values and denominators (float32 epsilon).
 EPS = float(np.finfo(np.float32).eps)
@@ -337,8 +337,7 @@ def fit_beta(data, W, Ht, *, beta, solver, monitor, reg=(0.0, 0.0, 0.0, 0.0),
             bk.beta_mu_apply(Ht, np.asarray(num_H, dtype=work), np.asarray(den_H, dtype=work),
                              l1_H, l2_H, eps, gamma, clip_H, bounds_H)
         loss = float(rows.numerator(Ht, eps))
-        if _report(monitor, it, loss, reg, W, Ht,
-                   rows.view() if monitor.callback is not None else None):
+        if _report(monitor, it, loss, reg, W, Ht, callback_view(monitor, rows)):
             break
     return loss
 

@@ -19,7 +19,7 @@ import numpy as np
 from .. import kernels
 from .._data import factor_bounds, gram, product_then
 from ._penalty import penalties
-from ._rows import row_side
+from ._rows import callback_view, row_side
 
 # scikit-learn's guard for a zero MU denominator (float32 machine epsilon).
 MU_EPS = float(np.finfo(np.float32).eps)
@@ -398,8 +398,8 @@ def fit_frobenius(data, W, Ht, *, solver, monitor, reg=(0.0, 0.0, 0.0, 0.0),
                     extrapolation.reset(Ht)
         sqerr = loss.sqerr(XtW if update_H else product_W, cross, WtW, HHt, W, Ht)
         objective = loss.objective(sqerr, W, Ht)
-        seen = rows.view() if monitor.callback is not None else W  # (Dask: a dask array)
-        if monitor.step(it, objective, np.sqrt(sqerr), seen, Ht.T, violation):
+        if monitor.step(it, objective, np.sqrt(sqerr), callback_view(monitor, rows), Ht.T,
+                        violation):
             break  # W, Ht are the pair whose objective was just recorded
         if extrapolation is not None and it < monitor.max_iter:
             extrapolation.step(Ht, HHt, objective)

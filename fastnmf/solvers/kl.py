@@ -32,7 +32,7 @@ from .._data import factor_bounds
 from .._kl_products import kl_products
 from ..kernels import kl as klk
 from ._penalty import penalties
-from ._rows import row_side
+from ._rows import callback_view, row_side
 
 # scikit-learn's guard on model values and MU denominators (float32 epsilon).
 EPS = float(np.finfo(np.float32).eps)
@@ -162,7 +162,7 @@ def _fit_mu(data, W, Ht, monitor, reg, update_H):
     for it in range(1, monitor.max_iter + 1):
         mu.step(Ht, update_H)
         kl = mu.loss(Ht)
-        if _report(monitor, it, kl, reg, W, Ht, mu.rows.view()):
+        if _report(monitor, it, kl, reg, W, Ht, callback_view(monitor, mu.rows)):
             break
     return max(kl, 0.0)
 
