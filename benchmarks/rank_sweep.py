@@ -15,7 +15,10 @@ each solver) and ``max_iter=200``:
   and sparse ``make_sparse_counts`` (20000×5000, 5·10⁵ nonzeros, rank 8);
 * Kullback–Leibler: fastnmf's CCD against scikit-learn's ``mu``
   (``beta_loss="kullback-leibler"``), on dense ``make_poisson_counts``
-  (1000×500, rank 6) and the same sparse counts.
+  (1000×500, rank 6) and smaller sparse counts (4000×1500, 4·10⁴ nonzeros:
+  scikit-learn's MU-KL takes seconds per fit on sparse X).
+
+``--dense``, ``--sparse`` and ``--kl-sparse`` change the sizes.
 
 fastnmf runs as ``fit_many`` schedules it (several single-threaded fits at
 once for these sizes); scikit-learn one fit after another (its solvers use
@@ -48,21 +51,35 @@ OPTIONS = {"init": "random", "tol": 1e-4, "max_iter": 200}
 LOSSES = {"frobenius": ("hals", "cd"), "kullback-leibler": ("ccd", "mu")}
 
 
-def matrices(quick: bool, dense_shape=(1000, 500), sparse_shape=(20_000, 5_000, 500_000)
+# The sizes of the full run (--quick: dense 200×100, sparse 2000×800 with 2·10⁴ nonzeros).
+# scikit-learn's MU-KL on sparse X takes seconds per fit at 10⁵ nonzeros (6-19 s for
+# ranks 2-10 on 5000×2000, measured under load), so its sweep has smaller counts than
+# the Frobenius one to keep the whole run near 10 minutes.
+DENSE = (1000, 500)
+SPARSE = (20_000, 5_000, 500_000)
+KL_SPARSE = (4_000, 1_500, 40_000)
+
+
+def _sparse(shape):
+    m, n, nnz = shape
+    S = datasets.make_sparse_counts(m, n, nnz, 8, random_state=0)
+    return (f"sparse counts {m}×{n}, {S.nnz} nonzeros (`make_sparse_counts`, rank 8)", S)
+
+
+def matrices(quick: bool, dense_shape=DENSE, sparse_shape=SPARSE, kl_sparse_shape=KL_SPARSE
              ) -> dict:
-    """{(kind, loss): (description, X)}: dense planted matrices, one sparse count matrix."""
+    """{(kind, loss): (description, X)}: dense planted matrices, sparse count matrices."""
     m, n = (200, 100) if quick else dense_shape
-    sm, sn, nnz = (2000, 800, 20_000) if quick else sparse_shape
-    S = datasets.make_sparse_counts(sm, sn, nnz, 8, random_state=0)
+    if quick:
+        sparse_shape = kl_sparse_shape = (2000, 800, 20_000)
     D, _, _ = datasets.make_low_rank(m, n, 6, random_state=0)
     P, _, _ = datasets.make_poisson_counts(m, n, 6, random_state=0)
-    sparse_desc = f"sparse counts {sm}×{sn}, {S.nnz} nonzeros (`make_sparse_counts`, rank 8)"
     return {
         ("dense", "frobenius"): (f"dense {m}×{n} (`make_low_rank`, rank 6)", D),
-        ("sparse", "frobenius"): (sparse_desc, S),
+        ("sparse", "frobenius"): _sparse(sparse_shape),
         ("dense", "kullback-leibler"): (f"dense counts {m}×{n} (`make_poisson_counts`, "
                                         "rank 6)", P),
-        ("sparse", "kullback-leibler"): (sparse_desc, S),
+        ("sparse", "kullback-leibler"): _sparse(kl_sparse_shape),
     }
 
 
@@ -175,6 +192,10 @@ def crossover():
               f"ratio {seq / conc:.2f}", flush=True)
 
 
+def _shape(text: str) -> tuple[int, ...]:
+    return tuple(int(float(part)) for part in text.split(","))
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_report_options(parser, "ranks 2-4 × 3 runs on small matrices: under a minute, a "
@@ -183,11 +204,13 @@ def main(argv=None) -> int:
                         help="time fit_many's two schedules by size of X instead")
     parser.add_argument("--losses", default="frobenius,kullback-leibler")
     parser.add_argument("--kinds", default="dense,sparse")
-    parser.add_argument("--dense-rows", type=int, default=1000)
-    parser.add_argument("--dense-cols", type=int, default=500)
-    parser.add_argument("--sparse-rows", type=int, default=20_000)
-    parser.add_argument("--sparse-cols", type=int, default=5_000)
-    parser.add_argument("--sparse-nnz", type=int, default=500_000)
+    parser.add_argument("--dense", type=_shape, default=DENSE, metavar="ROWS,COLS",
+                        help="the dense matrices (default: %(default)s)")
+    parser.add_argument("--sparse", type=_shape, default=SPARSE, metavar="ROWS,COLS,NNZ",
+                        help="the sparse counts of the Frobenius sweep (default: %(default)s)")
+    parser.add_argument("--kl-sparse", type=_shape, default=KL_SPARSE,
+                        metavar="ROWS,COLS,NNZ",
+                        help="the sparse counts of the KL sweep (default: %(default)s)")
     parser.add_argument("--runs", type=int, default=None,
                         help=f"runs per rank (default: {N_RUNS}, 3 with --quick)")
     parser.add_argument("--no-sklearn", action="store_true")
@@ -198,8 +221,7 @@ def main(argv=None) -> int:
     cond = conditions()
     ranks = range(2, 5) if args.quick else RANKS
     n_runs = args.runs or (3 if args.quick else N_RUNS)
-    cases = matrices(args.quick, (args.dense_rows, args.dense_cols),
-                     (args.sparse_rows, args.sparse_cols, args.sparse_nnz))
+    cases = matrices(args.quick, args.dense, args.sparse, args.kl_sparse)
     results = {"command": "python benchmarks/rank_sweep.py "
                + " ".join(sys.argv[1:] if argv is None else argv),
                "conditions": cond, "sweeps": [],
