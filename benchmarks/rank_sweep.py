@@ -15,7 +15,7 @@ each solver) and ``max_iter=200``:
   and sparse ``make_sparse_counts`` (20000×5000, 5·10⁵ nonzeros, rank 8);
 * Kullback–Leibler: fastnmf's CCD against scikit-learn's ``mu``
   (``beta_loss="kullback-leibler"``), on dense ``make_poisson_counts``
-  (1000×500, rank 6) and smaller sparse counts (4000×1500, 4·10⁴ nonzeros:
+  (1000×500, rank 6) and smaller sparse counts (3000×1200, 3·10⁴ nonzeros:
   scikit-learn's MU-KL takes seconds per fit on sparse X).
 
 ``--dense``, ``--sparse`` and ``--kl-sparse`` change the sizes.
@@ -53,11 +53,12 @@ LOSSES = {"frobenius": ("hals", "cd"), "kullback-leibler": ("ccd", "mu")}
 
 # The sizes of the full run (--quick: dense 200×100, sparse 2000×800 with 2·10⁴ nonzeros).
 # scikit-learn's MU-KL on sparse X takes seconds per fit at 10⁵ nonzeros (6-19 s for
-# ranks 2-10 on 5000×2000, measured under load), so its sweep has smaller counts than
-# the Frobenius one to keep the whole run near 10 minutes.
+# ranks 2-10 on 5000×2000; 409 s for the 90 fits on 4000×1500 with 4.5·10⁴, all measured
+# under load), so its sweep has smaller counts than the Frobenius one, to keep the whole
+# run within 10 minutes on a quiet machine.
 DENSE = (1000, 500)
 SPARSE = (20_000, 5_000, 500_000)
-KL_SPARSE = (4_000, 1_500, 40_000)
+KL_SPARSE = (3_000, 1_200, 30_000)
 
 
 def _sparse(shape):
