@@ -212,15 +212,14 @@ def _rank_command(args) -> int:
     sel = select_rank(X, args.ranks, method=args.method or ["cv"], n_runs=args.runs,
                       n_repeats=args.repeats, holdout=args.holdout, samples=args.samples,
                       random_state=args.seed, n_jobs=args.jobs, progress=not args.quiet,
-                      solver=args.solver, max_iter=args.max_iter, tol=args.tol,
-                      n_threads=args.threads)
+                      beta_loss=args.beta_loss, solver=args.solver, max_iter=args.max_iter,
+                      tol=args.tol, n_threads=args.threads)
     columns = list(sel.table[0])
     print("  ".join(f"{c:>14s}" for c in columns))
     for row in sel.table:
         print("  ".join(f"{row[c]:14d}" if c == "rank" else f"{row[c]:14.6g}"
                         for c in columns))
-    for method in sel.methods:
-        print(f"suggested rank ({method}): {sel.suggested(method)}")
+    _print_suggestions(sel)
     if args.plot:
         import matplotlib
 
@@ -231,6 +230,15 @@ def _rank_command(args) -> int:
         np.save(args.save, sel.to_records())
         print(f"saved    the table to {args.save}")
     return 0
+
+
+def _print_suggestions(sel) -> None:
+    """Each method's suggested rank, then the default one with the rule that made it."""
+    for method in sel.methods:
+        print(f"suggested rank ({method}): {sel.suggested(method)}")
+    default = sel.default_method()
+    how = ("cv and stability combined" if default == "combined" else default)
+    print(f"suggested rank: {sel.suggested()} (the default rule, {how}: {sel.rule()})")
 
 
 def _add_counts(p, *options) -> None:
@@ -251,6 +259,18 @@ def _add_common(p, *, threads_help: str) -> None:
     p.add_argument("--dtype", choices=("float64", "float32"), default="float64",
                    help="floating-point type of the fit")
     p.add_argument("--seed", type=int, default=0, help="random seed (data and initialization)")
+
+
+def _add_loss(p, note: str = "") -> None:
+    """--beta-loss and --solver, with fastnmf.nmf's names (fit and rank)."""
+    p.add_argument("--beta-loss", type=_beta_loss, default="frobenius",
+                   help="the loss, as fastnmf.nmf names it: frobenius, kullback-leibler "
+                   "(also kl, poisson), itakura-saito or a number β" + (f"; {note}" if note
+                                                                        else ""))
+    p.add_argument("--solver", choices=("hals", "cd", "mu", "ccd"), default=None,
+                   help="Frobenius: hals (default; cd is the same) or mu; "
+                   "Kullback-Leibler: ccd (default; mu for cross-validation) or mu; "
+                   "other β: mu (default)")
 
 
 def _add_debug(p) -> None:
@@ -283,12 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="nonzeros of the generated sparse data, exactly")
     fit.add_argument("--rank", "-r", type=_positive_int, default=20,
                      help="number of components (also the planted rank of generated data)")
-    fit.add_argument("--beta-loss", type=_beta_loss, default="frobenius",
-                     help="the loss, as fastnmf.nmf names it: frobenius, kullback-leibler "
-                     "(also kl, poisson), itakura-saito or a number β")
-    fit.add_argument("--solver", choices=("hals", "cd", "mu", "ccd"), default=None,
-                     help="Frobenius: hals (default; cd is the same) or mu; "
-                     "Kullback-Leibler: ccd (default) or mu; other β: mu (default)")
+    _add_loss(fit)
     fit.add_argument("--missing", choices=("nan",), default=None,
                      help="nan: the NaN entries of X are missing values, left out of the fit "
                      "(Frobenius loss); without it NaN is an error")
@@ -331,8 +346,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="fraction of entries held out for cv")
     rank.add_argument("--samples", choices=("rows", "columns"), default="rows",
                       help="axis of the samples to cluster (consensus, stability)")
-    rank.add_argument("--solver", choices=("hals", "mu"), default="hals",
-                      help="Frobenius solver of every fit")
+    _add_loss(rank, "cross-validation takes frobenius or kullback-leibler; KL for counts")
     _add_common(rank, threads_help="threads per fit (default: all, or shared by --jobs)")
     rank.add_argument("--jobs", type=_positive_int, default=None,
                       help="fits at once (default: chosen by the size of X)")

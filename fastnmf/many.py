@@ -20,7 +20,7 @@ from __future__ import annotations
 import numbers
 import time
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numba
 import numpy as np
@@ -125,6 +125,10 @@ class ManyFits:
         Fits that ran at once (0 on Dask, where the cluster decides).
     elapsed : float
         Wall time of the whole call, in seconds.
+    keep : {"all", "best"}
+        ``"best"``: only the best fit of each rank holds its factors; the
+        others have ``W = H = None`` (their loss, iterations, history and
+        time are kept).
     """
 
     tasks: list
@@ -134,6 +138,7 @@ class ManyFits:
     schedule: str
     n_jobs: int
     elapsed: float
+    keep: str = "all"
 
     def runs(self, rank: int) -> list[NMFResult]:
         """The fits of one rank, in run order."""
@@ -187,8 +192,34 @@ def _auto_schedule(prepared: PreparedX) -> str:
     return "threads" if small else "sequential"
 
 
+class _Results:
+    """The results of a sweep as they come in; with ``keep="best"`` a fit's factors are
+    dropped as soon as another fit of its rank has a lower loss (the first of equals
+    stays, as in :meth:`ManyFits.best`), so a sweep holds one W and H per rank plus
+    the fits still running."""
+
+    def __init__(self, tasks, keep):
+        self.tasks = tasks
+        self.keep = keep
+        self.results = [None] * len(tasks)
+        self.best = {}  # rank -> index of its best fit so far
+
+    def add(self, i, res):
+        self.results[i] = res
+        if self.keep == "all":
+            return
+        rank = self.tasks[i][0]
+        j = self.best.get(rank)
+        if j is None or (res.loss, i) < (self.results[j].loss, j):
+            self.best[rank], loser = i, j
+        else:
+            loser = i
+        if loser is not None:
+            self.results[loser] = replace(self.results[loser], W=None, H=None)
+
+
 def fit_many(X, ranks, *, n_runs=1, random_state=None, n_jobs=None, client=None,
-             progress=False, mask=None, missing=None, **nmf_kwargs) -> ManyFits:
+             progress=False, mask=None, missing=None, keep="all", **nmf_kwargs) -> ManyFits:
     """Fit ``X`` at every rank in ``ranks``, ``n_runs`` times each (restarts, rank sweeps).
 
     X is validated once (and its missing set resolved once); every fit is
@@ -221,6 +252,13 @@ def fit_many(X, ranks, *, n_runs=1, random_state=None, n_jobs=None, client=None,
         per fit).
     mask, missing
         Missing values, as in :func:`fastnmf.nmf` (resolved once).
+    keep : {"all", "best"}, default="all"
+        ``"best"``: keep the factors of the best fit of each rank only (the
+        lowest loss, the first of equals); every other fit's ``W`` and ``H``
+        are dropped as soon as a better fit of its rank has finished, so a
+        sweep of many restarts holds one pair of factors per rank (plus the
+        fits still running) instead of one per fit.  Every fit's loss,
+        iterations, history and time stay in ``results`` and :meth:`ManyFits.table`.
     **nmf_kwargs
         Passed to every :func:`fastnmf.nmf` call (``solver``, ``init``,
         ``max_iter``, ``tol``, ``beta_loss``, ``n_threads``, ...).
@@ -241,10 +279,15 @@ def fit_many(X, ranks, *, n_runs=1, random_state=None, n_jobs=None, client=None,
     (6, [2, 3])
     >>> [row["rank"] for row in fits.table()]
     [2, 2, 2, 3, 3, 3]
+    >>> lean = fit_many(X, [2, 3], n_runs=3, random_state=0, init="random", max_iter=50,
+    ...                 keep="best")
+    >>> sum(res.W is not None for res in lean.results), lean.best(3).W.shape
+    (2, (40, 3))
     """
     t0 = time.perf_counter()
     ranks = _check_ranks(ranks)
     n_runs = v.check_positive_int(n_runs, "n_runs")
+    v.check_option(keep, "keep", ("all", "best"))
     tasks = run_seeds(random_state, ranks, n_runs)
     prepared = PreparedX(X, mask=mask, missing=missing)
     # Check the options once, before any fit runs (a bad option would otherwise
@@ -262,18 +305,21 @@ def fit_many(X, ranks, *, n_runs=1, random_state=None, n_jobs=None, client=None,
             kwargs = dict(nmf_kwargs)
             if prepared.masked:
                 kwargs["missing"] = prepared.pattern.tocsr()
-            results = map_fits(client, prepared.X, tasks, kwargs)
+            results = _Results(tasks, keep)
+            for i, res in enumerate(map_fits(client, prepared.X, tasks, kwargs)):
+                results.add(i, res)
             bar.update(len(tasks))
             schedule, jobs = "dask", 0
         else:
             jobs = _check_jobs(n_jobs, prepared, len(tasks))
             schedule = "sequential" if jobs == 1 else "threads"
-            results = _run_local(prepared, tasks, nmf_kwargs, jobs, bar)
+            results = _run_local(prepared, tasks, nmf_kwargs, jobs, bar, _Results(tasks, keep))
     finally:
         if own_bar:
             bar.close()
-    return ManyFits(tasks=tasks, results=list(results), ranks=ranks, n_runs=n_runs,
-                    schedule=schedule, n_jobs=jobs, elapsed=time.perf_counter() - t0)
+    return ManyFits(tasks=tasks, results=results.results, ranks=ranks, n_runs=n_runs,
+                    schedule=schedule, n_jobs=jobs, elapsed=time.perf_counter() - t0,
+                    keep=keep)
 
 
 def _check_jobs(n_jobs, prepared, n_tasks) -> int:
@@ -289,21 +335,19 @@ def _check_jobs(n_jobs, prepared, n_tasks) -> int:
     return max(1, min(jobs, n_tasks))
 
 
-def _run_local(prepared, tasks, nmf_kwargs, jobs, bar) -> list:
+def _run_local(prepared, tasks, nmf_kwargs, jobs, bar, results: _Results) -> _Results:
     def one(task):
         rank, _, seed = task
         return nmf(prepared, rank, random_state=seed, **kwargs)
 
     kwargs = dict(nmf_kwargs)
     if jobs == 1:
-        results = []
-        for task in tasks:
-            results.append(one(task))
+        for i, task in enumerate(tasks):
+            results.add(i, one(task))
             bar.update(1)
         return results
     if kwargs.get("n_threads") is None:  # concurrent fits: one core each unless told
         kwargs["n_threads"] = 1
-    results = [None] * len(tasks)
     with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="fastnmf-fit") as pool:
         futures = {pool.submit(one, task): i for i, task in enumerate(tasks)}
         pending = set(futures)
@@ -314,6 +358,6 @@ def _run_local(prepared, tasks, nmf_kwargs, jobs, bar) -> list:
                     for other in pending:
                         other.cancel()
                     raise future.exception()
-                results[futures[future]] = future.result()
+                results.add(futures[future], future.result())
                 bar.update(1)
     return results

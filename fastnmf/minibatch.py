@@ -226,6 +226,14 @@ class MiniBatchNMF(_FactorizationBase):
         Threads for the Numba kernels and BLAS together; None: all of Numba's.
     backend : {"auto", "dense", "sparse"}, default="auto"
         Data products for each batch, as in :class:`fastnmf.NMF`.
+    sparseness_W, sparseness_H : None
+        Not supported: any other value raises ``ValueError`` at :meth:`fit` /
+        :meth:`partial_fit` (accepted as parameters so that the error can say
+        why).  Hoyer's constraint on a column of W spans every row of X, which
+        no batch holds (and a stream never ends); on the rows of H, Hoyer's
+        projected gradient needs the objective on all of X to choose its step,
+        which the running statistics do not give.  Use :class:`fastnmf.NMF`
+        or :func:`fastnmf.nmf` with ``sparseness_W`` / ``sparseness_H``.
 
     Attributes
     ----------
@@ -286,6 +294,8 @@ class MiniBatchNMF(_FactorizationBase):
         "solver": [StrOptions({"mu", "hals"})],
         "n_threads": [Interval(Integral, 1, None, closed="left"), None],
         "backend": [StrOptions(set(BACKENDS))],
+        "sparseness_W": [Interval(Real, 0, 1, closed="both"), None],
+        "sparseness_H": [Interval(Real, 0, 1, closed="both"), None],
     }
 
     def __init__(self, n_components="auto", *, init=None, batch_size=1024,
@@ -293,7 +303,7 @@ class MiniBatchNMF(_FactorizationBase):
                  alpha_W=0.0, alpha_H="same", l1_ratio=0.0, forget_factor=0.7,
                  fresh_restarts=False, fresh_restarts_max_iter=30, transform_max_iter=None,
                  random_state=None, verbose=0, solver="mu", n_threads=None,
-                 backend="auto"):
+                 backend="auto", sparseness_W=None, sparseness_H=None):
         self.n_components = n_components
         self.init = init
         self.batch_size = batch_size
@@ -313,8 +323,21 @@ class MiniBatchNMF(_FactorizationBase):
         self.solver = solver
         self.n_threads = n_threads
         self.backend = backend
+        self.sparseness_W = sparseness_W
+        self.sparseness_H = sparseness_H
 
     # -- checks ------------------------------------------------------------
+
+    def _check_no_sparseness(self):
+        """Hoyer's sparseness constraints cannot be honoured online (see the parameters)."""
+        given = [name for name in ("sparseness_W", "sparseness_H")
+                 if getattr(self, name, None) is not None]
+        if given:
+            raise ValueError(
+                f"MiniBatchNMF does not support {' and '.join(given)}: Hoyer's constraint "
+                "on a column of W spans every row of X, which no batch holds, and on the "
+                "rows of H its projected gradient needs the objective on all of X; use "
+                f"fastnmf.NMF or fastnmf.nmf with {given[0]}.")
 
     def _check_params(self, X):
         """scikit-learn's derived settings for X (a batch for :meth:`partial_fit`)."""
@@ -477,6 +500,7 @@ class MiniBatchNMF(_FactorizationBase):
         return [_Batch(X[s], self._beta, self.backend) for s in gen_batches(X.shape[0], size)]
 
     def _fit_transform(self, X, W=None, H=None):
+        self._check_no_sparseness()
         check_non_negative(X, "MiniBatchNMF (input X)")
         self._check_params(X)
         n_samples = X.shape[0]
@@ -592,6 +616,7 @@ class MiniBatchNMF(_FactorizationBase):
         has_components = hasattr(self, "components_")
         if has_components:  # (scikit-learn's _fit_context skips this on a fitted model)
             self._validate_params()
+        self._check_no_sparseness()
         X = validate_data(self, X, accept_sparse=_ACCEPT_SPARSE, dtype=_FLOAT_DTYPES,
                           reset=not has_components)
         check_non_negative(X, "MiniBatchNMF (input X)")

@@ -168,3 +168,51 @@ def test_default_fit_shows_structure(capsys):
     assert code == 0 and "500 x 200" in out and "backend=dense" in out
     rel = float(out.split("relative error")[1].split()[0])
     assert rel < 0.1
+
+
+def _suggestion_lines(out):
+    return [line for line in out.splitlines() if line.startswith("suggested rank")]
+
+
+def test_rank_kl_prints_the_rule(capsys, counts):
+    """`fastnmf rank --beta-loss kl`: select_rank's KL cross-validation, its numbers and its
+    suggestion, and the line that says which rule made the suggestion."""
+    from fastnmf import select_rank
+
+    code, out, _ = _run(capsys, "rank", counts, "--ranks", "2-3", "--beta-loss", "kl",
+                        "--max-iter", 20, "--repeats", 2, "--quiet")
+    assert code == 0
+    sel = select_rank(sp.load_npz(counts), [2, 3], n_repeats=2, random_state=0,
+                      beta_loss="kullback-leibler", max_iter=20)
+    assert f"{sel.table[0]['test_error']:14.6g}" in out
+    lines = _suggestion_lines(out)
+    assert lines[0] == f"suggested rank (cv): {sel.suggested('cv')}"
+    assert lines[-1] == f"suggested rank: {sel.suggested()} (the default rule, cv: {sel.rule()})"
+
+
+def test_rank_combined_default_named(capsys, counts):
+    code, out, _ = _run(capsys, "rank", counts, "--ranks", "2-3", "--method", "cv",
+                        "--method", "stability", "--runs", 2, "--repeats", 2,
+                        "--max-iter", 20, "--quiet")
+    assert code == 0
+    lines = _suggestion_lines(out)
+    assert [line.split(":")[0] for line in lines] == [
+        "suggested rank (cv)", "suggested rank (stability)", "suggested rank"]
+    assert "(the default rule, cv and stability combined: among the ranks" in lines[-1]
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--beta-loss", "itakura-saito"], ("beta_loss", "itakura-saito")),
+    (["--beta-loss", "kl", "--solver", "ccd"], ("solver", "ccd")),
+])
+def test_rank_bad_loss(capsys, counts, argv, words):
+    """A loss that cross-validation cannot use: one line, status 2, before any fit."""
+    code, _, err = _run(capsys, "rank", counts, "--ranks", "2-3", "--quiet", *argv)
+    _one_line_error(code, err, *words)
+
+
+def test_rank_unknown_loss(capsys, counts):
+    with pytest.raises(SystemExit) as e:
+        main(["rank", str(counts), "--beta-loss", "cosine"])
+    assert e.value.code == 2
+    _one_line_error(2, capsys.readouterr().err, "--beta-loss", "cosine", "kullback-leibler")

@@ -197,3 +197,41 @@ def test_docstring_examples():
     import fastnmf.many
 
     assert doctest.testmod(fastnmf.many).failed == 0
+
+
+@pytest.mark.parametrize("n_jobs", [1, 2])
+def test_keep_best_holds_one_pair_of_factors_per_rank(n_jobs):
+    """keep="best": the same fits, the same table and best per rank, but only the best
+    fit of each rank (the first of equals) still holds W and H."""
+    X = random_matrix(40, 30, seed=3, rank=3)
+    every = fit_many(X, [2, 3], n_runs=4, random_state=0, n_jobs=n_jobs, n_threads=1, **KW)
+    lean = fit_many(X, [2, 3], n_runs=4, random_state=0, n_jobs=n_jobs, n_threads=1,
+                    keep="best", **KW)
+    assert (every.keep, lean.keep) == ("all", "best")
+    assert lean.table() == [{**row, "time": lean_row["time"]}
+                            for row, lean_row in zip(every.table(), lean.table(), strict=True)]
+    for rank in (2, 3):
+        runs = lean.runs(rank)
+        losses = [res.loss for res in runs]
+        held = [i for i, res in enumerate(runs) if res.W is not None]
+        assert held == [int(np.argmin(losses))]
+        assert all(res.H is None for res in runs if res.W is None)
+        np.testing.assert_array_equal(lean.best(rank).W, every.best(rank).W)
+        np.testing.assert_array_equal(lean.best(rank).H, every.best(rank).H)
+    assert all(res.history["loss"].size > 1 for res in lean.results)
+
+
+def test_keep_best_ties_keep_the_first():
+    """Equal losses (the same seed twice is impossible, so the same X and start via a
+    custom start): the first run keeps its factors, as ManyFits.best picks it."""
+    X = random_matrix(20, 15, seed=4, rank=2)
+    W0, H0 = random_matrix(20, 2, seed=5), random_matrix(2, 15, seed=6)
+    fits = fit_many(X, [2], n_runs=3, random_state=0, n_jobs=1, keep="best", init="custom",
+                    W=W0, H=H0, max_iter=10)
+    assert len({res.loss for res in fits.results}) == 1
+    assert [res.W is not None for res in fits.results] == [True, False, False]
+
+
+def test_keep_rejects_unknown():
+    with pytest.raises(ValueError, match="keep must be one of"):
+        fit_many(random_matrix(10, 8), [2], keep="last")

@@ -183,3 +183,38 @@ def test_estimator_passes_sparseness():
     assert model.transform(X).shape == (60, 4)
     with pytest.raises(ValueError, match="sparseness_H"):
         fastnmf.NMF(4, sparseness_H=2.0).fit(X)
+
+
+def test_non_negative_factorization_passes_sparseness():
+    X = _X()
+    W, H, n_iter = fastnmf.non_negative_factorization(X, n_components=4, sparseness_H=0.6,
+                                                      sparseness_W=0.3, random_state=0,
+                                                      max_iter=100)
+    model = fastnmf.NMF(4, sparseness_H=0.6, sparseness_W=0.3, random_state=0, max_iter=100)
+    assert_array_equal(W, model.fit_transform(X))
+    assert_array_equal(H, model.components_)
+    assert n_iter == model.n_iter_
+    assert_allclose(hoyer_sparseness(H, axis=1), 0.6, atol=1e-6)
+    assert_allclose(hoyer_sparseness(W, axis=0), 0.3, atol=1e-6)
+    with pytest.raises(ValueError, match="sparseness_W"):
+        fastnmf.non_negative_factorization(X, n_components=4, sparseness_W=-0.1)
+
+
+@pytest.mark.parametrize("kw, names", [
+    (dict(sparseness_H=0.5), "sparseness_H"),
+    (dict(sparseness_W=0.5), "sparseness_W"),
+    (dict(sparseness_W=0.2, sparseness_H=0.5, solver="hals"), "sparseness_W and sparseness_H"),
+])
+def test_minibatch_refuses_sparseness(kw, names):
+    """MiniBatchNMF cannot honour Hoyer's constraints: a clear error before any change."""
+    X = _X()
+    with pytest.raises(ValueError, match=f"MiniBatchNMF does not support {names}: "):
+        fastnmf.MiniBatchNMF(4, random_state=0, **kw).fit(X)
+    with pytest.raises(ValueError, match=r"fastnmf\.NMF or fastnmf\.nmf"):
+        fastnmf.MiniBatchNMF(4, random_state=0, **kw).partial_fit(X[:20])
+    model = fastnmf.MiniBatchNMF(4, random_state=0).partial_fit(X[:20])
+    before = model.components_.copy(), model.n_steps_
+    with pytest.raises(ValueError, match="does not support"):
+        model.set_params(**kw).partial_fit(X[20:40])
+    assert_array_equal(model.components_, before[0])
+    assert model.n_steps_ == before[1]
