@@ -606,6 +606,33 @@ def test_callback_and_max_time_stop_a_fit():
 def test_new_parameters_are_validated(params):
     with pytest.raises(InvalidParameterError):
         NMF(3, **params).fit(_X())
+    with pytest.raises(InvalidParameterError):
+        non_negative_factorization(_X(), n_components=3, **params)
+
+
+def test_function_takes_callback_max_time_and_progress(capsys):
+    """non_negative_factorization has NMF's progress, max_time and callback (issue 21)."""
+    seen = []
+
+    def stop_at_four(info):
+        seen.append(info.iteration)
+        return info.iteration >= 4
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)  # a requested stop is no warning
+        W, H, n_iter = non_negative_factorization(_X(), n_components=3, random_state=0,
+                                                  max_iter=100, callback=stop_at_four)
+        assert n_iter == 4 and seen == [1, 2, 3, 4]
+        _, _, n_timed = non_negative_factorization(_X(), n_components=3, random_state=0,
+                                                   max_iter=10_000, tol=0, max_time=0.0)
+    assert n_timed < 10_000
+    ref = NMF(3, random_state=0, max_iter=4, tol=0).fit(_X())
+    assert_allclose(H, ref.components_, rtol=1e-12)  # the stop is the only difference
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        non_negative_factorization(_X(), n_components=3, random_state=0, max_iter=3,
+                                   progress=True)
+    assert "fastnmf:" in capsys.readouterr().err  # the bar, on stderr
 
 
 def test_missing_values_through_a_pipeline():
