@@ -270,7 +270,7 @@ def fit_frobenius(data, W, Ht, *, solver, monitor, reg=(0.0, 0.0, 0.0, 0.0),
     WtW = np.empty((r, r), dtype=W.dtype)  # the Grams, written by the updates
     HHt = gram(Ht)
     data.product(Ht, 0, out=XHt)  # the first W half-step's product, also gives L[0]
-    sqerr = loss.sqerr(XHt, kernels.inner_f64(XHt, W, bounds_W), gram(W), HHt, W, Ht)
+    sqerr = loss.sqerr(XHt, kernels.inner_f64_serial(XHt, W), gram(W), HHt, W, Ht)
     objective = loss.objective(sqerr, W, Ht)
     monitor.start(objective, np.sqrt(sqerr))
     previous = objective
