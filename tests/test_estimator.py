@@ -620,7 +620,7 @@ def test_function_takes_callback_max_time_and_progress(capsys):
 
     with warnings.catch_warnings():
         warnings.simplefilter("error", ConvergenceWarning)  # a requested stop is no warning
-        W, H, n_iter = non_negative_factorization(_X(), n_components=3, random_state=0,
+        _, H, n_iter = non_negative_factorization(_X(), n_components=3, random_state=0,
                                                   max_iter=100, callback=stop_at_four)
         assert n_iter == 4 and seen == [1, 2, 3, 4]
         _, _, n_timed = non_negative_factorization(_X(), n_components=3, random_state=0,
