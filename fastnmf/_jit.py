@@ -55,12 +55,25 @@ FASTMATH = frozenset({"nsz", "arcp", "contract", "afn", "reassoc"})
 CACHE = os.environ.get("FASTNMF_NO_CACHE", "") in ("", "0")
 
 
+def _prange_only() -> dict:
+    """Numba's parallel options: ``prange`` loops run in parallel, nothing else.
+
+    With ``parallel=True`` Numba also turns every NumPy call in a kernel
+    (``np.zeros`` of the per-chunk partials, ``partial.sum()``) into a parallel
+    loop of its own, each compiled as one more multi-threaded function: on
+    arrays of a few entries, all cost and no speed.  (A fresh dict each time:
+    Numba empties the one it is given.)
+    """
+    return dict(comprehension=False, reduction=False, inplace_binop=False, setitem=False,
+                numpy=False, stencil=False, fusion=True, prange=True)
+
+
 def kernel(fn=None, *, parallel: bool = True):
     """Compile ``fn`` with the package's policy (usable as ``@kernel`` or ``@kernel(...)``)."""
 
     def wrap(f):
         return numba.njit(
-            parallel=parallel,
+            parallel=_prange_only() if parallel else False,
             cache=CACHE,
             fastmath=set(FASTMATH),
             nogil=True,
