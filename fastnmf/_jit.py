@@ -9,9 +9,16 @@ flags below are the only knobs:
 * ``error_model="numpy"``: division by zero gives inf instead of raising, so
   the compiler does not insert a branch per division; the kernels guard the
   denominators themselves.
+* ``parallel``: ``prange`` loops only (:func:`_prange_only`).
 * ``cache=True``: compiled code is written next to the sources (or to
   ``NUMBA_CACHE_DIR``), so only the very first fit on a machine pays for
-  compilation.  Set ``FASTNMF_NO_CACHE=1`` to switch caching off.
+  compilation (``python -m fastnmf.warmup`` pays it ahead).  Set
+  ``FASTNMF_NO_CACHE=1`` to switch caching off.
+
+Compile time is kept down in the kernels themselves (docs/performance.md, *Cold
+start*): no array-valued assignments (``G[:, :] = P``, ``G += S``: element
+loops), one compiled form per helper (no transposed views where a C array is
+compiled already).
 """
 
 from __future__ import annotations
