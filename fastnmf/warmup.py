@@ -27,6 +27,7 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 import numpy as np
 import scipy.sparse as sp
@@ -67,6 +68,35 @@ def warm_one(fit: str, dtype="float64") -> float:
         Ht = np.ascontiguousarray(res.H.T)
         SparseData(X).product(Ht, 0, np.empty_like(res.W), method="scatter")
     return time.perf_counter() - t0
+
+
+@contextmanager
+def compiled_kernels():
+    """Collect the names of the fastnmf kernels Numba compiles inside the block (a
+    kernel loaded from the on-disk cache is not compiled, so not listed).
+
+    Examples
+    --------
+    >>> with compiled_kernels() as names:            # doctest: +SKIP
+    ...     fastnmf.nmf(X, 5)
+    >>> names                                       # doctest: +SKIP
+    ['_inner_f64', '_panels', ...]
+    """
+    from numba.core import event
+
+    names: list[str] = []
+
+    class Listener(event.Listener):
+        def on_start(self, ev):
+            pass
+
+        def on_end(self, ev):
+            fn = ev.data["dispatcher"].py_func
+            if fn.__module__.startswith("fastnmf"):
+                names.append(fn.__name__)
+
+    with event.install_listener("numba:compile", Listener()):
+        yield names
 
 
 def _check(names, allowed, what) -> list[str]:

@@ -15,28 +15,18 @@ from fastnmf import warmup
 _COUNT = """
 import json, sys
 import numpy as np
-from numba.core import event
 import fastnmf
 from fastnmf import kernels
-from fastnmf.warmup import example
+from fastnmf.warmup import compiled_kernels, example
 
-compiled = []
-class Listener(event.Listener):
-    def on_start(self, ev):
-        pass
-    def on_end(self, ev):
-        fn = ev.data["dispatcher"].py_func
-        if fn.__module__.startswith("fastnmf"):
-            compiled.append(fn.__name__)
-event.register("numba:compile", Listener())
 X = example("kl-sparse")
-fastnmf.nmf(X, 5, beta_loss="kullback-leibler", random_state=0)
-fastnmf.nmf(X[:150, :80], 4, beta_loss="kl", random_state=1)  # other shapes, same kernels
-fit = sorted(set(compiled))
-compiled.clear()
-A = np.ones((3, 2), dtype=np.float32)
-kernels.inner_f64_serial(A, A)  # float32: not warmed, so compiled here
-json.dump({"fit": fit, "other": sorted(set(compiled))}, sys.stdout)
+with compiled_kernels() as fit:
+    fastnmf.nmf(X, 5, beta_loss="kullback-leibler", random_state=0)
+    fastnmf.nmf(X[:150, :80], 4, beta_loss="kl", random_state=1)  # other shapes, same kernels
+with compiled_kernels() as other:
+    A = np.ones((3, 2), dtype=np.float32)
+    kernels.inner_f64_serial(A, A)  # float32: not warmed, so compiled here
+json.dump({"fit": sorted(set(fit)), "other": sorted(set(other))}, sys.stdout)
 """
 
 
