@@ -16,7 +16,7 @@ from ._options import (
     is_dask,
     regularization,
 )
-from ._result import NMFResult
+from ._result import NMFResult, frame_labels
 from ._threads import default_threads, thread_limits
 from .init import check_init, initialize, mean_of
 from .solvers import Monitor, objective_for
@@ -230,6 +230,7 @@ def nmf(X, rank, *, beta_loss="frobenius", solver=None, init=None, max_iter=200,
                         callback=callback, progress=progress, verbose=verbose,
                         accelerate=accelerate)
     t0 = time.perf_counter()
+    row_names, column_names = frame_labels(X)  # a DataFrame's labels, for W_frame/H_frame
     if isinstance(X, PreparedX):  # from fit_many: validated once for many fits
         if mask is not None or missing is not None:
             raise ValueError("give mask/missing when preparing X, not again to nmf().")
@@ -304,4 +305,6 @@ def nmf(X, rank, *, beta_loss="frobenius", solver=None, init=None, max_iter=200,
         backend=data.backend,
         beta_loss=objective.name,
         elapsed=time.perf_counter() - t0,
+        row_names=row_names,
+        column_names=column_names,
     )

@@ -9,9 +9,16 @@ flags below are the only knobs:
 * ``error_model="numpy"``: division by zero gives inf instead of raising, so
   the compiler does not insert a branch per division; the kernels guard the
   denominators themselves.
+* ``parallel``: ``prange`` loops only (:func:`_prange_only`).
 * ``cache=True``: compiled code is written next to the sources (or to
   ``NUMBA_CACHE_DIR``), so only the very first fit on a machine pays for
-  compilation.  Set ``FASTNMF_NO_CACHE=1`` to switch caching off.
+  compilation (``python -m fastnmf.warmup`` pays it ahead).  Set
+  ``FASTNMF_NO_CACHE=1`` to switch caching off.
+
+Compile time is kept down in the kernels themselves (docs/performance.md, *Cold
+start*): no array-valued assignments (``G[:, :] = P``, ``G += S``: element
+loops), one compiled form per helper (no transposed views where a C array is
+compiled already).
 """
 
 from __future__ import annotations
@@ -55,12 +62,25 @@ FASTMATH = frozenset({"nsz", "arcp", "contract", "afn", "reassoc"})
 CACHE = os.environ.get("FASTNMF_NO_CACHE", "") in ("", "0")
 
 
+def _prange_only() -> dict:
+    """Numba's parallel options: ``prange`` loops run in parallel, nothing else.
+
+    With ``parallel=True`` Numba also turns every NumPy call in a kernel
+    (``np.zeros`` of the per-chunk partials, ``partial.sum()``) into a parallel
+    loop of its own, each compiled as one more multi-threaded function: on
+    arrays of a few entries, all cost and no speed.  (A fresh dict each time:
+    Numba empties the one it is given.)
+    """
+    return dict(comprehension=False, reduction=False, inplace_binop=False, setitem=False,
+                numpy=False, stencil=False, fusion=True, prange=True)
+
+
 def kernel(fn=None, *, parallel: bool = True):
     """Compile ``fn`` with the package's policy (usable as ``@kernel`` or ``@kernel(...)``)."""
 
     def wrap(f):
         return numba.njit(
-            parallel=parallel,
+            parallel=_prange_only() if parallel else False,
             cache=CACHE,
             fastmath=set(FASTMATH),
             nogil=True,

@@ -39,6 +39,11 @@ class NMFResult:
     elapsed : float
         Wall time of the whole call, in seconds (validation and init included).
 
+    row_names, column_names : sequence or None
+        X's row and column labels when X was a pandas DataFrame (its ``index``
+        and ``columns``), else None: :meth:`W_frame` and :meth:`H_frame` put
+        them back.
+
     ``W, H = result`` unpacks the factors; the repr shows their shapes, not
     their entries.
     """
@@ -56,6 +61,30 @@ class NMFResult:
     backend: str = "dense"
     beta_loss: str = "frobenius"
     elapsed: float = 0.0
+    row_names: object = field(default=None, repr=False)
+    column_names: object = field(default=None, repr=False)
+
+    def component_names(self, prefix: str = "nmf") -> list[str]:
+        """The components' names, ``nmf0, nmf1, …`` (scikit-learn's ``get_feature_names_out``)."""
+        return [f"{prefix}{k}" for k in range(self.H.shape[0])]
+
+    def W_frame(self, prefix: str = "nmf"):
+        """``W`` as a pandas DataFrame: X's row labels (``row_names``, else 0, 1, …) by
+        the components (``nmf0, nmf1, …``, see :meth:`component_names`).
+
+        Needs pandas (imported only here).
+        """
+        return _pandas().DataFrame(self.W, index=self.row_names,
+                                   columns=self.component_names(prefix))
+
+    def H_frame(self, prefix: str = "nmf"):
+        """``H`` as a pandas DataFrame: the components (``nmf0, nmf1, …``) by X's
+        column labels (``column_names``, else 0, 1, …).
+
+        Needs pandas (imported only here).
+        """
+        return _pandas().DataFrame(self.H, index=self.component_names(prefix),
+                                   columns=self.column_names)
 
     def __iter__(self):
         """``W`` then ``H``, so that ``W, H = nmf(X, r)`` works."""
@@ -71,3 +100,20 @@ class NMFResult:
                 f"converged={self.converged}, stop_reason={self.stop_reason!r}, "
                 f"solver={self.solver!r}, backend={self.backend!r}, "
                 f"beta_loss={self.beta_loss!r}, elapsed={self.elapsed:.3g}s)")
+
+
+def frame_labels(X) -> tuple[object, object]:
+    """``(index, columns)`` of a pandas DataFrame (or anything with both), else ``(None, None)``."""
+    if hasattr(X, "columns") and hasattr(X, "index") and not callable(X.index):
+        return X.index, X.columns
+    return None, None
+
+
+def _pandas():
+    try:
+        import pandas
+    except ImportError:
+        raise ImportError("W_frame() and H_frame() return pandas DataFrames and need pandas, "
+                          "which is not installed: pip install pandas (or use .W and .H, "
+                          "NumPy arrays)") from None
+    return pandas

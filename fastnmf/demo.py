@@ -255,7 +255,7 @@ def faces(out_dir=".", *, rank=49, max_iter=200, people=40, step=1, face=0,
     """
     t_start = time.perf_counter()
     data = datasets.load_orl_faces(people=people, step=step)
-    X = lee_seung_preprocess(data.data)
+    X = lee_seung_preprocess(data.X)
     if not 0 <= face < len(X):
         raise ValueError(f"face must be in 0..{len(X) - 1}, got {face}.")
     fits = _fit_methods(X, rank, max_iter, sparseness, sparse_iter, random_state, n_threads)

@@ -472,8 +472,8 @@ def non_negative_factorization(X, W=None, H=None, n_components="auto", *, init=N
                                update_H=True, solver="cd", beta_loss="frobenius", tol=1e-4,
                                max_iter=200, alpha_W=0.0, alpha_H="same", l1_ratio=0.0,
                                random_state=None, verbose=0, shuffle=False, n_threads=None,
-                               backend="auto", accelerate=True,
-                               sparseness_W=None, sparseness_H=None):
+                               backend="auto", accelerate=True, progress=False, max_time=None,
+                               callback=None, sparseness_W=None, sparseness_H=None):
     """Non-negative matrix factorization with scikit-learn's signature and return values.
 
     A drop-in for :func:`sklearn.decomposition.non_negative_factorization` with
@@ -511,6 +511,11 @@ def non_negative_factorization(X, W=None, H=None, n_components="auto", *, init=N
     backend : {"auto", "dense", "sparse"}, default="auto"
     accelerate : bool or {"auto", "sweeps", "extrapolate", "both"}, default=True
         Accelerated HALS (see :class:`NMF`); False reproduces scikit-learn's ``cd``.
+    progress : bool, default=False
+    max_time : float or None, default=None
+    callback : callable or None, default=None
+        A progress bar, a time limit and a per-iteration callback, as for
+        :class:`NMF` (the same parameters, checked the same way).
     sparseness_W, sparseness_H : float in [0, 1] or None, default=None
         Hoyer's sparseness constraints, as in :class:`NMF` (with
         ``update_H=False``, H is fixed and ``sparseness_H`` is not used).
@@ -535,8 +540,9 @@ def non_negative_factorization(X, W=None, H=None, n_components="auto", *, init=N
     est = NMF(n_components=n_components, init=init, solver=solver, beta_loss=beta_loss,
               tol=tol, max_iter=max_iter, random_state=random_state, alpha_W=alpha_W,
               alpha_H=alpha_H, l1_ratio=l1_ratio, verbose=verbose, shuffle=shuffle,
-              n_threads=n_threads, backend=backend, accelerate=accelerate,
-              sparseness_W=sparseness_W, sparseness_H=sparseness_H)
+              n_threads=n_threads, backend=backend, accelerate=accelerate, progress=progress,
+              max_time=max_time, callback=callback, sparseness_W=sparseness_W,
+              sparseness_H=sparseness_H)
     est._validate_params()
     X = check_array(X, accept_sparse=_ACCEPT_SPARSE, dtype=_FLOAT_DTYPES)
     check_non_negative(X, "non_negative_factorization (input X)")

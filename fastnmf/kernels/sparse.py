@@ -92,7 +92,10 @@ def csr_matmul_t(indptr, indices, data, W, bounds, partial, out):
     n = out.shape[0]
     for c in prange(n_chunks):
         P = partial[c]
-        P[:, :] = 0
+        for j in range(n):  # not P[:, :] = 0: see factor_updates._add_into
+            p = P[j]
+            for k in range(r):
+                p[k] = 0
         for i in range(bounds[c], bounds[c + 1]):
             lo, hi = indptr[i], indptr[i + 1]
             d = data[lo:hi]

@@ -232,7 +232,7 @@ class FrobeniusRows:
         if self.XHt is None:
             self.XHt = np.empty_like(self.W)
         self.state["XHt"] = self.data.product(Ht, 0, out=self.XHt)
-        return kernels.inner_f64(self.XHt, self.W, self.bounds), gram(self.W)
+        return kernels.inner_f64_serial(self.XHt, self.W), gram(self.W)
 
     def update(self, Ht, HHt, l1, l2, n_inner, product, push, keep, then_product):
         """W's half-step; returns ``(violation, ⟨X Hᵀ, W⟩, Wᵀ W, Xᵀ W or None)``.
