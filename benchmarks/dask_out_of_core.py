@@ -36,25 +36,6 @@ def _peak_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _rss_mb(field):
-    """``VmRSS`` or ``VmHWM`` (the peak since the last reset) of this process, in MB."""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def _reset_peak():
-    """Start ``VmHWM`` again from the current RSS (Linux ≥ 4.0), so the fit's own peak shows."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
-
-
 def _paths(args):
     return sorted(glob.glob(os.path.join(args.dir, "block_*.npz")))
 
@@ -114,6 +95,7 @@ def inmem(args):
     import scipy.sparse as sp
 
     import fastnmf
+    from fastnmf.bench.metrics import peak_bytes, reset_peak, rss_bytes
 
     paths = _paths(args)
     t0 = time.perf_counter()
@@ -121,14 +103,14 @@ def inmem(args):
     load = time.perf_counter() - t0
     fastnmf.nmf(np.random.default_rng(0).random((50, 20)), 3, max_iter=2)  # compile / load
     x_mb = (X.data.nbytes + X.indices.nbytes + X.indptr.nbytes) / 2**20
-    before = _rss_mb("VmRSS")
-    reset = _reset_peak()
+    before = rss_bytes()
+    reset = reset_peak()
     t0 = time.perf_counter()
     res = fastnmf.nmf(X, args.rank, init="random", random_state=0, max_iter=args.iters, tol=0)
     total = time.perf_counter() - t0
     per_iter = np.diff(res.history["time"])
     # the fit's own memory: its peak RSS above the RSS with X loaded (X itself not counted)
-    fit_peak = _rss_mb("VmHWM") - before if reset else float("nan")
+    fit_peak = (peak_bytes() - before) / 2**20 if reset else float("nan")
     return {"part": "inmem", "shape": list(X.shape), "nnz": int(X.nnz), "rank": args.rank,
             "dtype": str(X.dtype), "X_MB": x_mb, "load_s": load, "s_per_iter": per_iter.tolist(),
             "s_per_iter_median": float(np.median(per_iter)), "total_s": total,
