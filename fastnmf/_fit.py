@@ -16,7 +16,7 @@ from ._options import (
     is_dask,
     regularization,
 )
-from ._result import NMFResult, frame_labels
+from ._result import NMFResult, fit_result, frame_labels
 from ._threads import default_threads, thread_limits
 from .init import check_init, initialize, mean_of
 from .solvers import Monitor, objective_for
@@ -284,27 +284,9 @@ def nmf(X, rank, *, beta_loss="frobenius", solver=None, init=None, max_iter=200,
                                       update_H=update_H, **options)
         finally:
             history = monitor.close()
-        if objective.name == "frobenius":
-            sqerr = final
-            err = float(np.sqrt(final))
-        else:  # the Frobenius error too, so relative_error means one thing
-            sqerr = max(data.direct_sqerr(W0, Ht), 0.0)
-            err = float(np.sqrt(2.0 * max(final, 0.0)))
+        # the Frobenius error too, so relative_error means one thing
+        sqerr = final if objective.name == "frobenius" else max(data.direct_sqerr(W0, Ht), 0.0)
 
-    return NMFResult(
-        W=W0,
-        H=np.ascontiguousarray(Ht.T),
-        loss=float(history["loss"][-1]),
-        reconstruction_err=err,
-        relative_error=float(np.sqrt(sqerr / data.sqnorm)) if data.sqnorm > 0 else 0.0,
-        n_iter=monitor.n_iter,
-        converged=monitor.converged,
-        stop_reason=monitor.stop_reason,
-        history=history,
-        solver=solver,
-        backend=data.backend,
-        beta_loss=objective.name,
-        elapsed=time.perf_counter() - t0,
-        row_names=row_names,
-        column_names=column_names,
-    )
+    return fit_result(W0, Ht, final, sqerr, data=data, monitor=monitor, history=history,
+                      solver=solver, beta_loss=objective.name, t0=t0, row_names=row_names,
+                      column_names=column_names)

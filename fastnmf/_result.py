@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -100,6 +101,38 @@ class NMFResult:
                 f"converged={self.converged}, stop_reason={self.stop_reason!r}, "
                 f"solver={self.solver!r}, backend={self.backend!r}, "
                 f"beta_loss={self.beta_loss!r}, elapsed={self.elapsed:.3g}s)")
+
+
+def fit_result(W, Ht, final, sqerr, *, data, monitor, history, solver, beta_loss, t0,
+               row_names=None, column_names=None) -> NMFResult:
+    """The :class:`NMFResult` of a finished fit (in memory or on Dask).
+
+    ``final`` is what the objective's loop returned (``‖X − WH‖²`` for the Frobenius
+    loss, the divergence for the others), ``sqerr`` the Frobenius ``‖X − WH‖²`` at the
+    end (so ``relative_error`` means one thing for every loss), ``t0`` the fit's
+    ``time.perf_counter()`` at its start.
+    """
+    if beta_loss == "frobenius":
+        err = float(np.sqrt(final))
+    else:
+        err = float(np.sqrt(2.0 * max(final, 0.0)))
+    return NMFResult(
+        W=W,
+        H=np.ascontiguousarray(Ht.T),
+        loss=float(history["loss"][-1]),
+        reconstruction_err=err,
+        relative_error=float(np.sqrt(sqerr / data.sqnorm)) if data.sqnorm > 0 else 0.0,
+        n_iter=monitor.n_iter,
+        converged=monitor.converged,
+        stop_reason=monitor.stop_reason,
+        history=history,
+        solver=solver,
+        backend=data.backend,
+        beta_loss=beta_loss,
+        elapsed=time.perf_counter() - t0,
+        row_names=row_names,
+        column_names=column_names,
+    )
 
 
 def frame_labels(X) -> tuple[object, object]:

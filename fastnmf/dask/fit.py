@@ -18,7 +18,7 @@ import numpy as np
 
 from .. import _validation as v
 from .._options import check_accelerate, check_loop_options, regularization
-from .._result import NMFResult
+from .._result import NMFResult, fit_result
 from .._threads import numba_threads, resolve_n_threads
 from ..init import INIT_METHODS, initialize
 from ..kernels import ROW_GROUP
@@ -223,19 +223,5 @@ def nmf_dask(X, rank, *, beta_loss="frobenius", solver=None, init=None, max_iter
         W_out = W_rows.to_dask() if return_dask else W_rows.gather()
     finally:
         history = monitor.close()
-    err = float(np.sqrt(final)) if frobenius else float(np.sqrt(2.0 * max(final, 0.0)))
-    return NMFResult(
-        W=W_out,
-        H=np.ascontiguousarray(Ht.T),
-        loss=float(history["loss"][-1]),
-        reconstruction_err=err,
-        relative_error=float(np.sqrt(sqerr / data.sqnorm)) if data.sqnorm > 0 else 0.0,
-        n_iter=monitor.n_iter,
-        converged=monitor.converged,
-        stop_reason=monitor.stop_reason,
-        history=history,
-        solver=solver,
-        backend=data.backend,
-        beta_loss=objective.name,
-        elapsed=time.perf_counter() - t0,
-    )
+    return fit_result(W_out, Ht, final, sqerr, data=data, monitor=monitor, history=history,
+                      solver=solver, beta_loss=objective.name, t0=t0)
