@@ -36,6 +36,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, check_non_negative, validate_data
 
 from . import kernels
+from ._beta_products import BetaProducts
 from ._data import BACKENDS, factor_bounds, gram, make_data
 from ._fit import nmf
 from ._kl_products import kl_products
@@ -77,7 +78,7 @@ class _Batch:
             self.work = self.data.dtype
         elif beta != 2:
             self.work = beta_solver.work_dtype(self.data, beta)
-            self.engine = beta_solver._Engine(self.data, beta, self.work)
+            self.engine = BetaProducts(self.data, beta, self.work)
         else:
             self.work = self.data.dtype
         self._XHt = None  # X_b Hᵀ while H is fixed (solving W), Frobenius

@@ -9,6 +9,7 @@ from sklearn.decomposition import non_negative_factorization as skd_nnf
 from sklearn.decomposition._nmf import _beta_divergence, _fit_multiplicative_update
 
 import fastnmf
+from fastnmf._beta_products import _denominator_part, _numerator_dense
 from fastnmf._chunks import row_bounds
 from fastnmf._data import DenseData, SparseData
 from fastnmf._fit import regularization
@@ -19,8 +20,6 @@ from fastnmf.solvers._monitor import Monitor
 from fastnmf.solvers.beta import (
     EPS,
     ZEROS_MESSAGE,
-    _denominator_part,
-    _numerator_dense,
     fit_beta,
     gamma_for,
     work_dtype,

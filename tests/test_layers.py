@@ -76,3 +76,31 @@ def test_kernels_have_no_import_cycle_and_import_down_only():
         if name.startswith("fastnmf.kernels"):
             outside = {d for d in deps if not d.startswith("fastnmf.kernels")}
             assert outside <= {"fastnmf._jit"}, (name, outside)
+
+
+# The data layer: the only modules that know how X is stored (DESIGN.md).
+DATA_LAYER = {"fastnmf._data", "fastnmf._kl_products", "fastnmf._beta_products",
+              "fastnmf._masked", "fastnmf.dask.data"}
+PRIVATE_DATA = {"_arrays", "_bounds"}
+
+
+def private_data_reads(root: Path = PACKAGE) -> dict[str, list[int]]:
+    """Modules outside :data:`DATA_LAYER` → lines that read ``<obj>._arrays``/``._bounds``
+    of an object other than ``self``."""
+    found = {}
+    for path in root.rglob("*.py"):
+        name = ".".join(path.relative_to(root.parent).with_suffix("").parts)
+        if name in DATA_LAYER:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if (isinstance(node, ast.Attribute) and node.attr in PRIVATE_DATA
+                    and not (isinstance(node.value, ast.Name) and node.value.id == "self")):
+                found.setdefault(name, []).append(node.lineno)
+    return found
+
+
+def test_only_the_data_layer_reads_a_data_objects_arrays(tmp_path):
+    assert private_data_reads() == {}
+    # the check finds such a read
+    (tmp_path / "solver.py").write_text("def f(data):\n    return data._arrays[0]\n")
+    assert private_data_reads(tmp_path) == {f"{tmp_path.name}.solver": [2]}
