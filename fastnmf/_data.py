@@ -245,7 +245,6 @@ class SparseData:
         self._arrays = _Sides((csr.indptr, csr.indices, csr.data),
                               lambda: self._transpose(source)[0])
         self._bounds = _Sides(nnz_bounds(csr.indptr), lambda: self._transpose(source)[1])
-        self.sqnorm = _sqnorm_f64(csr.data)
         self._method = {}  # (side, rank, threads) -> "gather" | "scatter"
         self._scratch = [None, None]  # per side: (scatter bounds, per-thread outputs)
 
@@ -261,6 +260,11 @@ class SparseData:
     def release_transpose(self) -> None:
         """Drop the CSR of Xᵀ (made again if a product needs it)."""
         self._arrays.held = self._bounds.held = None
+
+    @functools.cached_property
+    def sqnorm(self) -> float:
+        """``‖X‖²`` (float64), made at the first use: a fit asks once, at its first pass."""
+        return _sqnorm_f64(self._arrays[0][2])
 
     @functools.cached_property
     def nonzeros(self) -> int:

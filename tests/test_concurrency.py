@@ -160,35 +160,33 @@ def test_thread_count_is_per_thread():
 # ------------------------------------------------------------ nested parallelism
 
 
+def _blas():
+    """The BLAS libraries' thread counts, sorted."""
+    from threadpoolctl import threadpool_info
+
+    return sorted(i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas")
+
+
 def _fit_in_worker(seed):
     """Runs in a joblib worker: the limits seen inside the fit, and after it."""
     import numba as nb
-    from threadpoolctl import threadpool_info as info
 
-    def blas():
-        return sorted(i["num_threads"] for i in info() if i["user_api"] == "blas")
-
-    before = (nb.get_num_threads(), blas())
+    before = (nb.get_num_threads(), _blas())
     inside = []
 
     def callback(i):
-        inside.append((nb.get_num_threads(), blas()))
+        inside.append((nb.get_num_threads(), _blas()))
 
     X = np.random.default_rng(seed).random((30, 20))
     res = fastnmf.nmf(X, 3, random_state=0, max_iter=5, tol=0, n_threads=1,
                       callback=callback)
-    return res.W, before, inside, (nb.get_num_threads(), blas())
+    return res.W, before, inside, (nb.get_num_threads(), _blas())
 
 
 @pytest.mark.parametrize("backend", ["threading", "loky"])
 def test_joblib_workers_respect_and_restore_limits(backend):
     joblib = pytest.importorskip("joblib")
-    from threadpoolctl import threadpool_info
-
-    def blas():
-        return sorted(i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas")
-
-    blas_before = blas()
+    blas_before = _blas()
     out = joblib.Parallel(n_jobs=2, backend=backend)(
         joblib.delayed(_fit_in_worker)(s) for s in range(4))
     for seed, (W, before, inside, after) in enumerate(out):
@@ -203,7 +201,7 @@ def test_joblib_workers_respect_and_restore_limits(backend):
             # process's: a worker that finishes while the other's fit runs sees that
             # fit's limit, so it is checked once both are done (below).
             assert after[0] == before[0]
-    assert blas() == blas_before
+    assert _blas() == blas_before
 
 
 # ------------------------------------------------------------ interrupts and limits

@@ -20,8 +20,7 @@ import functools
 import numpy as np
 
 from .. import _validation as v
-from .._chunks import nnz_bounds
-from .._data import SparseData, _canonical_csr, _sqnorm_f64, make_data
+from .._data import SparseData, make_data
 from .._threads import thread_limits
 
 # Partial sums are added this many at a time (the fan-in of the tree).
@@ -63,33 +62,21 @@ class _Block:
 
     def __sizeof__(self):
         if self.data.is_sparse:
-            return sum(a.nbytes for arrays in self.data._arrays if arrays for a in arrays)
+            return sum(a.nbytes for arrays in self.data._arrays for a in arrays)  # what is held
         return self.data.X.nbytes
 
 
 class _StreamedSparse(SparseData):
-    """A sparse block read for one iteration only (``persist=False``): CSR of Xᵦ, no Xᵦᵀ.
+    """A sparse block read for one iteration only (``persist=False``): no timing of
+    gather against scatter, which pays off over a fit, not over the one iteration a
+    streamed block lives.
 
-    ``SparseData`` builds the CSR of Xᵀ too, and times gather against scatter
-    on its first product of each side; both pay off over a fit, not over the
-    one iteration a streamed block lives.  Measured on a 50000×100000 block
-    with 5·10⁶ nonzeros (float32, r=10, 2 threads): building the transpose
-    0.56 s and the timing 0.35 s, against 0.05 s per product.  So ``X Hᵀ`` is
-    gathered from the CSR and ``Xᵀ W`` scattered from it (one private n×r
-    copy per thread).
+    Measured on a 50000×100000 block with 5·10⁶ nonzeros (float32, r=10, 2 threads):
+    building the transpose 0.56 s and the timing 0.35 s, against 0.05 s per product.
+    So ``X Hᵀ`` is gathered from the CSR and ``Xᵀ W`` scattered from it (one private
+    n×r copy per thread): the CSR of Xᵀ, which :class:`SparseData` makes only for a
+    product that reads it, is never made.
     """
-
-    def __init__(self, X):
-        csr = _canonical_csr(X)
-        self.shape, self.dtype, self.nnz = csr.shape, csr.dtype, csr.nnz
-        self._arrays = ((csr.indptr, csr.indices, csr.data), None)
-        self._bounds = (nnz_bounds(csr.indptr), None)
-        self._method = {}
-        self._scratch = [None, None]
-
-    @functools.cached_property
-    def sqnorm(self):  # asked once per fit (the first pass), not at every iteration
-        return _sqnorm_f64(self._arrays[0][2])
 
     def product(self, F, side, out, method=None):
         return super().product(F, side, out, "gather" if side == 0 else "scatter")
