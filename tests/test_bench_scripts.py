@@ -76,3 +76,26 @@ def test_rank_sweep_quick_report(tmp_path):
         assert s["fastnmf_solver"] == {"frobenius": "hals", "kullback-leibler": "ccd"}[s["loss"]]
         assert 0.5 < s["loss_ratio_median"] < 1.5
     assert md.count("| sparse counts") == 2
+
+
+def test_random_starts_median_ranks_not_reached_lowest():
+    import random_starts
+
+    assert random_starts._seeds("0-2,7") == [0, 1, 2, 7]
+    assert random_starts.median_ratio([3.0, None, 12.0]) == ("3×", 1)
+    assert random_starts.median_ratio([None, None, 5.0]) == ("not reached", 2)
+    assert random_starts.median_ratio([4.0, 8.0, None, 20.0]) == ("6×", 1)
+    assert random_starts.median_ratio([None, 8.0, None, 20.0]) == ("≤ 8×", 2)
+
+
+@pytest.mark.slow
+def test_random_starts_quick_report(tmp_path):
+    _run("random_starts.py", tmp_path, "--workloads", "D1")
+    data = json.loads((tmp_path / "random-starts.json").read_text())
+    runs = data["runs"]
+    assert [r["seed"] for r in runs] == [0, 1]
+    for r in runs:  # each seed has its own start, hence its own target
+        assert r["ref_iters"] == 200 and r["target"] > 0
+        assert r["ratio"] is None or r["fast_time"] > 0
+    assert runs[0]["target"] != runs[1]["target"]
+    assert "median speed-up" in (tmp_path / "random-starts.md").read_text()
