@@ -140,8 +140,10 @@ class DenseData:
             return "tall"
         return "wide"
 
-    def direct_sqerr(self, W: np.ndarray, Ht: np.ndarray) -> float:
-        """‖X − W Htᵀ‖² evaluated block by block, accumulated in float64."""
+    def direct_sqerr(self, W: np.ndarray, Ht: np.ndarray, HHt=None) -> float:
+        """‖X − W Htᵀ‖² evaluated block by block, accumulated in float64 (``HHt``: as
+        :meth:`SparseData.direct_sqerr` takes it; unused, the dense error is summed
+        entry by entry)."""
         m, n = self.shape
         step = max(1, _BLOCK_ELEMENTS // n)
 
@@ -320,12 +322,16 @@ class SparseData:
             self.release_transpose()  # X alone serves both products now
         return "scatter"
 
-    def direct_sqerr(self, W: np.ndarray, Ht: np.ndarray) -> float:
+    def direct_sqerr(self, W: np.ndarray, Ht: np.ndarray, HHt=None) -> float:
+        """‖X − W Htᵀ‖² from the nonzeros and the Grams, in float64; ``HHt``: Ht's Gram
+        in float64 where the caller has it (row blocks of one fit share it: it is
+        the n×r² part of the cost)."""
         indptr, indices, data = self._arrays[0]
         res, fit = kernels.sampled_moments(indptr, indices, data, W, Ht,
                                            self._bounds[0]).sum(0)[:2]
         WtW = W.T.astype(np.float64) @ W
-        HHt = Ht.T.astype(np.float64) @ Ht
+        if HHt is None:
+            HHt = Ht.T.astype(np.float64) @ Ht
         return float(res + np.vdot(WtW, HHt) - fit)
 
 

@@ -109,26 +109,31 @@ class _Batch:
             bk.beta_mu_apply(W, num, den, t(l1), t(l2), t(EPS),
                              t(beta_solver.gamma_for(self.beta)), t(0), self.bounds)
 
-    def loss(self, W, Ht):
-        """scikit-learn's ``_beta_divergence(X_b, W, H, β)`` (½‖X_b − WH‖² for β = 2)."""
+    def loss(self, W, Ht, HHt=None):
+        """scikit-learn's ``_beta_divergence(X_b, W, H, β)`` (½‖X_b − WH‖² for β = 2;
+        ``HHt``: H's Gram in float64, shared by the batches)."""
         if self.beta == 2:
-            return 0.5 * max(self.data.direct_sqerr(W, Ht), 0.0)
+            return 0.5 * max(self.data.direct_sqerr(W, Ht, HHt), 0.0)
         if self.beta == 1:
             eps = W.dtype.type(EPS)
             return (self.engine.loss_nz(W, Ht, eps)
                     + float(W.sum(0, dtype=np.float64) @ Ht.sum(0, dtype=np.float64)))
         return self.h_products(W, Ht)[0]
 
-    def h_products(self, W, Ht):
+    def h_products(self, W, Ht, scratch=None):
         """The loss at ``(W, H)`` and H's MU numerator and denominator (n×r, without
-        the penalties), as scikit-learn's ``_multiplicative_update_h`` forms them."""
+        the penalties), as scikit-learn's ``_multiplicative_update_h`` forms them;
+        ``scratch``: a :class:`_Stats` whose n×r buffers they may be written to."""
         t = W.dtype.type
-        if self.beta == 2:
-            XtW = self.data.product(W, 1, np.empty(Ht.shape, dtype=W.dtype))
+        if self.beta == 2:  # (n×r buffers kept: H-sized arrays are a batch's cost)
+            def out(i):
+                return np.empty_like(Ht) if scratch is None else scratch.buffer(Ht, i)
+
+            XtW = self.data.product(W, 1, out(0))
             WtW = gram(W)
-            sqerr = _Loss(self.data, (0, 0, 0, 0)).sqerr(
-                XtW, float(np.vdot(XtW.astype(np.float64), Ht)), WtW, gram(Ht), W, Ht)
-            return 0.5 * sqerr, XtW, Ht @ WtW
+            cross = kernels.inner_f64(XtW, Ht, factor_bounds(Ht.shape[0]))
+            sqerr = _Loss(self.data, (0, 0, 0, 0)).sqerr(XtW, cross, WtW, gram(Ht), W, Ht)
+            return 0.5 * sqerr, XtW, np.matmul(Ht, WtW, out=out(1))
         if self.beta == 1:
             num = np.empty_like(Ht)
             kl = self.engine.numerator(1, Ht, W, t(EPS), True, num)
@@ -160,8 +165,41 @@ def _regularization(shape, est):
 
 def _batch_cost(loss, W, Ht, l1_W, l1_H, l2_W, l2_H):
     """scikit-learn's mean batch cost (its L2 terms without the ½ of the objective)."""
-    return float((loss + l1_W * W.sum() + l1_H * Ht.sum() + l2_W * np.vdot(W, W)
-                  + l2_H * np.vdot(Ht, Ht)) / W.shape[0])
+    cost = loss
+    for weight, term in ((l1_W, W.sum), (l1_H, Ht.sum), (l2_W, lambda: np.vdot(W, W)),
+                         (l2_H, lambda: np.vdot(Ht, Ht))):
+        if weight:  # (a pass over H per batch otherwise, for nothing)
+            cost += weight * term()
+    return float(cost / W.shape[0])
+
+
+class _Stats:
+    """The running statistics of a minibatch fit: MU's ``(A, B)`` numerator and
+    denominator sums, or HALS's ``A = scale·A_s`` (n×r), ``B = scale·B_s`` (r×r) with
+    ``rows``, the ρ-weighted rows they hold; ``HHt``, the Gram of H as it is (None:
+    not at hand), and n×r scratch arrays reused from batch to batch."""
+
+    __slots__ = ("A", "B", "HHt", "_buffers", "rows", "scale")
+
+    def __init__(self, A, B, rows=0.0, scale=1.0):
+        self.A, self.B, self.rows, self.scale = A, B, rows, scale
+        self.HHt = None
+        self._buffers = {}
+
+    def copy(self) -> _Stats:
+        return _Stats(self.A.copy(), self.B.copy(), self.rows, self.scale)
+
+    def buffer(self, like: np.ndarray, i: int = 0) -> np.ndarray:
+        """Scratch array ``i`` shaped as ``like`` (n×r), kept for the next batch."""
+        b = self._buffers.get(i)
+        if b is None or b.shape != like.shape or b.dtype != like.dtype:
+            b = self._buffers[i] = np.empty_like(like)
+        return b
+
+
+# Below this scale, HALS's running statistics are multiplied out (A_s, B_s ← scale·…):
+# 1/scale stays far from float32's range (ρ per batch is forget_factor^(batch/n_samples)).
+RESCALE_BELOW = 1e-6
 
 
 class MiniBatchNMF(_FactorizationBase):
@@ -371,12 +409,14 @@ class MiniBatchNMF(_FactorizationBase):
 
     def _reset_stats(self, Ht):
         """The running statistics of H: MU's numerator and denominator (scikit-learn
-        starts them at H and 1), or HALS's ``A = Σ ρ·X_bᵀW_b``, ``B = Σ ρ·W_bᵀW_b``."""
+        starts them at H and 1), or HALS's ``A = Σ ρ·X_bᵀW_b``, ``B = Σ ρ·W_bᵀW_b``
+        (held as ``scale·(A, B)``: see :class:`_Stats`)."""
         if self.solver == "hals":
             r = Ht.shape[1]
             self._stat_A = np.zeros_like(Ht)
             self._stat_B = np.zeros((r, r), dtype=Ht.dtype)
             self._stat_rows = 0.0
+            self._stat_scale = 1.0
         else:
             self._stat_A = Ht.copy()
             self._stat_B = np.ones_like(Ht)
@@ -416,48 +456,67 @@ class MiniBatchNMF(_FactorizationBase):
             batch.w_step(W, Ht, l1_W, l2_W)
         if self._beta < 1:
             W[W < CLIP] = 0
-        loss, num, den = batch.h_products(W, Ht)
+        loss, num, den = batch.h_products(W, Ht, stats)
         cost = _batch_cost(loss, W, Ht, l1_W, l1_H, l2_W, l2_H)
         t = num.dtype.type
         clip = t(CLIP) if self._beta <= 1 else t(0)
-        bk.online_mu_apply(Ht, num, den, stats[0], stats[1], t(l1_H), t(l2_H), t(EPS),
+        bk.online_mu_apply(Ht, num, den, stats.A, stats.B, t(l1_H), t(l2_H), t(EPS),
                            t(self._gamma), t(self._rho), clip, factor_bounds(Ht.shape[0]))
         return cost, W
 
     def _hals_step(self, batch, W, Ht, stats):
-        """Online HALS: W_b by HALS sweeps, then H by HALS on the running statistics."""
+        """Online HALS: W_b by HALS sweeps, then H by HALS on the running statistics.
+
+        H-sized (n×r) work per batch is what a batch costs on wide data (147306×86567
+        counts, batches of 1024 rows: H has 80 times the entries of W_b), so each
+        batch passes over H's arrays as few times as it can: ``ρ`` is not applied to
+        ``A`` but to the scale the statistics are held at (``A = scale·A_s``; W_b is
+        divided by the scale before ``X_bᵀ W_b``, so ``A_s`` takes one in-place add),
+        the H update solves the same subproblem on ``(A_s, B_s)`` with the penalties
+        divided by the scale, and it also writes ``H Hᵀ``, the Gram the next batch's
+        W step needs.
+        """
         m, n = batch.shape
         r = Ht.shape[1]
         l1_W, _, l2_W, _ = _regularization(batch.shape, self)
-        HHt = gram(Ht)
+        if stats.HHt is None:
+            stats.HHt = gram(Ht)
         if self.fresh_restarts or W is None:
             W = np.zeros((m, r), dtype=Ht.dtype)
             n_inner, delta = self.fresh_restarts_max_iter, FRESH_DELTA
         else:
             n_inner, delta = inner_sweeps(batch.data.nonzeros, m, n, r), INNER_DELTA
-        loss, WtW = batch.hals_w(W, Ht, HHt, l1_W, l2_W, n_inner, delta)
-        rows = self._rho * stats[2] + m  # the rows the statistics hold, weighted
+        loss, WtW = batch.hals_w(W, Ht, stats.HHt, l1_W, l2_W, n_inner, delta)
+        rows = self._rho * stats.rows + m  # the rows the statistics hold, weighted
         _, l1_H, _, l2_H = _regularization((rows, n), self)
         cost = _batch_cost(loss, W, Ht, l1_W, l1_H, l2_W, l2_H)
-        A, B = stats[0], stats[1]
-        XtW = batch.data.product(W, 1, np.empty_like(Ht))
-        A *= self._rho
-        A += XtW
-        B *= self._rho
-        B += WtW
+        stats.scale *= self._rho
+        if stats.scale < RESCALE_BELOW:  # fold the scale in before 1/scale grows large
+            stats.A *= Ht.dtype.type(stats.scale)
+            stats.B *= Ht.dtype.type(stats.scale)
+            stats.scale = 1.0
         t = Ht.dtype.type
-        kernels.hals_update(Ht, A, B, t(l1_H), t(l2_H), factor_bounds(Ht.shape[0]),
-                            np.empty((0, 0), dtype=Ht.dtype),
+        inv = t(1.0 / stats.scale)
+        stats.A += batch.data.product(W * inv, 1, stats.buffer(Ht))
+        stats.B += WtW * inv
+        kernels.hals_update(Ht, stats.A, stats.B, t(l1_H * inv), t(l2_H * inv),
+                            factor_bounds(Ht.shape[0]), stats.HHt,
                             inner_sweeps(batch.data.nonzeros, n, m, r), INNER_DELTA)
-        stats[2] = rows
+        stats.rows = rows
         return cost, W
 
     def _step(self, batch, W, Ht, stats):
         step = self._hals_step if self.solver == "hals" else self._mu_step
         return step(batch, W, Ht, stats)
 
-    def _stats(self):
-        return [self._stat_A, self._stat_B, getattr(self, "_stat_rows", 0.0)]
+    def _stats(self) -> _Stats:
+        return _Stats(self._stat_A, self._stat_B, getattr(self, "_stat_rows", 0.0),
+                      getattr(self, "_stat_scale", 1.0))
+
+    def _keep_stats(self, stats: _Stats) -> None:
+        self._stat_A, self._stat_B = stats.A, stats.B
+        if self.solver == "hals":
+            self._stat_rows, self._stat_scale = stats.rows, stats.scale
 
     def _minibatch_convergence(self, batch_size, batch_cost, Ht, Ht_buffer, n_samples,
                                step, n_steps):
@@ -476,8 +535,8 @@ class MiniBatchNMF(_FactorizationBase):
         if self.verbose:
             print(f"Minibatch step {step}/{n_steps}: mean batch cost: "
                   f"{batch_cost}, ewa cost: {self._ewa_cost}")
-        H_diff = np.linalg.norm(Ht - Ht_buffer) / np.linalg.norm(Ht)
-        if self.tol > 0 and H_diff <= self.tol:
+        # (H's change only counts with tol > 0: no pass over H, nor its copy, without)
+        if self.tol > 0 and np.linalg.norm(Ht - Ht_buffer) / np.linalg.norm(Ht) <= self.tol:
             if self.verbose:
                 print(f"Converged (small H change) at step {step}/{n_steps}")
             return True
@@ -527,14 +586,14 @@ class MiniBatchNMF(_FactorizationBase):
                 if self._minibatch_convergence(batch.shape[0], cost, Ht, Ht_buffer, n_samples,
                                                i, n_steps):
                     break
-                Ht_buffer[:] = Ht
-            self._stat_A, self._stat_B = stats[0], stats[1]
-            if self.solver == "hals":
-                self._stat_rows = stats[2]
+                if self.tol > 0:
+                    Ht_buffer[:] = Ht
+            self._keep_stats(stats)
             if self.fresh_restarts:
                 W = self._transform_batches(X, batches, Ht)
-            loss = sum(b.loss(W[a:e], Ht) for b, a, e in zip(batches, rows[:-1], rows[1:],
-                                                             strict=True))
+            HHt = Ht.T.astype(np.float64) @ Ht if self._beta == 2 else None
+            loss = sum(b.loss(W[a:e], Ht, HHt)
+                       for b, a, e in zip(batches, rows[:-1], rows[1:], strict=True))
         n_steps = i + 1
         n_iter = int(np.ceil(n_steps / n_steps_per_iter))
         if n_iter == self.max_iter and self.tol > 0:
@@ -575,6 +634,7 @@ class MiniBatchNMF(_FactorizationBase):
             W, Ht, n_iter, n_steps, err = self._fit_transform(X, W=W, H=H)
         if self.solver != "hals":  # a later partial_fit with "hals" must refuse
             self.__dict__.pop("_stat_rows", None)
+            self.__dict__.pop("_stat_scale", None)
         self.reconstruction_err_ = err
         self.n_components_ = Ht.shape[1]
         self.components_ = np.ascontiguousarray(Ht.T)
@@ -639,11 +699,9 @@ class MiniBatchNMF(_FactorizationBase):
                 else:
                     Ht = np.ascontiguousarray(self.components_.T)
                 # on copies: an error half-way leaves the model as it was
-                stats = [s.copy() if isinstance(s, np.ndarray) else s for s in self._stats()]
+                stats = self._stats().copy()
                 self._step(batch, None, Ht, stats)
-        self._stat_A, self._stat_B = stats[0], stats[1]
-        if self.solver == "hals":
-            self._stat_rows = stats[2]
+        self._keep_stats(stats)
         self.n_components_ = Ht.shape[1]
         self.components_ = np.ascontiguousarray(Ht.T)
         self.n_steps_ += 1

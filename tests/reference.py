@@ -176,6 +176,35 @@ def online_mu_step(F, num, den, A, B, l1=0.0, l2=0.0, eps=MU_EPS, gamma=1.0, rho
     return F, A, B
 
 
+def online_hals(X, W, H, batch_size, rho, n_passes, fresh=False):
+    """fastnmf's online HALS (``MiniBatchNMF(solver="hals")``, no penalties): per batch
+    of rows, W_b by accelerated HALS sweeps on ``X_b Hᵀ`` (``fresh``: from zero, up to
+    30 sweeps to δ = 0.01, as ``partial_fit`` does), then ``A ← ρA + X_bᵀW_b``,
+    ``B ← ρB + W_bᵀW_b`` and H by accelerated HALS sweeps on ``(A, B)``; returns new
+    ``(W, H)`` in float64."""
+    Xd = dense(X)
+    W = np.array(W, dtype=np.float64)
+    Ht = np.array(H, dtype=np.float64).T.copy()
+    m, n = Xd.shape
+    r = Ht.shape[1]
+    A, B = np.zeros((n, r)), np.zeros((r, r))
+    for _ in range(n_passes):
+        for start in range(0, m, batch_size):
+            rows = slice(start, min(start + batch_size, m))
+            Xb = Xd[rows]
+            nnz, mb = int(np.count_nonzero(Xb)), Xb.shape[0]
+            if fresh:
+                W[rows] = hals_sweeps(np.zeros_like(W[rows]), Xb @ Ht, Ht.T @ Ht,
+                                      n_inner=30, delta=0.01)
+            else:
+                W[rows] = hals_sweeps(W[rows], Xb @ Ht, Ht.T @ Ht,
+                                      n_inner=inner_sweeps(nnz, mb, n, r))
+            A = rho * A + Xb.T @ W[rows]
+            B = rho * B + W[rows].T @ W[rows]
+            Ht = hals_sweeps(Ht, A, B, n_inner=inner_sweeps(nnz, n, mb, r))
+    return W, Ht.T
+
+
 def hoyer_sparseness(v):
     """``(√n − ‖v‖₁/‖v‖₂) / (√n − 1)`` of one vector (float64)."""
     v = np.abs(np.asarray(v, dtype=np.float64))

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 from numpy.testing import assert_allclose
-from reference import online_mu_step
+from reference import online_hals, online_mu_step
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
@@ -170,6 +170,41 @@ def test_hals_loss_decreases_over_epochs_on_planted_data(sparse):
     assert errors[-1] < (0.9 if sparse else 0.6) * mu, (errors, mu)
     if not sparse:  # an exact rank-5 matrix (measured: 3.4 % after 16 passes)
         assert errors[-1] / np.linalg.norm(X) < 0.05, errors
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("forget", [0.5, 1e-4])  # 1e-4: the held scale is multiplied out
+def test_online_hals_matches_reference(sparse, dtype, forget):
+    # fit, and the same batches through partial_fit, against the plain NumPy loop (the
+    # statistics are held scaled by ρ's running product: the same iterates to round-off)
+    X = _planted(90, 14, 3, seed=3)
+    if sparse:
+        X[X < np.quantile(X, 0.3)] = 0
+        X = sp.csr_matrix(X)
+    X = X.astype(dtype)
+    rng = np.random.default_rng(0)
+    W0, H0 = rng.random((90, 3)), rng.random((3, 14))
+    batch, passes = 20, 4
+    rho = forget ** (batch / 90)
+    W_ref, H_ref = online_hals(X, W0, H0, batch, rho, passes)
+    model = fastnmf.MiniBatchNMF(3, solver="hals", init="custom", batch_size=batch,
+                                 max_iter=passes, tol=0, max_no_improvement=None,
+                                 forget_factor=forget)
+    W = model.fit_transform(X, W=W0.astype(dtype), H=H0.astype(dtype))
+    rtol = 1e-3 if dtype == np.float32 else 1e-9
+    assert_allclose(model.components_, H_ref, rtol=rtol, atol=rtol * H_ref.max())
+    assert_allclose(W, W_ref, rtol=rtol, atol=rtol * W_ref.max())
+    # partial_fit solves each block's W_b afresh (from zero) before H's step; its ρ is
+    # forget_factor ** (batch_size / rows) of the first block (scikit-learn's): forget
+    _, H_fresh = online_hals(X, W0, H0, batch, forget, 1, fresh=True)
+    online = fastnmf.MiniBatchNMF(3, solver="hals", init="custom", batch_size=batch,
+                                  forget_factor=forget)
+    for start in range(0, 90, batch):
+        online.partial_fit(X[start:start + batch], W=W0[start:start + batch].astype(dtype),
+                           H=H0.astype(dtype))
+    assert online.n_steps_ == 5
+    assert_allclose(online.components_, H_fresh, rtol=rtol, atol=rtol * H_fresh.max())
 
 
 def test_hals_needs_frobenius_and_partial_fit_continues():
