@@ -186,9 +186,6 @@ class _Stats:
         self.HHt = None
         self._buffers = {}
 
-    def copy(self) -> _Stats:
-        return _Stats(self.A.copy(), self.B.copy(), self.rows, self.scale)
-
     def buffer(self, like: np.ndarray, i: int = 0) -> np.ndarray:
         """Scratch array ``i`` shaped as ``like`` (n×r), kept for the next batch."""
         b = self._buffers.get(i)
@@ -698,8 +695,9 @@ class MiniBatchNMF(_FactorizationBase):
                     self.n_steps_ = 0
                 else:
                     Ht = np.ascontiguousarray(self.components_.T)
-                # on copies: an error half-way leaves the model as it was
-                stats = self._stats().copy()
+                # every check is above: from here on nothing raises on the user's input,
+                # so the statistics are updated in place (no n×r copies per block)
+                stats = self._stats()
                 self._step(batch, None, Ht, stats)
         self._keep_stats(stats)
         self.n_components_ = Ht.shape[1]
