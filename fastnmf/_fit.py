@@ -80,7 +80,7 @@ def nmf(X, rank, *, beta_loss="frobenius", solver=None, init=None, max_iter=200,
         become float64.  Any sparse format; sparse X is never densified unless
         ``backend="dense"``.  X is never modified.  A row-partitioned
         ``dask.array.Array`` is fitted on Dask by :func:`fastnmf.dask.nmf_dask`
-        (``init`` "random" or "custom"; KL with ``solver="mu"``).
+        (``init`` "random" or "custom"; KL's default solver there is ``"mu"``).
     rank : int
         Number of components ``r``.
     beta_loss : {"frobenius", "kullback-leibler", "itakura-saito"} or float, default="frobenius"

@@ -186,7 +186,13 @@ class MaskedKL:
 
 def kl_products(data):
     """The KL products of a :class:`DenseData`, :class:`SparseData` or
-    :class:`MaskedData` (of either), chosen once."""
+    :class:`MaskedData` (of either), chosen once.
+
+    KL products are their own (so a loop makes them once and hands them to each of
+    its sides); so is a data product that runs the sides where its blocks are (its own
+    ``row_side``: :class:`fastnmf.dask.data.DaskData`, whose blocks make theirs)."""
+    if isinstance(data, (SparseKL, DenseKL, MaskedKL)) or hasattr(data, "row_side"):
+        return data
     if getattr(data, "masked", False):
         return MaskedKL(data)
     return SparseKL(data) if data.is_sparse else DenseKL(data)

@@ -78,6 +78,7 @@ FITS = {  # (beta_loss, solver): keyword arguments
     "hals-extrapolate": dict(beta_loss="frobenius", solver="hals", accelerate="extrapolate"),
     "mu": dict(beta_loss="frobenius", solver="mu"),
     "kl-mu": dict(beta_loss="kullback-leibler", solver="mu"),
+    "kl-ccd": dict(beta_loss="kullback-leibler", solver="ccd"),
     "beta-0.5": dict(beta_loss=0.5, solver="mu"),
     "beta-1.5": dict(beta_loss=1.5, solver="mu"),
 }
@@ -88,6 +89,7 @@ FITS = {  # (beta_loss, solver): keyword arguments
     ("hals-auto", True, np.float64), ("hals-both", False, np.float32),
     ("mu", True, np.float64), ("mu", False, np.float32),
     ("kl-mu", False, np.float64), ("kl-mu", True, np.float32),
+    ("kl-ccd", False, np.float32), ("kl-ccd", True, np.float64),
     ("beta-0.5", True, np.float64), ("beta-1.5", False, np.float32),
 ])
 def test_cluster_fit_equals_single_machine(client, fit, sparse, dtype):
@@ -101,7 +103,8 @@ def test_cluster_fit_equals_single_machine(client, fit, sparse, dtype):
 
 
 @pytest.mark.parametrize("fit", ["hals", "hals-plain", "hals-auto", "hals-both",
-                                 "hals-extrapolate", "mu", "kl-mu", "beta-0.5", "beta-1.5"])
+                                 "hals-extrapolate", "mu", "kl-mu", "kl-ccd", "beta-0.5",
+                                 "beta-1.5"])
 @pytest.mark.parametrize("sparse, dtype", [(False, np.float64), (True, np.float64),
                                            (False, np.float32), (True, np.float32)])
 def test_local_scheduler_equals_single_machine(fit, sparse, dtype):
@@ -112,7 +115,7 @@ def test_local_scheduler_equals_single_machine(fit, sparse, dtype):
     _same_fit(fastnmf.nmf(X, R, **kw), got, dtype)
 
 
-@pytest.mark.parametrize("fit", ["hals", "hals-plain", "hals-both", "mu", "kl-mu",
+@pytest.mark.parametrize("fit", ["hals", "hals-plain", "hals-both", "mu", "kl-mu", "kl-ccd",
                                  "beta-1.5"])
 def test_stopping_rule_and_custom_start(fit):
     """tol has its single-machine meaning (same n_iter), from a custom start and penalties."""
@@ -201,6 +204,60 @@ def test_kl_mu_is_the_solvers_loop_over_row_blocks(monkeypatch):
     np.testing.assert_array_equal(got.H, H)
     np.testing.assert_allclose(got.history["loss"], ref.history["loss"], rtol=TOL[np.float64])
     _close(ref.W, seen[-1].compute(), np.float64)
+
+
+@pytest.mark.parametrize("sparse, dtype, update_H", [(True, np.float64, True),
+                                                     (False, np.float32, True),
+                                                     (True, np.float32, False)])
+def test_kl_ccd_is_the_solvers_loop_over_row_and_column_blocks(monkeypatch, sparse, dtype,
+                                                               update_H):
+    """KL coordinate descent on Dask runs fastnmf.solvers.kl's own loop: kl.CCDRows sweeps
+    W on each row block of X and Ht on each column block of X (a second copy, held as row
+    blocks of Xᵀ, made only when H is updated), with all of W sent there; in memory the
+    same class sweeps W over X and Ht over Xᵀ.  Penalties on both factors; the callback
+    sees W as a dask array; the result equals the single-machine fit."""
+    from fastnmf.solvers import kl as kls
+
+    sweeps = []
+    sweep = kls.CCDRows.sweep
+    monkeypatch.setattr(kls.CCDRows, "sweep", lambda self, *args: (
+        sweeps.append((self.side, self.W.shape[0])) or sweep(self, *args)))
+    X = _data(sparse, dtype, seed=15)
+    kw = dict(beta_loss="kullback-leibler", solver="ccd", max_iter=7, tol=0, alpha_W=2e-3,
+              alpha_H=1e-3, l1_ratio=0.4)
+    if update_H:
+        kw.update(init="random", random_state=4)
+    else:  # (what NMF.transform runs)
+        kw.update(update_H=False,
+                  H=(np.random.default_rng(4).random((R, N)) + 0.1).astype(dtype))
+    seen = []
+    with dask.config.set(scheduler="sync"):
+        got = fastnmf.nmf(_dask(X), R, callback=lambda info: seen.append(info.W), **kw)
+    n_blocks = len(ROW_CHUNKS)
+    width = -(-N // n_blocks)  # as many column blocks as row blocks, of whole columns
+    columns = [min(width, N - a) for a in range(0, N, width)]
+    expected = [(0, rows) for rows in ROW_CHUNKS] + ([(0, c) for c in columns] if update_H
+                                                     else [])
+    assert sorted(sweeps) == sorted(expected * 6)  # iteration 1 is MU's
+    assert len(seen) == 7 and all(isinstance(W, da.Array) for W in seen)
+    sweeps.clear()
+    ref = fastnmf.nmf(X, R, **kw)
+    assert sweeps == ([(0, M), (1, N)] if update_H else [(0, M)]) * 6
+    _same_fit(ref, got, dtype)
+    _close(ref.W, seen[-1].compute(), dtype)
+    if not update_H:
+        np.testing.assert_array_equal(got.H, kw["H"])
+
+
+def test_kl_ccd_refuses_W_larger_than_a_worker():
+    """KL CCD sends all of W to the workers that sweep X's column blocks: refused, before
+    any work, where W would not fit in half of a worker's memory limit."""
+    with distributed.LocalCluster(n_workers=1, processes=False, memory_limit="40kB",
+                                  dashboard_address=":0", silence_logs=50) as cluster, \
+            distributed.Client(cluster):
+        Xd = da.from_array(np.ones((2000, 6)), chunks=(500, 6))  # W: 2000×5 float64, 80 kB
+        with pytest.raises(ValueError, match=r"all of W .* solver='mu'"):
+            fastnmf.nmf(Xd, 5, beta_loss="kullback-leibler", solver="ccd", init="random")
 
 
 @pytest.mark.parametrize("update_H", [True, False])
@@ -394,7 +451,10 @@ def test_npz_blocks_out_of_core_equals_in_memory(tmp_path):
               np.float32)
     with dask.config.set(scheduler="threads"):
         got_beta = fdask.nmf_dask(Xd, 3, persist=False, beta_loss=1.5, **kw)
+        # KL CCD streamed: X's column blocks are made again (a rechunk) at each iteration
+        got_ccd = fdask.nmf_dask(Xd, 3, persist=False, beta_loss="kl", solver="ccd", **kw)
     _same_fit(fastnmf.nmf(X, 3, beta_loss=1.5, **kw), got_beta, np.float32)
+    _same_fit(fastnmf.nmf(X, 3, beta_loss="kl", solver="ccd", **kw), got_ccd, np.float32)
     # extrapolation streamed: W's last update is kept with W's rows while X is read again
     kw.update(accelerate="extrapolate", max_iter=15)
     with dask.config.set(scheduler="threads"):
@@ -451,8 +511,6 @@ def test_clear_errors():
     Xd = _dask(_data(False, np.float64))
     with pytest.raises(ValueError, match="init='random'"):
         fastnmf.nmf(Xd, R, init="nndsvda")
-    with pytest.raises(ValueError, match="solver='mu'"):
-        fastnmf.nmf(Xd, R, beta_loss="kullback-leibler", solver="ccd")
     with_zero = _data(False, np.float64)
     with_zero[3, 4] = 0.0
     with dask.config.set(scheduler="threads"), pytest.raises(ValueError, match="contains zeros"):

@@ -82,15 +82,19 @@ class _StreamedSparse(SparseData):
         return super().product(F, side, out, "gather" if side == 0 else "scatter")
 
 
-def _prepare_block(block, dtype, backend, streamed=False):
+def _prepare_block(block, dtype, backend, streamed=False, transpose=False):
     """Validate one row block and build its data products (CSR and CSR of Xᵀ, or dense).
 
     ``streamed``: the block is read again at every iteration (only the
     Frobenius products are needed): sparse blocks skip the CSR of Xᵀ.
+    ``transpose``: the block is a column block of X, prepared as a row block of
+    Xᵀ (dense: a view of X's block; sparse: CSR of Xᵀ, X's own block dropped).
     """
     X, is_sparse = v.check_X(block, "X (a block of the dask array)")
     if X.dtype != dtype:
         X = X.astype(dtype)
+    if transpose:
+        X = X.T.tocsr() if is_sparse else X.T
     if streamed and backend != "dense" and is_sparse:
         return _Block(_StreamedSparse(X))
     return _Block(make_data(X, is_sparse, backend))
@@ -122,22 +126,27 @@ def _add_parts(*parts):
 
 
 class _Blocks:
-    """The row blocks of X as prepared data objects, and how Dask runs tasks on them."""
+    """The row blocks of X as prepared data objects, and how Dask runs tasks on them.
 
-    def __init__(self, X, dtype, backend, persist, scheduler, n_threads, streamed=False):
+    ``transpose``: X has one row block, and its column blocks are taken as the row
+    blocks of Xᵀ (the column copy of :class:`DaskData`)."""
+
+    def __init__(self, X, dtype, backend, persist, scheduler, n_threads, streamed=False,
+                 transpose=False):
         dask, _ = _import_dask()
         self.dask = dask
         self.scheduler = scheduler
         self.client = _client_of(dask, scheduler)
         self.n_threads = n_threads
-        rows = [int(c) for c in X.chunks[0]]
+        axis = 1 if transpose else 0
+        rows = [int(c) for c in X.chunks[axis]]
         keep = [i for i, c in enumerate(rows) if c > 0]  # empty blocks: nothing to do
-        blocks = X.to_delayed()[:, 0]
+        blocks = X.to_delayed()[0, :] if transpose else X.to_delayed()[:, 0]
         self.rows = [rows[i] for i in keep]
-        self.n_cols = int(X.shape[1])
+        self.n_cols = int(X.shape[1 - axis])
         self.offsets = np.concatenate([[0], np.cumsum(self.rows)]).astype(np.int64)
         prepare = dask.delayed(_prepare_block, pure=True)
-        self.data = [prepare(blocks[i], dtype, backend, streamed) for i in keep]
+        self.data = [prepare(blocks[i], dtype, backend, streamed, transpose) for i in keep]
         if persist:  # X is loaded and prepared once, then stays where it is
             self.data = list(dask.persist(*self.data, scheduler=scheduler))
 
@@ -194,6 +203,12 @@ class _Blocks:
         total = self.tree_sum([o[1] for o in outs])
         new, total = self.dask.persist(new, total, scheduler=self.scheduler)
         return list(new), self.dask.compute(total, scheduler=self.scheduler)[0]
+
+    def run(self, fn, *args):
+        """:meth:`step`, with the new blocks brought to the client (one submission)."""
+        outs = self._map(fn, args, nout=2)
+        total = self.tree_sum([o[1] for o in outs])
+        return self.dask.compute([o[0] for o in outs], total, scheduler=self.scheduler)
 
     def split(self, F):
         """Rows of a client-side m×r array as one constant per block."""
@@ -282,61 +297,109 @@ class BlockRows:
     def gather(self) -> np.ndarray:
         return self.data.blocks.gather(self._factors())
 
+    def whole(self):
+        """All of W (m×r) as one task's result, assembled on the cluster (not the client)
+        from the row states: what a column block's task needs of W."""
+        return self.data.blocks.dask.delayed(_whole_W, pure=False)(self.parts)
+
 
 def _get_W(state):
     return state["W"]
+
+
+def _whole_W(states):
+    return np.concatenate([state["W"] for state in states])
 
 
 def _state_of(W):
     return {"W": W}
 
 
-class BlockRowSide:
-    """A solver's row side (``cls``, e.g. :class:`fastnmf.solvers.kl.MURows`) run on every
-    row block of X with that block's row state, what its methods return summed.
+class _BlockSide:
+    """A solver's side (``cls``, e.g. :class:`fastnmf.solvers.kl.MURows`) run on every
+    block with that block's row state: ``side.<method>(*args)`` runs
+    ``cls(block_data, state_block).<method>(*args)`` in one task per block, placed where
+    the block is, and returns what the tasks return, tree-summed (float64)."""
 
-    ``rows.<method>(*args)`` runs ``cls(block_data, state_block).<method>(*args)`` in
-    one task per block, placed where the block is, persists the new row states
-    there, and returns the tree-summed results (float64): the W half-step is the
-    solver's own code, on each block.  ``X Hᵀ`` and the like stay on the workers.
-    """
-
-    def __init__(self, data, W, cls):
-        self.data, self.W, self.cls = data, W, cls
-        self.blocks = data.blocks
+    def __init__(self, data, cls):
+        self.data, self.cls = data, cls
 
     def __getattr__(self, method):
         if method.startswith("_"):
             raise AttributeError(method)
         return functools.partial(self._call, method)
 
-    def _call(self, method, *args):
-        args = tuple(self.blocks.constant(a.copy()) if isinstance(a, np.ndarray) else a
-                     for a in args)  # (the client changes its arrays afterwards)
-        parts, tot = self.blocks.step(_rows_call, self.W.parts, self.cls, method, args,
-                                      self.blocks.n_threads)
-        self.W.parts, self.W.sums = parts, tot["sums"]
-        (is_tuple, n), = tot["form"]
-        out = tuple(tot.get(i) for i in range(n))
+    def _args(self, blocks, args):
+        """Client arrays as one constant each (copied: the client changes its arrays
+        afterwards); the handle of W's rows as all of W, assembled on the cluster."""
+        return tuple(blocks.constant(a.copy()) if isinstance(a, np.ndarray)
+                     else a.whole() if isinstance(a, BlockRows) else a for a in args)
+
+    @staticmethod
+    def _results(total):
+        (is_tuple, n), = total["form"]
+        out = tuple(total.get(i) for i in range(n))
         return out if is_tuple else out[0]
+
+
+class BlockRowSide(_BlockSide):
+    """W's side on the row blocks of X (:func:`fastnmf.solvers._rows.row_side`): the W
+    half-step is the solver's own code, on each block, and the new row states stay where
+    they were made (``X Hᵀ`` and the like never leave the workers)."""
+
+    def __init__(self, data, W, cls):
+        super().__init__(data, cls)
+        self.W = W
+
+    def _call(self, method, *args):
+        blocks = self.data.blocks
+        parts, tot = blocks.step(_rows_call, self.W.parts, self.cls, method,
+                                 self._args(blocks, args), blocks.n_threads)
+        self.W.parts, self.W.sums = parts, tot["sums"]
+        return self._results(tot)
 
     def view(self):
         """W as the callback sees it: a dask array."""
         return self.W.to_dask()
 
 
+class BlockColumnSide(_BlockSide):
+    """H's side on the column blocks of X (:func:`fastnmf.solvers._rows.column_side`),
+    held as row blocks of Xᵀ: ``cls`` runs on each with that block's rows of Ht as its
+    row state (``{"W": Ht_block}``) and, for the handle of W's rows in the arguments,
+    all of W, assembled once per call on the cluster and sent to each worker that holds
+    column blocks.  The new rows of Ht come back to the client and are written into
+    ``Ht`` (in place, as the in-memory side does)."""
+
+    def __init__(self, data, Ht, cls):
+        super().__init__(data, cls)
+        self.Ht = Ht
+
+    def _call(self, method, *args):
+        blocks = self.data.columns
+        states = [blocks.constant({"W": np.ascontiguousarray(self.Ht[a:b])})
+                  for a, b in zip(blocks.offsets[:-1], blocks.offsets[1:], strict=True)]
+        new, tot = blocks.run(_rows_call, states, self.cls, method,
+                              self._args(blocks, args), blocks.n_threads)
+        self.Ht[...] = np.concatenate([state["W"] for state in new])
+        return self._results(tot)
+
+
 class DaskData:
     """Row-partitioned X on Dask as a data product: what the solver loops ask of X.
 
-    The W half-steps run where W's rows are (:meth:`row_side`); ``sqnorm``,
-    ``nonzeros`` and the backend come from one pass over the blocks when X is
-    prepared; ``‖X − WH‖²`` is summed from the blocks.
+    The W half-steps run where W's rows are (:meth:`row_side`); H's half-steps that
+    need whole columns of X (KL coordinate descent) run where X's column blocks are
+    (:meth:`column_side`), on ``columns``: a second copy of X, partitioned by columns,
+    made only for those; ``sqnorm``, ``nonzeros`` and the backend come from one pass
+    over the row blocks when X is prepared; ``‖X − WH‖²`` is summed from the blocks.
     """
 
     is_sparse = False
 
-    def __init__(self, blocks, dtype, rank):
+    def __init__(self, blocks, dtype, rank, columns=None):
         self.blocks = blocks
+        self.columns = columns
         self.shape = (int(blocks.offsets[-1]), blocks.n_cols)
         self.dtype = np.dtype(dtype)
         self.rank = rank
@@ -359,6 +422,12 @@ class DaskData:
 
     def row_side(self, W: BlockRows, cls) -> BlockRowSide:
         return BlockRowSide(self, W, cls)
+
+    def column_side(self, Ht: np.ndarray, cls) -> BlockColumnSide:
+        if self.columns is None:
+            raise ValueError("this DaskData was prepared without X's column blocks "
+                             "(nmf_dask makes them for KL coordinate descent only).")
+        return BlockColumnSide(self, Ht, cls)
 
     def direct_sqerr(self, W: BlockRows, Ht) -> float:
         return self.blocks.reduce(_direct_sqerr, W.parts, self.blocks.constant(Ht.copy()),

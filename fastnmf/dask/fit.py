@@ -23,7 +23,7 @@ from .._threads import numba_threads, resolve_n_threads
 from ..init import INIT_METHODS, initialize
 from ..kernels import ROW_GROUP
 from ..solvers import Monitor, objective_for
-from .data import DaskData, _Blocks, _import_dask
+from .data import DaskData, _Blocks, _client_of, _import_dask
 
 __all__ = ["nmf_dask"]
 
@@ -80,6 +80,35 @@ def _align_rows(X):
     return X.rechunk({0: tuple(int(c) for c in np.diff(aligned))})
 
 
+def _column_blocks(X, n_blocks, dtype, backend, persist, scheduler, n_threads):
+    """X's column blocks (as many as its row blocks, of whole columns), prepared as the
+    row blocks of Xᵀ: the copy of X that KL coordinate descent's H half-step sweeps
+    (row j of Ht needs column j of X).  One rechunk of X, persisted like the row blocks
+    (``persist=False``: made again at every iteration)."""
+    n = X.shape[1]
+    width = -(-n // max(n_blocks, 1))
+    return _Blocks(X.rechunk({0: -1, 1: width}), dtype, backend, persist, scheduler,
+                   n_threads, transpose=True)
+
+
+def _check_W_fits(scheduler, m, rank, dtype):
+    """KL coordinate descent sends all of W to each worker that sweeps column blocks; it
+    is assembled there from the row blocks (two copies at once).  Refused where that is
+    more than half of a worker's memory limit (known only on a distributed cluster)."""
+    client = _client_of(_import_dask()[0], scheduler)
+    if client is None:
+        return
+    limits = [w.get("memory_limit") or 0 for w in client.scheduler_info()["workers"].values()]
+    limits = [limit for limit in limits if limit > 0]
+    need = 2 * m * rank * np.dtype(dtype).itemsize
+    if limits and need > min(limits) / 2:
+        raise ValueError(
+            f"solver='ccd' on a dask array needs all of W ({m}×{rank}, {need // 2} bytes) "
+            f"on each worker, twice while it is assembled, within half of a worker's "
+            f"memory limit ({min(limits)} bytes): use solver='mu' (W's rows stay on the "
+            "workers), a smaller rank, or workers with more memory.")
+
+
 _warned_random_init = False  # the switch to init="random" is told once per process
 
 
@@ -126,10 +155,12 @@ def nmf_dask(X, rank, *, beta_loss="frobenius", solver=None, init=None, max_iter
     * ``init``: ``None`` means ``"random"`` (same draws as the single-machine
       fit for the same ``random_state``); ``"custom"`` takes numpy W and H.
       The NNDSVD methods raise (they need an SVD of the whole matrix).
-    * ``beta_loss="kullback-leibler"``: only ``solver="mu"`` (the default
-      here); coordinate descent (``"ccd"``) steps H one component at a time
-      from sums over whole columns of X, one round trip over the blocks per
-      component (docs/dask.md).  Every other ``beta_loss`` runs its MU loop.
+    * ``beta_loss="kullback-leibler"``: ``solver="mu"`` is the default here
+      (``"ccd"`` in memory); ``solver="ccd"`` runs coordinate descent with W's
+      half-step on the row blocks and H's on a second copy of X partitioned by
+      columns, made once (all of W, m×r, goes to each worker per iteration: it
+      must fit in a worker's memory; docs/dask.md gives the costs).  Every other
+      ``beta_loss`` runs its MU loop.
     * ``callback``: ``info.W`` is the current W as a dask array (compute it
       to look at it: that moves m·r numbers).
     * ``accelerate`` (HALS): with ``persist=True`` the row-block edges are
@@ -165,18 +196,12 @@ def nmf_dask(X, rank, *, beta_loss="frobenius", solver=None, init=None, max_iter
         ``H`` numpy.
     """
     t0 = time.perf_counter()
+    X_in = X
     X, dtype = _check_dask_X(X)
     rank = v.check_rank(rank)
     objective = objective_for(beta_loss)
-    if objective.name == "kullback-leibler":
-        if solver is None:
-            solver = "mu"
-        elif objective.aliases.get(solver, solver) == "ccd":
-            raise ValueError(
-                f"solver={solver!r} (coordinate descent for KL) is not available for dask "
-                "arrays: it steps H one component at a time from sums over whole columns of "
-                "X, one round trip over the row blocks per component (docs/dask.md). Use "
-                "solver='mu'.")
+    if objective.name == "kullback-leibler" and solver is None:
+        solver = "mu"  # (CCD keeps a second copy of X, by columns: asked for, not default)
     solver = objective.resolve_solver(solver)
     max_iter, tol, max_time = check_loop_options(backend, max_iter, tol, max_time, callback)
     accelerate = check_accelerate(accelerate)
@@ -189,11 +214,16 @@ def nmf_dask(X, rank, *, beta_loss="frobenius", solver=None, init=None, max_iter
         H0 = v.check_factor(H, (rank, n), "H", dtype)
         W0 = v.check_factor(W, (m, rank), "W", dtype) if update_H else None
 
+    by_columns = objective.name == "kullback-leibler" and solver == "ccd" and update_H
+    if by_columns:
+        _check_W_fits(scheduler, m, rank, dtype)
     if persist and accelerate and solver == "hals":
         X = _align_rows(X)
     blocks = _Blocks(X, dtype, backend, persist, scheduler, n_threads,
                      streamed=not persist and objective.name == "frobenius")
-    data = DaskData(blocks, dtype, rank)
+    columns = (_column_blocks(X_in, len(blocks.rows), dtype, backend, persist, scheduler,
+                              n_threads) if by_columns else None)
+    data = DaskData(blocks, dtype, rank, columns)
     mean = data.mean()
     if init == "random":
         W0, H0 = initialize(_Summary(X.shape, dtype, mean), rank, "random", random_state)

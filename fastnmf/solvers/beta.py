@@ -25,7 +25,7 @@ import numpy as np
 from .._beta_products import BetaProducts
 from .._data import factor_bounds
 from ..kernels import beta as bk
-from ._penalty import penalties
+from ._monitor import report_divergence as _report
 from ._rows import callback_view, row_side
 
 # scikit-learn's guard on model values and denominators (float32 epsilon).
@@ -90,17 +90,6 @@ def work_dtype(data, beta: float) -> np.dtype:
     raise ValueError(f"beta_loss={beta!r} is out of range for this X: the multiplicative "
                      f"updates' powers of model values (about 1e{need:.0f}) overflow float64. "
                      f"Use a beta_loss closer to 1.")
-
-
-def _report(monitor, it, loss, reg, W, Ht, view=None):
-    """Record iteration ``it`` (0: start); ``error`` is scikit-learn's ``sqrt(2·loss)``.
-    ``view``: W as the callback sees it (default W)."""
-    objective = loss + penalties(reg, W, Ht)
-    error = float(np.sqrt(2.0 * max(loss, 0.0)))
-    if it == 0:
-        monitor.start(objective, error)
-        return False
-    return monitor.step(it, objective, error, W if view is None else view, Ht.T)
 
 
 def _has_zero(data) -> bool:

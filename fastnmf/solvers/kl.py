@@ -31,8 +31,8 @@ import numpy as np
 from .._data import factor_bounds
 from .._kl_products import kl_products
 from ..kernels import kl as klk
-from ._penalty import penalties
-from ._rows import callback_view, row_side
+from ._monitor import report_divergence
+from ._rows import callback_view, column_side, row_side
 
 # scikit-learn's guard on model values and MU denominators (float32 epsilon).
 EPS = float(np.finfo(np.float32).eps)
@@ -64,23 +64,6 @@ DEFAULT_SOLVER = "ccd"
 STOP_RULES = {"mu": "error", "ccd": "error"}
 
 
-def _sum_WH(W, Ht):
-    """``Σ (W Htᵀ)`` = (column sums of W)·(column sums of Ht), in float64."""
-    return float(W.sum(0, dtype=np.float64) @ Ht.sum(0, dtype=np.float64))
-
-
-def _report(monitor, it, kl, reg, W, Ht, view=None):
-    """Record iteration ``it`` (0: start); ``error`` is scikit-learn's ``sqrt(2·KL)``.
-    ``view``: W as the callback sees it (default W)."""
-    kl = max(kl, 0.0)
-    objective = kl + penalties(reg, W, Ht)
-    error = float(np.sqrt(2.0 * kl))
-    if it == 0:
-        monitor.start(objective, error)
-        return False
-    return monitor.step(it, objective, error, W if view is None else view, Ht.T)
-
-
 class MURows:
     """W's half of the multiplicative updates, where W's rows are.
 
@@ -93,8 +76,8 @@ class MURows:
     here.  Every method's results are sums over W's rows.
     """
 
-    def __init__(self, data, state, engine=None):
-        self.engine = kl_products(data) if engine is None else engine
+    def __init__(self, data, state):
+        self.engine = kl_products(data)
         self.state = state
         self.W = state["W"]
         self.bounds = factor_bounds(self.W.shape[0])
@@ -152,50 +135,80 @@ class _MU:
                             self.l2_H, self.eps, self.clip_H, self.bounds_H)
 
 
+class CCDRows:
+    """One CCD sweep over the rows of a factor, where they are (Hsieh & Dhillon's
+    coordinate descent is exact per row: row i of W needs row i of X and all of H).
+
+    ``state["W"]`` is the factor swept: W over X (``side=0``, the other factor Ht), or
+    Ht over Xᵀ (``side=1``, the other factor W: H's half-step is W's half-step of
+    ``Xᵀ ≈ Ht Wᵀ``).  A data product that keeps W's rows elsewhere runs this class on
+    each row block (:class:`fastnmf.dask.data.BlockRowSide`), and H's half on each
+    column block of X held as a row block of Xᵀ (``side=0`` there,
+    :class:`fastnmf.dask.data.BlockColumnSide`): the sweep is written once, here.
+    """
+
+    def __init__(self, data, state, side=0):
+        self.engine = kl_products(data)
+        self.side = side
+        state.pop("num_W", None)  # (MU's numerator, kept by the first iterations)
+        self.W = state["W"]
+        self.bounds = factor_bounds(self.W.shape[0])
+
+    def sweep(self, G, l1, l2, eps, with_loss):
+        """One sweep against the other factor ``G``; returns the KL at the nonzeros of
+        the swept rows (with ``with_loss``, else 0) and the swept factor's column sums
+        (float64)."""
+        kl_nz = self.engine.ccd(self.side, self.W, G, G.sum(0), l1, l2, CCD_NEWTON_STEPS,
+                                CCD_NEWTON_TOL, eps, with_loss, self.bounds)
+        return kl_nz, self.W.sum(0, dtype=np.float64)
+
+    def view(self):
+        return self.W
+
+
 def _fit_mu(data, W, Ht, monitor, reg, update_H):
     mu = _MU(row_side(data, W, MURows)[0], Ht, reg)
     # The W numerator at the current factors also gives their KL (at the
     # nonzeros): computed first, so the stopping rule sees the loss of the
     # iteration just finished before anything changes.
-    kl = mu.loss(Ht)
-    _report(monitor, 0, kl, reg, W, Ht)
+    kl = max(mu.loss(Ht), 0.0)
+    report_divergence(monitor, 0, kl, reg, W, Ht)
     for it in range(1, monitor.max_iter + 1):
         mu.step(Ht, update_H)
-        kl = mu.loss(Ht)
-        if _report(monitor, it, kl, reg, W, Ht, callback_view(monitor, mu.rows)):
+        kl = max(mu.loss(Ht), 0.0)
+        if report_divergence(monitor, it, kl, reg, W, Ht, callback_view(monitor, mu.rows)):
             break
-    return max(kl, 0.0)
+    return kl
 
 
 def _fit_ccd(data, W, Ht, monitor, reg, update_H):
-    engine = kl_products(data)
+    products = kl_products(data)  # made once: the MU start and the sweeps share it
     dtype = W.dtype.type
     l1_W, l1_H, l2_W, l2_H = (dtype(v) for v in reg)
     eps = dtype(EPS)
-    bounds_W, bounds_H = factor_bounds(W.shape[0]), factor_bounds(Ht.shape[0])
-    n_newton = CCD_NEWTON_STEPS
-    mu = _MU(MURows(data, {"W": W}, engine), Ht, reg) if CCD_MU_START > 0 else None
-    kl = mu.loss(Ht) if mu is not None else engine.loss_nz(W, Ht, eps) + _sum_WH(W, Ht)
-    _report(monitor, 0, kl, reg, W, Ht)
+    # The KL at the start: from MU's first numerator (which changes nothing).
+    mu = _MU(row_side(products, W, MURows)[0], Ht, reg)
+    rows = row_side(products, W, CCDRows)[0]
+    columns = column_side(products, Ht, CCDRows) if update_H else None
+    kl = max(mu.loss(Ht), 0.0)
+    report_divergence(monitor, 0, kl, reg, W, Ht)
     for it in range(1, monitor.max_iter + 1):
         if it <= CCD_MU_START:
             mu.step(Ht, update_H)
-            kl = mu.loss(Ht)
-            if _report(monitor, it, kl, reg, W, Ht):
+            kl = max(mu.loss(Ht), 0.0)
+            if report_divergence(monitor, it, kl, reg, W, Ht, callback_view(monitor, mu.rows)):
                 break
             continue
-        # The last half-step's kernel returns the KL at the nonzeros at the
-        # new factors, from the model values it keeps current.
-        kl = engine.ccd(0, W, Ht, Ht.sum(0), l1_W, l2_W, n_newton, CCD_NEWTON_TOL, eps,
-                        not update_H,
-                        bounds_W)
+        # The last half-step's sweep returns the KL at the nonzeros at the new
+        # factors, from the model values it keeps current.
+        kl, W_colsum = rows.sweep(Ht, l1_W, l2_W, eps, not update_H)
         if update_H:
-            kl = engine.ccd(1, Ht, W, W.sum(0), l1_H, l2_H, n_newton, CCD_NEWTON_TOL, eps,
-                            True, bounds_H)
-        kl += _sum_WH(W, Ht)
-        if _report(monitor, it, kl, reg, W, Ht):
+            kl = columns.sweep(W, l1_H, l2_H, eps, True)[0]
+        # Σ WH = (column sums of W)·(column sums of Ht), in float64
+        kl = max(kl + float(W_colsum @ Ht.sum(0, dtype=np.float64)), 0.0)
+        if report_divergence(monitor, it, kl, reg, W, Ht, callback_view(monitor, rows)):
             break
-    return max(kl, 0.0)
+    return kl
 
 
 _FITS = {"mu": _fit_mu, "ccd": _fit_ccd}
@@ -206,8 +219,9 @@ def fit_kl(data, W, Ht, *, solver, monitor, reg=(0.0, 0.0, 0.0, 0.0), update_H=T
 
     Parameters
     ----------
-    data : DenseData, SparseData, or (``"mu"``) a data product with its own
-        ``row_side`` (:class:`fastnmf.dask.data.DaskData`: W's rows on the workers)
+    data : DenseData, SparseData, MaskedData (``"mu"``), or a data product with its
+        own ``row_side`` (and, for ``"ccd"`` with ``update_H``, ``column_side``):
+        :class:`fastnmf.dask.data.DaskData`, W's rows on the workers
     W, Ht : C-contiguous ndarrays (m×r, n×r) of ``data.dtype``; updated in place
         (W: or the handle of W's rows that ``data`` keeps).
     solver : {"mu", "ccd"}
