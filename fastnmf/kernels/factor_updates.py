@@ -58,14 +58,12 @@ def _load_transposed(M, start, Mt):
 
 
 @kernel(parallel=False)
-def _sweep_group(Ft, At, T, d, panels, B, l1, l2, zero, first):
+def _sweep_group(Ft, At, T, d, panels, B, l1, l2, zero):
     """One HALS sweep of a group of rows held transposed (``Ft``: r × rows), in place.
 
     Returns ``(violation, change)``: the projected-gradient violation met during
-    the sweep (``first`` only, else 0) and ``‖F_new − F_old‖²`` (float64, summed in
-    F's dtype within a component: at most ``ROW_GROUP`` terms).  ``T`` (panel
-    width × rows) and ``d`` (rows) are scratch.  The repeated sweeps skip the
-    violation: its float64 sum per entry halved the vector width of float32 sweeps.
+    the sweep and ``‖F_new − F_old‖²`` (both float64).  ``T`` (panel width × rows)
+    and ``d`` (rows) are scratch.
     """
     r, rows = Ft.shape
     width = panels.shape[1]
@@ -81,22 +79,17 @@ def _sweep_group(Ft, At, T, d, panels, B, l1, l2, zero, first):
             t = T[kk]
             hess = B[k, k] + l2
             if hess <= 0:  # an all-zero row of the other factor: leave F[:, k]
-                if first:
-                    for i in range(rows):
-                        violation += _pg(f[i], t[i] + f[i] * l2 + l1 - a[i])
+                for i in range(rows):
+                    violation += _pg(f[i], t[i] + f[i] * l2 + l1 - a[i])
                 continue
-            ch = zero
             for i in range(rows):
                 grad = t[i] + f[i] * l2 + l1 - a[i]
-                if first:  # (unswitched by the compiler: two loops)
-                    violation += _pg(f[i], grad)
+                violation += _pg(f[i], grad)
                 v = f[i] - grad / hess
                 v = v if v > 0 else zero
-                di = v - f[i]
-                d[i] = di
-                ch += di * di
+                d[i] = v - f[i]
+                change += _sq(d[i])
                 f[i] = v
-            change += np.float64(ch)
             b = B[k]
             for jj in range(kk + 1, min(width, r - k0)):
                 bj = b[k0 + jj]
@@ -112,6 +105,12 @@ def _pg(f, grad):
     if f > 0:
         return abs(np.float64(grad))
     return -np.float64(grad) if grad < 0 else 0.0
+
+
+@kernel(parallel=False)
+def _sq(d):
+    d = np.float64(d)
+    return d * d
 
 
 @kernel(parallel=False)
@@ -238,11 +237,11 @@ def hals_update(F, A, B, l1, l2, bounds, G, n_inner=1, delta=0.0):
                 T = np.empty((panels.shape[1], rows), dtype=F.dtype)
             _load_transposed(F, s, Ft)
             _load_transposed(A, s, At)
-            v, first = _sweep_group(Ft, At, T, d, panels, B, l1, l2, zero, True)
+            v, first = _sweep_group(Ft, At, T, d, panels, B, l1, l2, zero)
             violation += v
             last, t = first, 1
             while t < n_inner and last > d2 * first:
-                last = _sweep_group(Ft, At, T, d, panels, B, l1, l2, zero, False)[1]
+                last = _sweep_group(Ft, At, T, d, panels, B, l1, l2, zero)[1]
                 t += 1
             for i in range(rows):
                 f = F[s + i]
