@@ -23,6 +23,8 @@ compiled already).
 
 from __future__ import annotations
 
+import functools
+import inspect
 import os
 
 # GNU OpenMP (Numba's "omp" threading layer) keeps idle workers spinning for
@@ -35,6 +37,7 @@ import os
 os.environ.setdefault("GOMP_SPINCOUNT", "0")
 
 import numba
+import numpy as np
 
 
 def _threadsafe_layer_available() -> bool:
@@ -75,16 +78,108 @@ def _prange_only() -> dict:
                 numpy=False, stencil=False, fusion=True, prange=True)
 
 
-def kernel(fn=None, *, parallel: bool = True):
-    """Compile ``fn`` with the package's policy (usable as ``@kernel`` or ``@kernel(...)``)."""
+COMBINE = ("rows", "partials", "sums")
+
+
+def kernel(fn=None, *, parallel: bool = True, chunks: str | None = None, private=()):
+    """Compile ``fn`` with the package's policy (usable as ``@kernel`` or ``@kernel(...)``).
+
+    ``chunks``: compile ``fn`` serially and run it over its ``bounds`` argument's
+    chunks in the package's threads (:class:`ChunkedKernel`), instead of Numba's
+    ``prange``; ``private``: names of arguments each thread gets its own copy of.
+    """
 
     def wrap(f):
-        return numba.njit(
-            parallel=_prange_only() if parallel else False,
+        dispatcher = numba.njit(
+            parallel=_prange_only() if parallel and chunks is None else False,
             cache=CACHE,
             fastmath=set(FASTMATH),
             nogil=True,
             error_model="numpy",
         )(f)
+        return dispatcher if chunks is None else ChunkedKernel(dispatcher, chunks, private)
 
     return wrap if fn is None else wrap(fn)
+
+
+class ChunkedKernel:
+    """A serial ``nogil`` kernel whose loop over chunks of rows (``bounds[c]:bounds[c + 1]``)
+    runs in the package's threads (:func:`fastnmf._threads.run_parts`), one contiguous run
+    of chunks per Numba thread of the calling thread (``numba.get_num_threads()``).
+
+    Why not ``prange``: Numba's parallel lowering (the parfor, its gufunc, the
+    scheduler's glue) made up two thirds of a kernel's compile time, and the very
+    first fit on a machine waits for it (``hals_update`` 2.3 s CPU parallel, 0.9 s
+    serial; docs/performance.md, *Cold start*).  A serial kernel is one function, so
+    each fit also compiles exactly one signature of it.
+
+    ``combine`` says how the runs' results make the whole call's:
+
+    * ``"rows"``: each chunk writes its own rows of the outputs; the first run's
+      result is returned (``out``, or None);
+    * ``"partials"``: the kernel returns per-chunk partials (first axis: chunks),
+      concatenated in chunk order: the same array as one call over all chunks;
+    * ``"sums"``: the kernel returns a float or a tuple of floats, added up in run
+      order; each argument named in ``private`` (an array the kernel overwrites with
+      a sum over its chunks, e.g. a Gram) is given to the first run, the others get
+      fresh copies that are added into it in run order.
+
+    The split depends on the thread count only, so a given thread count gives the
+    same result every time.  Attributes of the compiled kernel (``signatures``,
+    ``py_func``, ...) are the dispatcher's; ``serial`` is the dispatcher itself.
+    """
+
+    def __init__(self, dispatcher, combine: str, private=()):
+        if combine not in COMBINE:
+            raise ValueError(f"combine must be one of {COMBINE}, got {combine!r}")
+        self.serial = dispatcher
+        self.combine = combine
+        params = list(inspect.signature(dispatcher.py_func).parameters)
+        self._params = params
+        self._bounds = params.index("bounds")
+        self._private = tuple(params.index(name) for name in private)
+        functools.update_wrapper(self, dispatcher.py_func)
+
+    def __getattr__(self, name):
+        return getattr(self.serial, name)
+
+    def __call__(self, *args, **kwargs):
+        args = list(args)
+        if kwargs:  # as positional arguments, defaults left to the kernel
+            for name in self._params[len(args):]:
+                if name not in kwargs:
+                    break
+                args.append(kwargs.pop(name))
+            if kwargs:
+                raise TypeError(f"{self.__name__}() got unexpected arguments {sorted(kwargs)}")
+        bounds = args[self._bounds]
+        n_chunks = len(bounds) - 1
+        parts = min(numba.get_num_threads(), n_chunks)
+        if parts <= 1:
+            return self.serial(*args)
+        from ._threads import run_parts
+
+        cuts = np.linspace(0, n_chunks, parts + 1).round().astype(np.int64)
+
+        def run(a, b):
+            mine = list(args)
+            mine[self._bounds] = bounds[a : b + 1]
+            if a > 0:
+                for i in self._private:
+                    mine[i] = np.empty_like(args[i])
+            return self.serial(*mine), [mine[i] for i in self._private]
+
+        results = run_parts(run, cuts)
+        if self.combine == "rows":
+            return results[0][0]
+        if self.combine == "partials":
+            return np.concatenate([res for res, _ in results])
+        for k, first in enumerate(results[0][1]):
+            for _, copies in results[1:]:
+                first += copies[k]
+        values = [res for res, _ in results]
+        if values[0] is None:
+            return None
+        if isinstance(values[0], tuple):
+            return tuple(sum(v) for v in zip(*values, strict=True))
+        return sum(values)

@@ -13,7 +13,6 @@ Regularization enters as in scikit-learn: the objective is
 from __future__ import annotations
 
 import numpy as np
-from numba import prange
 
 from .._jit import kernel
 
@@ -177,7 +176,7 @@ def _sum_grams(partial, G):
             G[k, j] = G[j, k]
 
 
-@kernel
+@kernel(chunks="sums", private=("G",))
 def hals_update(F, A, B, l1, l2, bounds, G, n_inner=1, delta=0.0):
     """HALS (coordinate descent) sweeps over the columns of ``F``, in place.
 
@@ -220,7 +219,7 @@ def hals_update(F, A, B, l1, l2, bounds, G, n_inner=1, delta=0.0):
     # 0 in F's dtype: a literal 0 in `v if v > 0 else 0` made every float32 step a
     # round trip through float64 (l1 is finite, validated)
     zero = l1 - l1
-    for c in prange(n_chunks):
+    for c in range(n_chunks):
         start, stop = bounds[c], bounds[c + 1]
         rows = min(ROW_GROUP, stop - start)
         Ft = np.empty((r, rows), dtype=F.dtype)
@@ -254,7 +253,7 @@ def hals_update(F, A, B, l1, l2, bounds, G, n_inner=1, delta=0.0):
     return partial.sum(), cross.sum()
 
 
-@kernel
+@kernel(chunks="sums", private=("G",))
 def mu_update(F, A, B, l1, l2, eps, bounds, G):
     """One multiplicative update ``F ← F ∘ A ⊘ (F B + l1 + l2·F)``.
 
@@ -269,7 +268,7 @@ def mu_update(F, A, B, l1, l2, eps, bounds, G):
     r = F.shape[1]
     cross = np.zeros(n_chunks, dtype=np.float64)
     grams = np.zeros((n_chunks, G.shape[0], G.shape[1]), dtype=F.dtype)
-    for c in prange(n_chunks):
+    for c in range(n_chunks):
         start, stop = bounds[c], bounds[c + 1]
         den = np.empty((min(ROW_GROUP, stop - start), r), dtype=F.dtype)
         scratch = np.empty_like(grams[c])
@@ -297,7 +296,7 @@ def mu_update(F, A, B, l1, l2, eps, bounds, G):
     return cross.sum()
 
 
-@kernel
+@kernel(chunks="sums", private=("G",))
 def extrapolate(F, prev, beta, bounds, G):
     """Extrapolate a factor past its update, in place: ``F ← max(0, F + beta·(F − prev))``
     and ``prev ←`` the update (F as it came in), and ``G ← Fᵀ F`` of the result (group
@@ -312,7 +311,7 @@ def extrapolate(F, prev, beta, bounds, G):
     r = F.shape[1]
     grams = np.zeros((n_chunks, G.shape[0], G.shape[1]), dtype=F.dtype)
     zero = beta - beta
-    for c in prange(n_chunks):
+    for c in range(n_chunks):
         scratch = np.empty_like(grams[c])
         Ft = np.empty((r, min(ROW_GROUP, bounds[c + 1] - bounds[c])), dtype=F.dtype)
         for s in range(bounds[c], bounds[c + 1], ROW_GROUP):
