@@ -9,7 +9,11 @@ flags below are the only knobs:
 * ``error_model="numpy"``: division by zero gives inf instead of raising, so
   the compiler does not insert a branch per division; the kernels guard the
   denominators themselves.
-* ``parallel``: ``prange`` loops only (:func:`_prange_only`).
+* ``chunks``: the kernels that loop over chunks of rows (``bounds``) are
+  compiled serially and run by the package's threads, a run of chunks each
+  (:class:`ChunkedKernel`): no Numba parallel lowering to compile.  The few
+  others use ``prange`` (``parallel``), and then for ``prange`` loops only
+  (:func:`_prange_only`).
 * ``cache=True``: compiled code is written next to the sources (or to
   ``NUMBA_CACHE_DIR``), so only the very first fit on a machine pays for
   compilation (``python -m fastnmf.warmup`` pays it ahead).  Set
@@ -18,7 +22,7 @@ flags below are the only knobs:
 Compile time is kept down in the kernels themselves (docs/performance.md, *Cold
 start*): no array-valued assignments (``G[:, :] = P``, ``G += S``: element
 loops), one compiled form per helper (no transposed views where a C array is
-compiled already).
+compiled already), chunked kernels rather than ``prange``.
 """
 
 from __future__ import annotations
