@@ -138,8 +138,8 @@ class ChunkedKernel:
             raise ValueError(f"combine must be one of {COMBINE}, got {combine!r}")
         self.serial = dispatcher
         self.combine = combine
-        params = list(inspect.signature(dispatcher.py_func).parameters)
-        self._params = params
+        self._signature = inspect.signature(dispatcher.py_func)
+        params = list(self._signature.parameters)
         self._bounds = params.index("bounds")
         self._private = tuple(params.index(name) for name in private)
         functools.update_wrapper(self, dispatcher.py_func)
@@ -148,14 +148,11 @@ class ChunkedKernel:
         return getattr(self.serial, name)
 
     def __call__(self, *args, **kwargs):
+        if kwargs:  # as positional arguments (the dispatcher's split needs them so)
+            bound = self._signature.bind(*args, **kwargs)
+            bound.apply_defaults()
+            args = bound.args
         args = list(args)
-        if kwargs:  # as positional arguments, defaults left to the kernel
-            for name in self._params[len(args):]:
-                if name not in kwargs:
-                    break
-                args.append(kwargs.pop(name))
-            if kwargs:
-                raise TypeError(f"{self.__name__}() got unexpected arguments {sorted(kwargs)}")
         bounds = args[self._bounds]
         n_chunks = len(bounds) - 1
         parts = min(numba.get_num_threads(), n_chunks)

@@ -92,8 +92,9 @@ def test_wrapper_keywords_defaults_and_attributes():
             assert _count_rows(x, BOUNDS) == 2 * x.sum()  # default left to the kernel
             assert _count_rows(x, bounds=BOUNDS, scale=1.0) == x.sum()
             assert _count_rows(x, np.array([0], dtype=np.int64)) == 0.0  # no chunks
+            assert _count_rows(x, scale=3.0, bounds=BOUNDS) == 3 * x.sum()
     assert len(_count_rows.signatures) == 2  # the dispatcher's: with and without scale
-    with pytest.raises(TypeError, match="unexpected arguments"):
+    with pytest.raises(TypeError, match="unexpected keyword argument 'nope'"):
         _count_rows(x, BOUNDS, nope=1)
     with pytest.raises(ValueError, match="combine must be one of"):
         kernel(chunks="nope")(lambda x, bounds: x)
