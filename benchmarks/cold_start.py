@@ -1,16 +1,18 @@
 """Cold start: the first fit on a fresh machine, for the three common kinds of fit.
 
-    python benchmarks/cold_start.py [--repeat 2] [--no-warmup]
+    python benchmarks/cold_start.py [--repeat 2] [--no-warmup] [--per-kernel]
 
 For each of Frobenius-dense, Frobenius-sparse and KL-sparse (200×100, rank 5,
 default options, float64: :func:`fastnmf.warmup.example`), in a fresh
 process with an empty Numba cache (a new ``NUMBA_CACHE_DIR``): the seconds of
-``import fastnmf``, of the first fit (wall and CPU: compilation runs on one core,
-so CPU seconds move less when the machine is shared) and how many fastnmf
-kernels it compiled; then the same in another fresh process on the cache the
-first one left ("warm": what every later session on the machine pays).  With
-the warm-up (default): ``python -m fastnmf.warmup`` on an empty cache, the one
-command that compiles all three kinds ahead of time.
+``import fastnmf``, of the first fit (wall, and CPU of the thread that compiles:
+compilation runs on one core, so CPU seconds move less when the machine is
+shared) and how many fastnmf kernels it compiled (``--per-kernel``: the CPU
+seconds of each function compiled, its own share); then the same in another
+fresh process on the cache the first one left ("warm": what every later
+session on the machine pays).  With the warm-up (default): ``python -m
+fastnmf.warmup`` on an empty cache, the one command that compiles all three
+kinds ahead of time.
 
 Run it on a quiet machine for figures to quote (docs/performance.md, README).
 Not a pytest benchmark: each figure needs a process of its own.
@@ -38,14 +40,14 @@ from fastnmf.warmup import FITS, compiled_kernels, example
 
 fit = sys.argv[1]
 X = example(fit)
-times = []
-with compiled_kernels() as compiled:
+times, cpu = [], {}
+with compiled_kernels(cpu) as compiled:
     for _ in range(2):
-        w, c = time.perf_counter(), time.process_time()
+        w, c = time.perf_counter(), time.thread_time()
         fastnmf.nmf(X, 5, beta_loss=FITS[fit][0], random_state=0)
-        times.append((time.perf_counter() - w, time.process_time() - c))
+        times.append((time.perf_counter() - w, time.thread_time() - c))
 json.dump(dict(import_s=import_s, first_s=times[0][0], first_cpu_s=times[0][1],
-               second_s=times[1][0], kernels=len(compiled)), sys.stdout)
+               second_s=times[1][0], kernels=len(compiled), cpu=cpu), sys.stdout)
 """
 
 
@@ -67,6 +69,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--repeat", type=int, default=1, help="cold runs per fit (best kept)")
     p.add_argument("--no-warmup", action="store_true", help="skip timing the warm-up")
+    p.add_argument("--per-kernel", action="store_true",
+                   help="also list each compiled function's CPU seconds (its own share)")
     args = p.parse_args(argv)
     print(f"{'fit':>17} | {'import':>6} | {'cold first fit':>22} | {'kernels':>7} | "
           f"{'warm first fit':>14} | {'second fit':>10}")
@@ -83,6 +87,9 @@ def main(argv=None) -> int:
         print(f"{fit:>17} | {cold['import_s']:6.2f} | {cold['first_s']:10.2f}   "
               f"{cold['first_cpu_s']:9.2f} | {cold['kernels']:7d} | {warm['first_s']:14.2f} | "
               f"{warm['second_s']:10.3f}", flush=True)
+        if args.per_kernel:
+            top = sorted(cold["cpu"].items(), key=lambda kv: -kv[1])
+            print("    " + ", ".join(f"{name} {s:.2f}" for name, s in top if s >= 0.02))
     if not args.no_warmup:
         with tempfile.TemporaryDirectory(prefix="fastnmf-cold-") as cache:
             t0 = time.perf_counter()

@@ -154,7 +154,7 @@ def _pool() -> ThreadPoolExecutor:
     with _POOL_LOCK:
         if _POOL is None:
             _POOL = ThreadPoolExecutor(max_workers=max(1, (os.cpu_count() or 1) - 1),
-                                       thread_name_prefix="fastnmf-blas")
+                                       thread_name_prefix="fastnmf")
         return _POOL
 
 

@@ -71,9 +71,15 @@ def warm_one(fit: str, dtype="float64") -> float:
 
 
 @contextmanager
-def compiled_kernels():
+def compiled_kernels(cpu: dict | None = None):
     """Collect the names of the fastnmf kernels Numba compiles inside the block (a
     kernel loaded from the on-disk cache is not compiled, so not listed).
+
+    ``cpu``, if given, gets the CPU seconds of the compiling thread spent on each
+    function compiled (``"module.name"`` → seconds, its own share: a kernel's time
+    excludes the helpers and NumPy implementations compiled inside it, which get
+    entries of their own).  CPU time, not wall time: it moves much less when other
+    jobs share the machine.
 
     Examples
     --------
@@ -85,15 +91,23 @@ def compiled_kernels():
     from numba.core import event
 
     names: list[str] = []
+    stack: list[list] = []  # per compilation in progress: [start, seconds of nested ones]
 
     class Listener(event.Listener):
         def on_start(self, ev):
-            pass
+            stack.append([time.thread_time(), 0.0])
 
         def on_end(self, ev):
+            start, nested = stack.pop()
+            spent = time.thread_time() - start
+            if stack:
+                stack[-1][1] += spent
             fn = ev.data["dispatcher"].py_func
             if fn.__module__.startswith("fastnmf"):
                 names.append(fn.__name__)
+            if cpu is not None:
+                key = f"{fn.__module__.rpartition('.')[2]}.{fn.__name__}"
+                cpu[key] = cpu.get(key, 0.0) + spent - nested
 
     with event.install_listener("numba:compile", Listener()):
         yield names

@@ -51,6 +51,41 @@ def test_after_the_warmup_a_first_fit_compiles_nothing(tmp_path):
     assert seen["other"] == ["_inner_f64"]  # the listener does see a compilation
 
 
+# a fresh process: the signatures of every fastnmf kernel after float64 fits, on one thread
+# (the default for these sizes) and split over two (the chunked kernels' runs of bounds)
+_SIGNATURES = """
+import importlib, json, pkgutil, sys
+import fastnmf
+from fastnmf import kernels
+from fastnmf.warmup import FITS, example
+
+for fit in ("frobenius-dense", "kl-sparse"):
+    for n_threads in (None, 2):
+        fastnmf.nmf(example(fit), 5, beta_loss=FITS[fit][0], random_state=0,
+                    n_threads=n_threads)
+seen = {}
+for info in pkgutil.iter_modules(kernels.__path__):
+    module = importlib.import_module("fastnmf.kernels." + info.name)
+    for name, obj in vars(module).items():
+        if getattr(obj, "__module__", "") == module.__name__ and hasattr(obj, "signatures"):
+            seen[name] = [str(sig) for sig in obj.signatures]
+json.dump(seen, sys.stdout)
+"""
+
+
+def test_a_fit_compiles_one_signature_per_kernel(tmp_path):
+    """No second variant of a kernel (a transposed or read-only array, other index or
+    bounds types, a split over threads) creeps into a first fit: each costs its whole
+    compile time again on a fresh machine (docs/performance.md, *Cold start*)."""
+    proc = subprocess.run([sys.executable, "-c", _SIGNATURES],
+                          env=_env(tmp_path / "numba-cache"), capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    seen = {name: sigs for name, sigs in json.loads(proc.stdout).items() if sigs}
+    assert {"hals_update", "extrapolate", "csr_matmul", "kl_ccd_sparse"} <= set(seen)
+    assert {name: sigs for name, sigs in seen.items() if len(sigs) > 1} == {}
+
+
 @pytest.mark.parametrize("kwargs, match", [
     (dict(fits=["nope"]), "unknown fit"),
     (dict(fits=[]), "unknown fit"),

@@ -97,13 +97,13 @@ def beta_terms_sparse(indptr, indices, data, row0, G, P, num, beta, eps, with_lo
     return partial
 
 
-@kernel
+@kernel(chunks="partials")
 def beta_sum_power(values, beta, eps, bounds):
     """Per-chunk float64 sums of ``x^β`` over the entries ``x > eps`` of a flat array."""
     n_chunks = bounds.shape[0] - 1
     partial = np.zeros(n_chunks, dtype=np.float64)
     b = np.float64(beta)
-    for c in prange(n_chunks):
+    for c in range(n_chunks):
         s = 0.0
         for j in range(bounds[c], bounds[c + 1]):
             y = np.float64(values[j])
@@ -112,12 +112,12 @@ def beta_sum_power(values, beta, eps, bounds):
     return partial
 
 
-@kernel
+@kernel(chunks="rows")
 def beta_mu_apply(F, num, den, l1, l2, eps, gamma, clip, bounds):
     """``F ← F ∘ (num ⊘ (den + l1 + l2·F))^γ`` (zero denominators → eps), then ``F < clip → 0``."""
     r = F.shape[1]
     zero = eps - eps
-    for c in prange(bounds.shape[0] - 1):
+    for c in range(bounds.shape[0] - 1):
         for i in range(bounds[c], bounds[c + 1]):
             f = F[i]
             nrow = num[i]
@@ -133,7 +133,7 @@ def beta_mu_apply(F, num, den, l1, l2, eps, gamma, clip, bounds):
                 f[k] = v if v >= clip else zero
 
 
-@kernel
+@kernel(chunks="rows")
 def online_mu_apply(F, num, den, A, B, l1, l2, eps, gamma, rho, clip, bounds):
     """The online MU step of scikit-learn's ``MiniBatchNMF`` for ``H`` (held as ``F = Hᵀ``).
 
@@ -144,7 +144,7 @@ def online_mu_apply(F, num, den, A, B, l1, l2, eps, gamma, rho, clip, bounds):
     """
     r = F.shape[1]
     zero = eps - eps
-    for c in prange(bounds.shape[0] - 1):
+    for c in range(bounds.shape[0] - 1):
         for i in range(bounds[c], bounds[c + 1]):
             f = F[i]
             nrow, drow, arow, brow = num[i], den[i], A[i], B[i]

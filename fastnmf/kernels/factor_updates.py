@@ -4,7 +4,10 @@ Both kernels update a factor ``F`` (``W``, or ``Hᵀ``) in place from
 ``A = X Hᵀ`` (or ``Xᵀ W``) and the Gram matrix ``B = H Hᵀ`` (or ``Wᵀ W``).
 Row ``i`` of ``F`` depends only on row ``i`` of ``A`` and on ``B``, so rows
 are updated in parallel with no approximation: the loop over components
-inside a row stays sequential, which is exactly HALS.
+inside a row stays sequential, which is exactly HALS.  Each kernel is serial
+code over its chunks of rows; the package's threads run runs of chunks side by
+side (``@kernel(chunks="sums")``, :class:`fastnmf._jit.ChunkedKernel`), each
+with its own ``G``, added up afterwards.
 
 Regularization enters as in scikit-learn: the objective is
 ``½‖X − WH‖² + l1·ΣF + ½·l2·‖F‖²`` for the factor being updated.
@@ -13,7 +16,6 @@ Regularization enters as in scikit-learn: the objective is
 from __future__ import annotations
 
 import numpy as np
-from numba import prange
 
 from .._jit import kernel
 
@@ -114,8 +116,13 @@ def _sq(d):
 
 
 @kernel(parallel=False)
-def _add_gram(Ft, G, scratch):
-    """``G += Ft Ftᵀ`` (a group's share of the Gram ``Fᵀ F``; skipped for a 0×0 G).
+def _add_gram(Ft, Fg, G, scratch):
+    """``G += Ft Fg`` with ``Fg = Ftᵀ`` as a C array, the group's rows of F (a group's
+    share of the Gram ``Fᵀ F``; skipped for a 0×0 G).
+
+    ``Fg`` rather than the view ``Ft.T``: a product of two C arrays is the one
+    ``np.dot`` :func:`_sweep_group` compiles anyway; an F-ordered operand made Numba
+    compile a second (measured: 0.1–0.15 s CPU of a first fit).
 
     Made while the group is still in cache: the Gram the next half-step needs
     costs no pass of its own over the factor, and runs as a GEMM.  Summed in
@@ -125,7 +132,7 @@ def _add_gram(Ft, G, scratch):
     made the loss rise.)
     """
     if G.shape[0] == Ft.shape[0]:
-        np.dot(Ft, Ft.T, scratch)
+        np.dot(Ft, Fg, scratch)
         _add_into(G, scratch)
 
 
@@ -133,7 +140,7 @@ def _add_gram(Ft, G, scratch):
 def _add_into(G, S):
     """``G += S`` for two r×r matrices.
 
-    Element by element on purpose, here and in :func:`_sum_grams`: an array-valued
+    Element by element on purpose, as :func:`_zero`: an array-valued
     ``G += S`` or ``G[:, :] = S`` makes Numba compile its broadcasting code, error
     messages included, into every kernel that calls it (measured: 1-2 s of each
     cold fit's compile time, where the loops cost nothing).
@@ -162,22 +169,22 @@ def _inner_f64(Mt, Nt):
 
 
 @kernel(parallel=False)
-def _sum_grams(partial, G):
-    """``G = Σ_c partial[c]`` in chunk order, then made exactly symmetric (upper → lower)."""
-    r = G.shape[0]
-    if r == 0:
-        return
-    for k in range(r):
-        for j in range(r):
-            G[k, j] = partial[0, k, j]
-    for c in range(1, partial.shape[0]):
-        _add_into(G, partial[c])
-    for k in range(r):
+def _zero(G):
+    """``G = 0`` (an r×r Gram, before its groups are added in)."""
+    for k in range(G.shape[0]):
+        for j in range(G.shape[1]):
+            G[k, j] = 0
+
+
+@kernel(parallel=False)
+def _symmetrize(G):
+    """Make the summed Gram exactly symmetric (upper → lower)."""
+    for k in range(G.shape[0]):
         for j in range(k):
             G[k, j] = G[j, k]
 
 
-@kernel
+@kernel(chunks="sums", private=("G",))
 def hals_update(F, A, B, l1, l2, bounds, G, n_inner=1, delta=0.0):
     """HALS (coordinate descent) sweeps over the columns of ``F``, in place.
 
@@ -207,28 +214,27 @@ def hals_update(F, A, B, l1, l2, bounds, G, n_inner=1, delta=0.0):
     the *first* sweep, ``Σ |g|`` over entries with ``F > 0`` or ``g < 0``
     (scikit-learn's ``cd`` stopping quantity, at the factor as it was handed
     in), and ``⟨A, F⟩`` at the updated ``F`` (for the loss), both accumulated
-    in float64 per chunk; writes the updated factor's Gram ``Fᵀ F`` into ``G``
+    in float64 group by group; writes the updated factor's Gram ``Fᵀ F`` into ``G``
     (r×r, F's dtype; pass a 0×0 array to skip it).
     """
     n_chunks = bounds.shape[0] - 1
     r = F.shape[1]
-    partial = np.zeros(n_chunks, dtype=np.float64)
-    cross = np.zeros(n_chunks, dtype=np.float64)
-    grams = np.zeros((n_chunks, G.shape[0], G.shape[1]), dtype=F.dtype)
+    violation = 0.0
+    cross = 0.0
+    _zero(G)  # the groups' Grams are added in as they are swept
+    scratch = np.empty_like(G)
     panels = _panels(B, PANEL_BYTES // F.itemsize)
     d2 = delta * delta
     # 0 in F's dtype: a literal 0 in `v if v > 0 else 0` made every float32 step a
     # round trip through float64 (l1 is finite, validated)
     zero = l1 - l1
-    for c in prange(n_chunks):
+    for c in range(n_chunks):
         start, stop = bounds[c], bounds[c + 1]
         rows = min(ROW_GROUP, stop - start)
         Ft = np.empty((r, rows), dtype=F.dtype)
         At = np.empty((r, rows), dtype=F.dtype)
         T = np.empty((panels.shape[1], rows), dtype=F.dtype)
         d = np.empty(rows, dtype=F.dtype)
-        scratch = np.empty_like(grams[c])
-        violation = 0.0
         for s in range(start, stop, ROW_GROUP):
             if stop - s < rows:  # the chunk's last, shorter group (all three are
                 rows = stop - s  # overwritten before use: fresh arrays, no copies)
@@ -247,14 +253,13 @@ def hals_update(F, A, B, l1, l2, bounds, G, n_inner=1, delta=0.0):
                 f = F[s + i]
                 for k in range(r):
                     f[k] = Ft[k, i]
-            _add_gram(Ft, grams[c], scratch)
-            cross[c] += _inner_f64(At, Ft)
-        partial[c] = violation
-    _sum_grams(grams, G)
-    return partial.sum(), cross.sum()
+            _add_gram(Ft, F[s : s + rows], G, scratch)
+            cross += _inner_f64(At, Ft)
+    _symmetrize(G)
+    return violation, cross
 
 
-@kernel
+@kernel(chunks="sums", private=("G",))
 def mu_update(F, A, B, l1, l2, eps, bounds, G):
     """One multiplicative update ``F ← F ∘ A ⊘ (F B + l1 + l2·F)``.
 
@@ -267,12 +272,12 @@ def mu_update(F, A, B, l1, l2, eps, bounds, G):
     """
     n_chunks = bounds.shape[0] - 1
     r = F.shape[1]
-    cross = np.zeros(n_chunks, dtype=np.float64)
-    grams = np.zeros((n_chunks, G.shape[0], G.shape[1]), dtype=F.dtype)
-    for c in prange(n_chunks):
+    cross = 0.0
+    _zero(G)
+    scratch = np.empty_like(G)
+    for c in range(n_chunks):
         start, stop = bounds[c], bounds[c + 1]
         den = np.empty((min(ROW_GROUP, stop - start), r), dtype=F.dtype)
-        scratch = np.empty_like(grams[c])
         for s in range(start, stop, ROW_GROUP):
             e = min(s + ROW_GROUP, stop)
             if e - s < den.shape[0]:  # overwritten by np.dot: a fresh array, no copy
@@ -291,13 +296,13 @@ def mu_update(F, A, B, l1, l2, eps, bounds, G):
                     f[k] *= a[k] / dk
             if G.shape[0] == r:
                 np.dot(Fg.T, Fg, scratch)
-                _add_into(grams[c], scratch)
-            cross[c] += _inner_f64(Ag, Fg)
-    _sum_grams(grams, G)
-    return cross.sum()
+                _add_into(G, scratch)
+            cross += _inner_f64(Ag, Fg)
+    _symmetrize(G)
+    return cross
 
 
-@kernel
+@kernel(chunks="sums", private=("G",))
 def extrapolate(F, prev, beta, bounds, G):
     """Extrapolate a factor past its update, in place: ``F ← max(0, F + beta·(F − prev))``
     and ``prev ←`` the update (F as it came in), and ``G ← Fᵀ F`` of the result (group
@@ -310,10 +315,10 @@ def extrapolate(F, prev, beta, bounds, G):
     """
     n_chunks = bounds.shape[0] - 1
     r = F.shape[1]
-    grams = np.zeros((n_chunks, G.shape[0], G.shape[1]), dtype=F.dtype)
+    _zero(G)
+    scratch = np.empty_like(G)
     zero = beta - beta
-    for c in prange(n_chunks):
-        scratch = np.empty_like(grams[c])
+    for c in range(n_chunks):
         Ft = np.empty((r, min(ROW_GROUP, bounds[c + 1] - bounds[c])), dtype=F.dtype)
         for s in range(bounds[c], bounds[c + 1], ROW_GROUP):
             e = min(s + ROW_GROUP, bounds[c + 1])
@@ -330,5 +335,5 @@ def extrapolate(F, prev, beta, bounds, G):
             # the group transposed, as hals_update holds it: the same compiled _add_gram
             # (a transposed view of F would compile a second one for a first fit)
             _load_transposed(F, s, Ft)
-            _add_gram(Ft, grams[c], scratch)
-    _sum_grams(grams, G)
+            _add_gram(Ft, F[s:e], G, scratch)
+    _symmetrize(G)

@@ -43,7 +43,7 @@ def _ylogv_sum(y, v, n, eps):
     return s
 
 
-@kernel
+@kernel(chunks="partials")
 def kl_ylogy(values, eps, bounds):
     """Per-chunk float64 sums of ``Σ_{y > eps} y log y − y`` over a flat array.
 
@@ -53,7 +53,7 @@ def kl_ylogy(values, eps, bounds):
     """
     n_chunks = bounds.shape[0] - 1
     partial = np.zeros(n_chunks, dtype=np.float64)
-    for c in prange(n_chunks):
+    for c in range(n_chunks):
         s = 0.0
         for j in range(bounds[c], bounds[c + 1]):
             y = np.float64(values[j])
@@ -69,7 +69,7 @@ def _kl_term(y, wh):
     return y64 * np.log(y64 / np.float64(wh)) - y64
 
 
-@kernel
+@kernel(chunks="partials")
 def kl_numerator_sparse(indptr, indices, data, F, G, eps, with_loss, bounds, out):
     """MU-KL numerator on CSR ``Y`` (p×q) ``≈ F Gᵀ``: SDDMM and SpMM in one pass.
 
@@ -82,7 +82,7 @@ def kl_numerator_sparse(indptr, indices, data, F, G, eps, with_loss, bounds, out
     n_chunks = bounds.shape[0] - 1
     partial = np.zeros(n_chunks, dtype=np.float64)
     zero = eps - eps
-    for c in prange(n_chunks):
+    for c in range(n_chunks):
         s = 0.0
         for i in range(bounds[c], bounds[c + 1]):
             f = F[i]
@@ -108,13 +108,13 @@ def kl_numerator_sparse(indptr, indices, data, F, G, eps, with_loss, bounds, out
     return partial
 
 
-@kernel
+@kernel(chunks="partials")
 def kl_loss_sparse(indptr, indices, data, F, G, eps, bounds):
     """Per-chunk float64 sums of ``Σ_{y>eps} y log(y / max(F[i]·G[j], eps)) − y``."""
     r = F.shape[1]
     n_chunks = bounds.shape[0] - 1
     partial = np.zeros(n_chunks, dtype=np.float64)
-    for c in prange(n_chunks):
+    for c in range(n_chunks):
         s = 0.0
         for i in range(bounds[c], bounds[c + 1]):
             f = F[i]
@@ -257,7 +257,7 @@ def _ccd_row(cols, vals, nz, f, G, Gl, wh, Gsum, l1, l2, n_newton, newton_tol, e
     return s64
 
 
-@kernel
+@kernel(chunks="partials")
 def kl_ccd_sparse(indptr, indices, data, F, G, Gsum, l1, l2, n_newton, newton_tol, eps,
                   with_loss, bounds):
     """One CCD sweep over the rows of ``F`` for CSR ``Y ≈ F Gᵀ`` (see ``_ccd_row``).
@@ -271,7 +271,7 @@ def kl_ccd_sparse(indptr, indices, data, F, G, Gsum, l1, l2, n_newton, newton_to
     r = F.shape[1]
     n_chunks = bounds.shape[0] - 1
     partial = np.zeros(n_chunks, dtype=np.float64)
-    for c in prange(n_chunks):
+    for c in range(n_chunks):
         longest = 0
         for i in range(bounds[c], bounds[c + 1]):
             longest = max(longest, indptr[i + 1] - indptr[i])
@@ -397,7 +397,7 @@ def _ccd_dense_row(y, f, GT, wh, Gsum, l1, l2, n_newton, newton_tol, eps):
 _COLUMN_BLOCK = 8
 
 
-@kernel
+@kernel(chunks="partials")
 def kl_ccd_dense(Y, F, GT, Gsum, l1, l2, n_newton, newton_tol, eps, with_loss, by_rows,
                  bounds):
     """One CCD sweep over the rows of ``F`` for dense, C-contiguous ``Y``.
@@ -416,7 +416,7 @@ def kl_ccd_dense(Y, F, GT, Gsum, l1, l2, n_newton, newton_tol, eps, with_loss, b
     q = GT.shape[1]
     n_chunks = bounds.shape[0] - 1
     partial = np.zeros(n_chunks, dtype=np.float64)
-    for c in prange(n_chunks):
+    for c in range(n_chunks):
         wh = np.empty(q, dtype=F.dtype)
         s = 0.0
         if by_rows:

@@ -18,7 +18,6 @@ serially by the caller.
 from __future__ import annotations
 
 import numpy as np
-from numba import prange
 
 from .._jit import kernel
 
@@ -32,7 +31,7 @@ def _dot(a, b):
     return s
 
 
-@kernel
+@kernel(chunks="rows")
 def sampled_matmul_add(indptr, indices, A, B, F, bounds, vals, out):
     """``out += S @ F`` with ``S = (A Bᵀ)`` sampled on the pattern; ``vals`` gets S.
 
@@ -42,7 +41,7 @@ def sampled_matmul_add(indptr, indices, A, B, F, bounds, vals, out):
     ``F`` (cols × r) are C-contiguous.  Returns ``out``.
     """
     r = A.shape[1]
-    for c in prange(bounds.shape[0] - 1):
+    for c in range(bounds.shape[0] - 1):
         for i in range(bounds[c], bounds[c + 1]):
             lo, hi = indptr[i], indptr[i + 1]
             ix = indices[lo:hi]
@@ -58,7 +57,7 @@ def sampled_matmul_add(indptr, indices, A, B, F, bounds, vals, out):
     return out
 
 
-@kernel
+@kernel(chunks="partials")
 def sampled_ratio_add(indptr, indices, A, B, G, eps, bounds, out):
     """``out += R @ G`` with ``R = S ⊘ max(S, eps)``, ``S = A Bᵀ`` sampled on the pattern.
 
@@ -72,7 +71,7 @@ def sampled_ratio_add(indptr, indices, A, B, G, eps, bounds, out):
     r = A.shape[1]
     n_chunks = bounds.shape[0] - 1
     partial = np.zeros(n_chunks, dtype=np.float64)
-    for c in prange(n_chunks):
+    for c in range(n_chunks):
         total = 0.0
         for i in range(bounds[c], bounds[c + 1]):
             lo, hi = indptr[i], indptr[i + 1]

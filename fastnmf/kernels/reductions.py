@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
-from numba import prange
 
 from .._jit import kernel
 
 
-@kernel
+@kernel(chunks="sums")
 def inner_f64(A, B, bounds):
     """``⟨A, B⟩ = Σ A∘B`` for two C-contiguous matrices of one shape, in float64.
 
@@ -18,7 +17,7 @@ def inner_f64(A, B, bounds):
     n_chunks = bounds.shape[0] - 1
     partial = np.zeros(n_chunks, dtype=np.float64)
     r = A.shape[1]
-    for c in prange(n_chunks):
+    for c in range(n_chunks):
         s = 0.0
         for i in range(bounds[c], bounds[c + 1]):
             for k in range(r):

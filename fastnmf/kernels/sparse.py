@@ -57,7 +57,7 @@ def _row_times(d, ix, B, acc):
             acc[k] += v0 * b0[k]
 
 
-@kernel
+@kernel(chunks="rows")
 def csr_matmul(indptr, indices, data, B, bounds, out):
     """``out = X @ B`` for CSR ``X`` (m×n) and dense C-contiguous ``B`` (n×r).
 
@@ -66,7 +66,7 @@ def csr_matmul(indptr, indices, data, B, bounds, out):
     dtype) and stored once.  Returns ``out``.
     """
     r = B.shape[1]
-    for c in prange(bounds.shape[0] - 1):
+    for c in range(bounds.shape[0] - 1):
         acc = np.empty(r, dtype=out.dtype)
         for i in range(bounds[c], bounds[c + 1]):
             lo, hi = indptr[i], indptr[i + 1]
@@ -119,7 +119,7 @@ def csr_matmul_t(indptr, indices, data, W, bounds, partial, out):
     return out
 
 
-@kernel
+@kernel(chunks="partials")
 def sampled_moments(indptr, indices, x, A, B, bounds):
     """Sums over a CSR pattern with values ``x``, with ``s = A[i]·B[j]`` at each entry:
     ``Σ (x − s)²``, ``Σ s²``, ``Σ x·s`` and ``Σ x²``, as per-chunk float64
@@ -134,7 +134,7 @@ def sampled_moments(indptr, indices, x, A, B, bounds):
     r = A.shape[1]
     n_chunks = bounds.shape[0] - 1
     partial = np.zeros((n_chunks, 4), dtype=np.float64)
-    for c in prange(n_chunks):
+    for c in range(n_chunks):
         s_res = 0.0
         s_fit = 0.0
         s_cross = 0.0
