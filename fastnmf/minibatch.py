@@ -194,6 +194,22 @@ class _Stats:
         return b
 
 
+def _live(B: np.ndarray) -> np.ndarray:
+    """The Gram ``B`` with its dead components' rows and columns zeroed: those whose
+    diagonal is at most machine epsilon times the largest (HALS then leaves them as they
+    are).  A component that has all but died (a column of W at 1e-16 where two
+    components of H were equal) would otherwise be divided by its round-off and
+    come back at 1e15; an online fit has no rebalancing to undo that."""
+    d = np.diagonal(B)
+    dead = d <= np.finfo(B.dtype).eps * d.max() if d.size else d.astype(bool)
+    if not dead.any() or dead.all():
+        return B
+    B = B.copy()
+    B[dead, :] = 0
+    B[:, dead] = 0
+    return B
+
+
 # Below this scale, HALS's running statistics are multiplied out (A_s, B_s ← scale·…):
 # 1/scale stays far from float32's range (ρ per batch is forget_factor^(batch/n_samples)).
 RESCALE_BELOW = 1e-6
@@ -483,7 +499,7 @@ class MiniBatchNMF(_FactorizationBase):
             n_inner, delta = self.fresh_restarts_max_iter, FRESH_DELTA
         else:
             n_inner, delta = inner_sweeps(batch.data.nonzeros, m, n, r), INNER_DELTA
-        loss, WtW = batch.hals_w(W, Ht, stats.HHt, l1_W, l2_W, n_inner, delta)
+        loss, WtW = batch.hals_w(W, Ht, _live(stats.HHt), l1_W, l2_W, n_inner, delta)
         rows = self._rho * stats.rows + m  # the rows the statistics hold, weighted
         _, l1_H, _, l2_H = _regularization((rows, n), self)
         cost = _batch_cost(loss, W, Ht, l1_W, l1_H, l2_W, l2_H)
@@ -496,7 +512,7 @@ class MiniBatchNMF(_FactorizationBase):
         inv = t(1.0 / stats.scale)
         stats.A += batch.data.product(W * inv, 1, stats.buffer(Ht))
         stats.B += WtW * inv
-        kernels.hals_update(Ht, stats.A, stats.B, t(l1_H * inv), t(l2_H * inv),
+        kernels.hals_update(Ht, stats.A, _live(stats.B), t(l1_H * inv), t(l2_H * inv),
                             factor_bounds(Ht.shape[0]), stats.HHt,
                             inner_sweeps(batch.data.nonzeros, n, m, r), INNER_DELTA)
         stats.rows = rows

@@ -207,6 +207,23 @@ def test_online_hals_matches_reference(sparse, dtype, forget):
     assert_allclose(online.components_, H_fresh, rtol=rtol, atol=rtol * H_fresh.max())
 
 
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_online_hals_leaves_a_dead_component_alone(n_threads):
+    # H0 constant: H's components 2 and 3 stay equal after the first batch (their Gram
+    # diagonal is 0), so a fresh W_b gives one of them a round-off column (1e-16) and
+    # dividing by its Gram diagonal sent that row of H to 1e15
+    rng = np.random.default_rng(0)
+    X = np.abs(rng.normal(size=(230, 25)))
+    X[X < 0.8] = 0
+    X = sp.csr_matrix(X)
+    model = fastnmf.MiniBatchNMF(3, init="custom", solver="hals", fresh_restarts=True,
+                                 batch_size=50, max_iter=1, tol=0, max_no_improvement=None,
+                                 forget_factor=0.6, n_threads=n_threads)
+    model.fit(X, W=np.full((230, 3), 0.3), H=np.full((3, 25), 0.3))
+    assert np.all(np.isfinite(model.components_))
+    assert model.components_.max() < 10 * X.max()
+
+
 def test_hals_needs_frobenius_and_partial_fit_continues():
     X = _data()
     with pytest.raises(ValueError, match="solver='hals' needs beta_loss='frobenius'"):
