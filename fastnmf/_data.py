@@ -126,14 +126,13 @@ class DenseData:
         return self._product_in(self._layout(F, side, out), F, side, out, then)
 
     def _layout(self, F, side, out) -> str:
+        if self.X.size < _TUNE_MIN_ELEMENTS:  # small X: never measured, so no key to make
+            return "tall"
         key = (self.shape, self.dtype.str, self.X.flags.c_contiguous, F.shape[1], side,
                numba.get_num_threads(), product_parts())
         layout = _LAYOUTS.get(key)
         if layout is None:
-            if self.X.size < _TUNE_MIN_ELEMENTS:
-                layout = _LAYOUTS[key] = "tall"
-            else:
-                layout = _LAYOUTS[key] = self._tune(F, side, out)
+            layout = _LAYOUTS[key] = self._tune(F, side, out)
         return layout
 
     def _tune(self, F, side, out) -> str:

@@ -387,6 +387,7 @@ def fit_frobenius(data, W, Ht, *, solver, monitor, reg=(0.0, 0.0, 0.0, 0.0),
         extrapolation = _Extrapolation(Ht, factor_bounds(n), objective)
     # "auto": extrapolation joins the sweeps once they stall (see EXTRAPOLATE_BELOW)
     stall_watch = solver == "hals" and update_H and accelerate in (True, "auto") and not reg_on
+    limit = REBALANCE_AT[W.dtype]
 
     for it in range(1, monitor.max_iter + 1):
         # (it 1: X Hᵀ at hand, made for L[0]; with H fixed it never changes)
@@ -403,9 +404,9 @@ def fit_frobenius(data, W, Ht, *, solver, monitor, reg=(0.0, 0.0, 0.0, 0.0),
                 v_H, cross = half_step.only_update(Ht, XtW, WtW, l1_H, l2_H, inner_H, HHt)
             if violation is not None:
                 violation += v_H
-            limit = REBALANCE_AT[W.dtype]
-            if not reg_on and not (WtW.diagonal().max() < limit
-                                   and HHt.diagonal().max() < limit):
+            # (the diagonals are ≥ 0: a sum of traces below the limit clears both)
+            if not reg_on and not (WtW.trace() + HHt.trace() < limit) and not (
+                    WtW.diagonal().max() < limit and HHt.diagonal().max() < limit):
                 s = _rebalance_scales(rows.col_sqnorms(), Ht)
                 WtW = np.asarray(rows.scale(s), dtype=W.dtype)
                 Ht /= s
