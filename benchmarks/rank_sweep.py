@@ -109,8 +109,10 @@ def sweep(X, loss, ranks, n_runs, skip_sklearn=False) -> dict:
     from fastnmf.bench.metrics import evaluator
 
     evaluate = evaluator(X, loss)
-    fit_many(X, [2], n_runs=2, random_state=0, max_iter=2, init="random",
-             beta_loss=loss)  # compile
+    # compile (or load from the cache) every kernel the sweep reaches, extrapolation's
+    # too, which HALS starts only once its first iterations stall (2 iterations did not)
+    fit_many(X, [2], n_runs=2, random_state=0, max_iter=50, tol=0, init="random",
+             beta_loss=loss)
     t0 = time.perf_counter()
     fits = fit_many(X, ranks, n_runs=n_runs, random_state=0, beta_loss=loss, **OPTIONS)
     t_fast = time.perf_counter() - t0

@@ -7,7 +7,9 @@ computed directly.  Sparsity is decided once, in :func:`make_data`.
 
 from __future__ import annotations
 
+import copy
 import functools
+import threading
 import time
 
 import numba
@@ -76,6 +78,13 @@ class DenseData:
         """Nonzero entries of X: the same count for either backend (a cost model input)."""
         return int(np.count_nonzero(self.X))
 
+    def for_thread(self) -> DenseData:
+        """A data object for another thread's fits: the same X and ``‖X‖²`` (computed
+        once), its own product buffers."""
+        other = copy.copy(self)
+        other._wide_out = {}
+        return other
+
     def max(self) -> float:
         """The largest entry of X (0.0 for an empty X)."""
         return float(self.X.max()) if self.X.size else 0.0
@@ -117,14 +126,13 @@ class DenseData:
         return self._product_in(self._layout(F, side, out), F, side, out, then)
 
     def _layout(self, F, side, out) -> str:
+        if self.X.size < _TUNE_MIN_ELEMENTS:  # small X: never measured, so no key to make
+            return "tall"
         key = (self.shape, self.dtype.str, self.X.flags.c_contiguous, F.shape[1], side,
                numba.get_num_threads(), product_parts())
         layout = _LAYOUTS.get(key)
         if layout is None:
-            if self.X.size < _TUNE_MIN_ELEMENTS:
-                layout = _LAYOUTS[key] = "tall"
-            else:
-                layout = _LAYOUTS[key] = self._tune(F, side, out)
+            layout = _LAYOUTS[key] = self._tune(F, side, out)
         return layout
 
     def _tune(self, F, side, out) -> str:
@@ -249,15 +257,29 @@ class SparseData:
         self._bounds = _Sides(nnz_bounds(csr.indptr), lambda: self._transpose(source)[1])
         self._method = {}  # (side, rank, threads) -> "gather" | "scatter"
         self._scratch = [None, None]  # per side: (scatter bounds, per-thread outputs)
+        self._transposing = threading.Lock()  # shared with for_thread()'s copies
+
+    def for_thread(self) -> SparseData:
+        """A data object for another thread's fits: the same CSR of X and of Xᵀ (made
+        once, by whichever fit needs it first), ``‖X‖²`` and count of nonzeros, its
+        own scatter buffers and product choices.  Many fits of one sparse X
+        (:func:`fastnmf.fit_many`) hold one transpose, not one per thread."""
+        for cached in ("sqnorm", "nonzeros"):  # computed here once, not per thread
+            getattr(self, cached)
+        other = copy.copy(self)
+        other._method = {}
+        other._scratch = [None, None]
+        return other
 
     def _transpose(self, source):
         """The CSR of Xᵀ (arrays, row bounds), made on first use: a fit whose ``Xᵀ W``
         is served by the scatter kernel from the CSR of X never holds it."""
-        if self._arrays.held is None:
-            csr_t = _canonical_csr(source.T)
-            self._arrays.held = (csr_t.indptr, csr_t.indices, csr_t.data)
-            self._bounds.held = nnz_bounds(csr_t.indptr)
-        return self._arrays.held, self._bounds.held
+        with self._transposing:
+            if self._arrays.held is None:
+                csr_t = _canonical_csr(source.T)
+                self._arrays.held = (csr_t.indptr, csr_t.indices, csr_t.data)
+                self._bounds.held = nnz_bounds(csr_t.indptr)
+            return self._arrays.held, self._bounds.held
 
     def release_transpose(self) -> None:
         """Drop the CSR of Xᵀ (made again if a product needs it)."""

@@ -8,6 +8,8 @@ reads a data object's arrays.  Each side runs one kernel on ``(Y, F, G)`` with
 
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
 
 from ._chunks import row_bounds
@@ -75,10 +77,11 @@ class DenseKL:
         p, q = self.Y.shape
         self.step = max(1, min(p, _BLOCK_ELEMENTS // max(q, 1)))
         self._scratch = {}  # (what, first row of the part) -> buffer
-        self._ylogy_value = None
+        self._ylogy_values = {}  # eps -> Σ_{y>eps} y log y − y
 
     def _buffer(self, what, start, shape):
-        """A per-part scratch array: "P" (a block), "acc" and "tmp" (G's numerator)."""
+        """A per-part scratch array: "P" (a block), "acc" and "tmp" (G's numerator); or
+        per side (``start`` the side), "GT" (CCD's other factor, transposed)."""
         buf = self._scratch.get((what, start))
         if buf is None or buf.shape != shape:
             buf = self._scratch[what, start] = np.empty(shape, dtype=self.Y.dtype)
@@ -93,10 +96,12 @@ class DenseKL:
 
     def _ylogy(self, eps):
         """``Σ_{y>eps} y log y − y`` over X, computed once: the loss's constant part."""
-        if self._ylogy_value is None:
+        value = self._ylogy_values.get(eps)
+        if value is None:
             flat = self.Y.ravel()  # a view: Y is C-contiguous
-            self._ylogy_value = float(klk.kl_ylogy(flat, eps, row_bounds(flat.size)).sum())
-        return self._ylogy_value
+            value = self._ylogy_values[eps] = float(
+                klk.kl_ylogy(flat, eps, row_bounds(flat.size)).sum())
+        return value
 
     def _ratio(self, a, b, P, F_rows, G_cols, eps, with_loss):
         """``P ← Y[a:b] ⊘ (F_rows[a:b] G_colsᵀ)``; returns ``−Σ y log(WH)`` over the block."""
@@ -140,7 +145,8 @@ class DenseKL:
 
     def ccd(self, side, F, G, Gsum, l1, l2, n_newton, tol, eps, with_loss, bounds_F):
         by_rows = (side == 0) != self.transposed  # is F the factor of Y's rows?
-        GT = np.ascontiguousarray(G.T)  # r×q: component k of every entry is one row
+        GT = self._buffer("GT", side, G.shape[::-1])  # r×q: component k of every entry
+        GT[...] = G.T  # is one row (a buffer kept, not a new array per half-step)
         ylogwh = float(klk.kl_ccd_dense(self.Y, F, GT, Gsum, l1, l2, n_newton, tol,
                                         eps, with_loss, by_rows, bounds_F).sum())
         return self._ylogy(eps) - ylogwh if with_loss else 0.0
@@ -186,13 +192,24 @@ class MaskedKL:
 
 def kl_products(data):
     """The KL products of a :class:`DenseData`, :class:`SparseData` or
-    :class:`MaskedData` (of either), chosen once.
+    :class:`MaskedData` (of either), chosen once per data object: the fits that share
+    one (:func:`fastnmf.fit_many`'s in one thread) share its buffers and dense X's
+    ``Σ y log y − y`` (a pass over X with a log per entry, made once).
 
     KL products are their own (so a loop makes them once and hands them to each of
     its sides); so is a data product that runs the sides where its blocks are (its own
     ``row_side``: :class:`fastnmf.dask.data.DaskData`, whose blocks make theirs)."""
     if isinstance(data, (SparseKL, DenseKL, MaskedKL)) or hasattr(data, "row_side"):
         return data
-    if getattr(data, "masked", False):
-        return MaskedKL(data)
-    return SparseKL(data) if data.is_sparse else DenseKL(data)
+    engine = _ENGINES.get(data)
+    if engine is None:
+        if getattr(data, "masked", False):
+            engine = MaskedKL(data)
+        else:
+            engine = SparseKL(data) if data.is_sparse else DenseKL(data)
+        _ENGINES[data] = engine
+    return engine
+
+
+# One engine per data object, dropped with it (a data object serves one thread at a time).
+_ENGINES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()

@@ -340,12 +340,15 @@ class MaskedData:
 
 
 class PreparedX:
-    """X validated and its missing set resolved, once; data objects built once per thread.
+    """X validated and its missing set resolved, once; data objects built once.
 
     :func:`fastnmf.nmf` accepts one in place of X (that is how
-    :func:`fastnmf.fit_many` shares the work among many fits).  A data object
-    holds per-fit buffers, so each thread gets its own (and the pattern's
-    transpose is shared).
+    :func:`fastnmf.fit_many` shares the work among many fits).  One data object
+    is built per backend and Numba thread count (the backend's choice, ``‖X‖²``,
+    the count of nonzeros, sparse X's CSR and the CSR of Xᵀ: made once for
+    all the fits); each Python thread fits with its own copy of it
+    (``for_thread()``), which shares those and holds its own product buffers.
+    The pattern's transpose is shared too.
     """
 
     def __init__(self, X, *, mask=None, missing=None):
@@ -355,6 +358,8 @@ class PreparedX:
         self.shape = self.X.shape
         self.dtype = self.X.dtype
         self._local = threading.local()
+        self._shared = {}  # (backend, threads) -> the data object the threads copy
+        self._lock = threading.Lock()
 
     def data(self, backend: str = "auto", make=make_data):
         """The data object for this thread (built on first use by ``make``), for ``backend``."""
@@ -362,7 +367,11 @@ class PreparedX:
         key = (backend, numba.get_num_threads())
         data = cache.get(key)
         if data is None:
-            data = make(self.X, self.is_sparse, backend)
+            with self._lock:
+                shared = self._shared.get(key)
+                if shared is None:
+                    shared = self._shared[key] = make(self.X, self.is_sparse, backend)
+            data = shared.for_thread()
             if self.masked:
                 data = MaskedData(data, self.pattern, self.pattern_t)
             cache[key] = data

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
+import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
 
 import numba
 import numpy as np
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from ._chunks import row_bounds
 
@@ -65,13 +66,23 @@ class _BlasLimit:
         self._stacks: dict[int, list[int]] = {}  # per thread: its nested requests
         self._saved = None  # threadpoolctl limiter holding the user's settings
         self._current = None
+        self._found = None  # (len(sys.modules) then, ThreadpoolController)
+
+    def _controller(self) -> ThreadpoolController:
+        """threadpoolctl's handle on the loaded BLAS libraries, found again only when a
+        module was imported since (a library comes with the extension that loads it).
+        Finding them costs ~1 ms (``threadpool_limits`` did it at every fit: as much as
+        ten iterations of a small fit); limiting through the handle ~6 µs."""
+        if self._found is None or self._found[0] != len(sys.modules):
+            self._found = (len(sys.modules), ThreadpoolController())
+        return self._found[1]
 
     def _apply(self) -> None:
         limit = max(stack[-1] for stack in self._stacks.values())
         if self._saved is None:
-            self._saved = threadpool_limits(limits=limit, user_api="blas")
+            self._saved = self._controller().limit(limits=limit, user_api="blas")
         elif limit != self._current:
-            threadpool_limits(limits=limit, user_api="blas")
+            self._controller().limit(limits=limit, user_api="blas")
         self._current = limit
 
     def enter(self, n: int) -> None:
@@ -118,17 +129,28 @@ def product_parts() -> int:
     return getattr(_LOCAL, "parts", 1)
 
 
-def split_bounds(n_rows: int, split: bool = True, align: int = 1) -> np.ndarray:
+def split_bounds(n_rows: int, split: bool = True, align: int = 1) -> tuple[int, ...]:
     """Row ranges for :func:`run_parts`: one per part where this thread splits its products
     (and ``split`` and there are at least ``max(8, align)`` rows a part), else the whole
-    range.  Inner bounds are multiples of ``align``."""
+    range.  Inner bounds are multiples of ``align``.
+
+    A tuple of ints, made once per ``(n_rows, parts, align)``: the loops ask for it
+    before every product, and ``np.linspace`` alone cost ~12 µs a call (a small dense
+    fit's iteration is ~100 µs)."""
     parts = product_parts()
     if not split or parts == 1 or n_rows < max(8, align) * parts:
-        parts = 1
-    bounds = row_bounds(n_rows, parts)
-    if align > 1:
-        bounds[1:-1] = np.round(bounds[1:-1] / align) * align
+        return (0, n_rows)
+    key = (n_rows, parts, align)
+    bounds = _SPLITS.get(key)
+    if bounds is None:
+        b = row_bounds(n_rows, parts)
+        if align > 1:
+            b[1:-1] = np.round(b[1:-1] / align) * align
+        bounds = _SPLITS[key] = tuple(int(x) for x in b)
     return bounds
+
+
+_SPLITS: dict = {}
 
 
 @contextmanager
@@ -163,10 +185,11 @@ def run_parts(fn, bounds) -> list:
     others in a pool of idle-waiting threads (single-threaded BLAS calls and Numba kernels:
     both release the GIL); returns their results in range order once all are done, raising
     the first error.  With more than one range, each runs with one Numba thread."""
-    n_threads = 1 if len(bounds) > 2 else None
+    if len(bounds) == 2:  # one range: in this thread, as it is (no pool, no thread change)
+        return [fn(bounds[0], bounds[1])]
 
     def part(a, b):
-        with numba_threads(n_threads):
+        with numba_threads(1):
             return fn(a, b)
 
     pool = _pool()

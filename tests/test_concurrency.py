@@ -324,3 +324,50 @@ def test_updates_in_the_product_threads_equal_a_plain_fit(solver, monkeypatch):
     with _threads.thread_limits(2, split_blas=True):
         bounds = _threads.split_bounds(500, align=8)
     assert len(bounds) == 3 and bounds[1] % 8 == 0
+
+
+def test_split_bounds_are_the_row_ranges_and_made_once():
+    from fastnmf._chunks import row_bounds
+
+    assert _threads.split_bounds(500) == (0, 500)  # this thread does not split
+    with _threads.thread_limits(2, split_blas=True):
+        for rows, align in ((500, 1), (500, 64), (1001, 8), (15, 1), (16, 1)):
+            expected = row_bounds(rows, 2)
+            if align > 1:
+                expected[1:-1] = np.round(expected[1:-1] / align) * align
+            if rows < max(8, align) * 2:
+                expected = np.array([0, rows])
+            bounds = _threads.split_bounds(rows, align=align)
+            assert bounds == tuple(expected) and all(type(b) is int for b in bounds)
+            if len(bounds) > 2:  # a split is made once
+                assert _threads.split_bounds(rows, align=align) is bounds
+        assert _threads.split_bounds(500, split=False) == (0, 500)
+
+
+def test_run_parts_runs_one_range_in_place():
+    seen = []
+
+    def part(a, b):
+        seen.append((a, b, threading.get_ident(), numba.get_num_threads()))
+        return b - a
+
+    with _threads.thread_limits(2):
+        assert _threads.run_parts(part, (0, 10)) == [10]
+        assert seen == [(0, 10, threading.get_ident(), 2)]
+        seen.clear()
+        assert _threads.run_parts(part, (0, 4, 10)) == [4, 6]
+    assert [s[:2] for s in seen] == [(0, 4), (4, 10)] and {s[3] for s in seen} == {1}
+
+
+def test_blas_libraries_are_found_again_after_an_import(monkeypatch):
+    limit = _threads._BlasLimit()
+    first = limit._controller()
+    assert limit._controller() is first  # not scanned again at every fit
+    monkeypatch.setitem(sys.modules, "fastnmf_test_new_module", object())
+    again = limit._controller()
+    assert again is not first and limit._controller() is again
+    before = _blas_threads()
+    limit.enter(1)
+    assert _blas_threads() == [1] * len(before)
+    limit.leave(1)
+    assert _blas_threads() == before

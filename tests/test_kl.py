@@ -465,3 +465,26 @@ def test_ccd_starts_with_one_mu_iteration(kind):
     *_, kl_m3, _, _ = run(X, W0, H0, "mu", 3, sparse=sparse)
     *_, kl_c3, _, _ = run(X, W0, H0, "ccd", 3, sparse=sparse)
     assert kl_c3 < kl_m3  # the CCD sweeps after it do better than more MU
+
+
+def test_kl_products_made_once_per_data_object(monkeypatch):
+    """The fits of one prepared X in a thread share its KL products: dense X's
+    ``Σ y log y − y`` is one pass over X however many fits run, and the results are
+    those of fits that prepare X alone."""
+    from fastnmf import _kl_products
+    from fastnmf._masked import PreparedX
+
+    X = np.random.default_rng(3).poisson(2.0, (40, 30)).astype(np.float64)
+    prepared = PreparedX(X)
+    calls = []
+    ylogy = klk.kl_ylogy
+    monkeypatch.setattr(klk, "kl_ylogy", lambda *a: calls.append(1) or ylogy(*a))
+    kw = dict(beta_loss="kl", init="random", max_iter=15, n_threads=1)
+    shared = [fastnmf.nmf(prepared, r, random_state=r, **kw) for r in (2, 3, 2)]
+    assert len(calls) == 1
+    data = prepared.data()
+    assert _kl_products.kl_products(data) is _kl_products.kl_products(data)
+    for r, res in zip((2, 3, 2), shared, strict=True):
+        alone = fastnmf.nmf(X, r, random_state=r, **kw)
+        np.testing.assert_array_equal(res.W, alone.W)
+        np.testing.assert_array_equal(res.history["loss"], alone.history["loss"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import threading
 import types
 
 import numpy as np
@@ -235,3 +236,73 @@ def test_keep_best_ties_keep_the_first():
 def test_keep_rejects_unknown():
     with pytest.raises(ValueError, match="keep must be one of"):
         fit_many(random_matrix(10, 8), [2], keep="last")
+
+
+# ------------------------------------------- fits that share X's prepared data
+
+
+def _data_in_thread(prepared, backend="auto"):
+    """``prepared.data(backend)`` as a fit in a fresh Python thread (one Numba thread) sees it."""
+    from fastnmf._threads import thread_limits
+
+    out = []
+
+    def fit_thread():
+        with thread_limits(1):
+            out.append(prepared.data(backend))
+
+    t = threading.Thread(target=fit_thread)
+    t.start()
+    t.join()
+    return out[0]
+
+
+def test_threads_share_one_transpose_and_keep_their_own_buffers():
+    from fastnmf._masked import PreparedX
+
+    X = sp.csr_matrix(random_matrix(60, 40, seed=4, rank=3, density=0.3))
+    prepared = PreparedX(X)
+    a, b = _data_in_thread(prepared), _data_in_thread(prepared)
+    assert a is not b
+    assert a._arrays[0][2] is b._arrays[0][2]  # one CSR of X
+    assert a._arrays[1][1] is b._arrays[1][1]  # one CSR of Xᵀ, made by the first to ask
+    assert a._scratch is not b._scratch and a._method is not b._method
+    assert a.sqnorm == b.sqnorm == pytest.approx(float((X.data ** 2).sum()), rel=1e-12)
+    dense = PreparedX(X.toarray())
+    c, d = _data_in_thread(dense, "dense"), _data_in_thread(dense, "dense")
+    assert c.X is d.X and c._wide_out is not d._wide_out
+
+
+@pytest.mark.parametrize("loss", ["frobenius", "kullback-leibler"])
+@pytest.mark.parametrize("sparse", [False, True])
+def test_shared_data_fits_equal_fits_of_their_own(loss, sparse):
+    """Fits in threads that share X's data (one CSR of Xᵀ, one KL constant, buffers
+    reused from fit to fit in a thread) give, bit for bit, the fit of each seed on X
+    prepared for that fit alone."""
+    X = random_matrix(50, 35, seed=5, rank=3, density=0.4 if sparse else 1.0)
+    X = sp.csr_matrix(X) if sparse else X
+    kw = dict(KW, beta_loss=loss, n_threads=1)
+    fits = fit_many(X, [2, 4, 3], n_runs=3, random_state=2, n_jobs=2, **kw)
+    for (rank, _, seed), res in zip(fits.tasks, fits.results, strict=True):
+        alone = fastnmf.nmf(X, rank, random_state=seed, **kw)
+        np.testing.assert_array_equal(res.W, alone.W)
+        np.testing.assert_array_equal(res.H, alone.H)
+        np.testing.assert_array_equal(res.history["loss"], alone.history["loss"])
+
+
+@pytest.mark.parametrize("loss, solver, kw", [
+    ("frobenius", "hals", {"accelerate": "sweeps"}),
+    ("frobenius", "hals", {"accelerate": False}),
+    ("frobenius", "mu", {}),
+    ("kullback-leibler", "ccd", {}),
+    ("kullback-leibler", "mu", {}),
+])
+def test_every_fit_of_a_sweep_is_monotone(loss, solver, kw):
+    """HALS without extrapolation, MU and KL-CCD never raise the objective: neither do
+    the fits of a sweep that share buffers."""
+    X = random_matrix(40, 30, seed=6, rank=4)
+    fits = fit_many(X, [2, 3, 5], n_runs=2, random_state=0, n_jobs=2, beta_loss=loss,
+                    solver=solver, init="random", max_iter=60, tol=0, **kw)
+    for res in fits.results:
+        losses = res.history["loss"]
+        assert np.all(np.diff(losses) <= 1e-10 * losses[:-1])

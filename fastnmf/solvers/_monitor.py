@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 
@@ -98,7 +99,7 @@ class Monitor:
         self.losses[it] = loss
         self.times[it] = elapsed
         self.n_iter = it
-        if not np.isfinite(loss):
+        if not math.isfinite(loss):
             raise FloatingPointError(
                 f"the {self.loss_name} became {loss} at iteration {it}; this is a bug, "
                 "please report it with the data shape and parameters."

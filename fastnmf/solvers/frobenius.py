@@ -13,6 +13,8 @@ same kernel on the same layout.  The loss comes from products already made:
 
 from __future__ import annotations
 
+import math
+
 import numba
 import numpy as np
 
@@ -171,34 +173,43 @@ class _HalfStep:
         self.data = data
         self.update = update
         self._bounds = {}
+        # Made and used inside the fit's thread_limits: the fit's Numba thread count,
+        # read once (numba.get_num_threads() takes two locks, twice per iteration).
+        self.threads = numba.get_num_threads()
 
-    def bounds(self, rows: int) -> np.ndarray:
-        """:func:`factor_bounds` for ``rows`` at this thread's Numba thread count (cached)."""
-        key = (rows, numba.get_num_threads())
-        if key not in self._bounds:
-            self._bounds[key] = factor_bounds(rows)
-        return self._bounds[key]
+    def bounds(self, rows: int, threads: int) -> np.ndarray:
+        """:func:`factor_bounds` for ``rows`` at ``threads`` Numba threads (cached)."""
+        key = (rows, threads)
+        bounds = self._bounds.get(key)
+        if bounds is None:
+            bounds = self._bounds[key] = factor_bounds(rows)
+        return bounds
 
-    def only_update(self, F, A, B, l1, l2, n_inner, G):
+    def only_update(self, F, A, B, l1, l2, n_inner, G, threads=None):
         """The update alone (its product is at hand); returns ``(violation, cross)``.
+        ``threads``: the Numba threads it runs on (default: the fit's).
 
         The updates add ``Fᵀ F`` group by group in their own pass (a GEMM per group of
         rows still in cache): faster than BLAS's Gram after the update at every rank
         measured (2 threads, float64, update + Gram: 5000×20 0.44 vs 0.53 ms,
         147306×50 32 vs 42 ms, 10304×49 2.3 vs 2.6 ms)."""
-        return self.update(F, A, B, l1, l2, self.bounds(F.shape[0]), n_inner, G)
+        bounds = self.bounds(F.shape[0], self.threads if threads is None else threads)
+        return self.update(F, A, B, l1, l2, bounds, n_inner, G)
 
     def __call__(self, Fo, side, A, F, B, l1, l2, n_inner, G):
         """Product and update; writes ``Fᵀ F`` into G and returns ``(violation, cross)``."""
         def then(a, b):
-            Gp = G if b - a == F.shape[0] else np.empty_like(G)
-            return (*self.only_update(F[a:b], A[a:b], B, l1, l2, n_inner, Gp), Gp)
+            if b - a == F.shape[0]:  # one part: in the fit's thread, on its threads
+                return (*self.only_update(F, A, B, l1, l2, n_inner, G), G)
+            Gp = np.empty_like(G)  # a part of a split product: one Numba thread (run_parts)
+            return (*self.only_update(F[a:b], A[a:b], B, l1, l2, n_inner, Gp, 1), Gp)
 
         parts = product_then(self.data, Fo, side, A, then)
-        if len(parts) > 1:
-            G[...] = parts[0][2]
-            for part in parts[1:]:
-                G += part[2]
+        if len(parts) == 1:
+            return parts[0][0], parts[0][1]
+        G[...] = parts[0][2]
+        for part in parts[1:]:
+            G += part[2]
         violation = None if parts[0][0] is None else sum(part[0] for part in parts)
         return violation, sum(part[1] for part in parts)
 
@@ -292,22 +303,28 @@ class _Loss:
 
     def __init__(self, data, reg):
         self.data = data
-        self.reg = reg  # (l1_W, l1_H, l2_W, l2_H)
-        self.cancel = CANCEL[np.dtype(data.dtype)] * data.sqnorm
+        self.reg = reg if any(reg) else None  # (l1_W, l1_H, l2_W, l2_H)
+        self.sqnorm = data.sqnorm
+        self.cancel = CANCEL[np.dtype(data.dtype)] * self.sqnorm
+        self.correct = getattr(data, "correct_sqerr", None)  # missing values (_masked.py)
+        # ⟨WᵀW, HHᵀ⟩ in float64: float32 Grams are cast first (float64 ones as they are)
+        self.f64 = np.dtype(data.dtype) != np.float64
 
     def sqerr(self, A, cross, WtW, HHt, W, Ht):
         """‖X − WH‖² given ``cross = ⟨A, F⟩ = ⟨X, WH⟩``, A the product that pairs with
         the factor F just updated."""
-        gram = float(np.vdot(WtW.astype(np.float64), HHt.astype(np.float64)))
-        err = self.data.sqnorm - 2.0 * cross + gram
-        correct = getattr(self.data, "correct_sqerr", None)  # missing values (_masked.py)
-        if correct is not None:
-            err = correct(err, A, W, Ht)
+        if self.f64:
+            WtW, HHt = WtW.astype(np.float64), HHt.astype(np.float64)
+        err = self.sqnorm - 2.0 * cross + float(np.vdot(WtW, HHt))
+        if self.correct is not None:
+            err = self.correct(err, A, W, Ht)
         if err < self.cancel:
             err = self.data.direct_sqerr(W, Ht)
         return max(err, 0.0)
 
     def objective(self, sqerr, W, Ht):
+        if self.reg is None:
+            return 0.5 * sqerr
         return 0.5 * sqerr + penalties(self.reg, W, Ht)
 
 
@@ -363,13 +380,14 @@ def fit_frobenius(data, W, Ht, *, solver, monitor, reg=(0.0, 0.0, 0.0, 0.0),
     product_W = None if remote else rows.XHt
     sqerr = loss.sqerr(product_W, cross, np.asarray(WtW, W.dtype), HHt, W, Ht)
     objective = loss.objective(sqerr, W, Ht)
-    monitor.start(objective, np.sqrt(sqerr))
+    monitor.start(objective, math.sqrt(sqerr))
     previous = objective
     extrapolation = None
     if solver == "hals" and update_H and accelerate in ("extrapolate", "both"):
         extrapolation = _Extrapolation(Ht, factor_bounds(n), objective)
     # "auto": extrapolation joins the sweeps once they stall (see EXTRAPOLATE_BELOW)
     stall_watch = solver == "hals" and update_H and accelerate in (True, "auto") and not reg_on
+    limit = REBALANCE_AT[W.dtype]
 
     for it in range(1, monitor.max_iter + 1):
         # (it 1: X Hᵀ at hand, made for L[0]; with H fixed it never changes)
@@ -386,9 +404,9 @@ def fit_frobenius(data, W, Ht, *, solver, monitor, reg=(0.0, 0.0, 0.0, 0.0),
                 v_H, cross = half_step.only_update(Ht, XtW, WtW, l1_H, l2_H, inner_H, HHt)
             if violation is not None:
                 violation += v_H
-            limit = REBALANCE_AT[W.dtype]
-            if not reg_on and not (WtW.diagonal().max() < limit
-                                   and HHt.diagonal().max() < limit):
+            # (the diagonals are ≥ 0: a sum of traces below the limit clears both)
+            if not reg_on and not (WtW.trace() + HHt.trace() < limit) and not (
+                    WtW.diagonal().max() < limit and HHt.diagonal().max() < limit):
                 s = _rebalance_scales(rows.col_sqnorms(), Ht)
                 WtW = np.asarray(rows.scale(s), dtype=W.dtype)
                 Ht /= s
@@ -398,7 +416,7 @@ def fit_frobenius(data, W, Ht, *, solver, monitor, reg=(0.0, 0.0, 0.0, 0.0),
                     extrapolation.reset(Ht)
         sqerr = loss.sqerr(XtW if update_H else product_W, cross, WtW, HHt, W, Ht)
         objective = loss.objective(sqerr, W, Ht)
-        if monitor.step(it, objective, np.sqrt(sqerr), callback_view(monitor, rows), Ht.T,
+        if monitor.step(it, objective, math.sqrt(sqerr), callback_view(monitor, rows), Ht.T,
                         violation):
             break  # W, Ht are the pair whose objective was just recorded
         if extrapolation is not None and it < monitor.max_iter:
