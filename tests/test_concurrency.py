@@ -356,6 +356,7 @@ def test_run_parts_runs_one_range_in_place():
         assert seen == [(0, 10, threading.get_ident(), 2)]
         seen.clear()
         assert _threads.run_parts(part, (0, 4, 10)) == [4, 6]
+    # (the parts run side by side: either may append first)
     assert sorted(s[:2] for s in seen) == [(0, 4), (4, 10)] and {s[3] for s in seen} == {1}
 
 
