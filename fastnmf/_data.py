@@ -259,6 +259,16 @@ class SparseData:
         self._scratch = [None, None]  # per side: (scatter bounds, per-thread outputs)
         self._transposing = threading.Lock()  # shared with for_thread()'s copies
 
+    def __getstate__(self):
+        """Without the lock, which cannot be pickled: Dask moves row blocks between workers."""
+        state = self.__dict__.copy()
+        del state["_transposing"]
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._transposing = threading.Lock()
+
     def for_thread(self) -> SparseData:
         """A data object for another thread's fits: the same CSR of X and of Xᵀ (made
         once, by whichever fit needs it first), ``‖X‖²`` and count of nonzeros, its

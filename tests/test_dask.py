@@ -543,3 +543,20 @@ def test_no_import_cycle_through_the_dask_package():
     graph = import_graph()
     assert "fastnmf.dask.fit" in graph["fastnmf._fit"]
     assert not [c for c in cycles(graph) if any(m.startswith("fastnmf.dask") for m in c)]
+
+
+def test_sparse_block_data_travels_between_workers():
+    """Dask moves prepared row blocks between worker processes (cloudpickle): the
+    SparseData lock that guards its shared transpose is made anew on arrival."""
+    import cloudpickle
+
+    from fastnmf._data import SparseData
+
+    X = _data(True, np.float64)
+    data = SparseData(X)
+    F = np.random.default_rng(0).random((X.shape[0], R))
+    want = data.product(F, 1, np.empty((X.shape[1], R)))
+    for obj in (data, data.for_thread()):
+        moved = cloudpickle.loads(cloudpickle.dumps(obj))
+        assert moved._transposing is not obj._transposing
+        np.testing.assert_array_equal(moved.product(F, 1, np.empty((X.shape[1], R))), want)
