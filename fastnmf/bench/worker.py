@@ -157,10 +157,9 @@ def _per_iteration(curve: dict, unit: str | None) -> float | None:
     t, it = np.asarray(curve["time"]), np.asarray(curve["iteration"])
     if len(t) < 2:
         return None
-    if unit == "epoch":  # points are separate fits: the slope between the last two
-        if len(t) < 3:
-            return float(t[-1] / it[-1])
-        return float((t[-1] - t[-2]) / (it[-1] - it[-2]))
+    if unit == "epoch":  # points are separate fits: the longest one's time per epoch
+        # (the slope between the last two fits went negative when the machine was busy)
+        return float(t[-1] / it[-1])
     return float(np.median(np.diff(t) / np.diff(it)))  # the loss may skip iterations
 
 
