@@ -158,9 +158,9 @@ class ChunkedKernel:
         parts = min(numba.get_num_threads(), n_chunks)
         if parts <= 1:
             return self.serial(*args)
-        from ._threads import run_parts
+        from ._threads import even_cuts, run_parts
 
-        cuts = np.linspace(0, n_chunks, parts + 1).round().astype(np.int64)
+        cuts = even_cuts(n_chunks, parts)
 
         def run(a, b):
             mine = list(args)

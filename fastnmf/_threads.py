@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import threading
@@ -132,25 +133,23 @@ def product_parts() -> int:
 def split_bounds(n_rows: int, split: bool = True, align: int = 1) -> tuple[int, ...]:
     """Row ranges for :func:`run_parts`: one per part where this thread splits its products
     (and ``split`` and there are at least ``max(8, align)`` rows a part), else the whole
-    range.  Inner bounds are multiples of ``align``.
-
-    A tuple of ints, made once per ``(n_rows, parts, align)``: the loops ask for it
-    before every product, and ``np.linspace`` alone cost ~12 µs a call (a small dense
-    fit's iteration is ~100 µs)."""
+    range.  Inner bounds are multiples of ``align``."""
     parts = product_parts()
     if not split or parts == 1 or n_rows < max(8, align) * parts:
         return (0, n_rows)
-    key = (n_rows, parts, align)
-    bounds = _SPLITS.get(key)
-    if bounds is None:
-        b = row_bounds(n_rows, parts)
-        if align > 1:
-            b[1:-1] = np.round(b[1:-1] / align) * align
-        bounds = _SPLITS[key] = tuple(int(x) for x in b)
-    return bounds
+    return even_cuts(n_rows, parts, align)
 
 
-_SPLITS: dict = {}
+@functools.lru_cache(maxsize=4096)
+def even_cuts(n_rows: int, parts: int, align: int = 1) -> tuple[int, ...]:
+    """:func:`fastnmf._chunks.row_bounds` as a tuple of ints, inner bounds rounded to
+    multiples of ``align``; made once per ``(n_rows, parts, align)``: the loops and the
+    chunked kernels ask for it at every call, and ``np.linspace`` alone cost ~12 µs a
+    call (a small dense fit's iteration is ~100 µs)."""
+    b = row_bounds(n_rows, parts)
+    if align > 1:
+        b[1:-1] = np.round(b[1:-1] / align) * align
+    return tuple(int(x) for x in b)
 
 
 @contextmanager
