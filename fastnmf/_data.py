@@ -176,6 +176,11 @@ def product_then(data, F: np.ndarray, side: int, out: np.ndarray, then) -> list:
     return [then(0, out.shape[0])]
 
 
+def gram_f64(F: np.ndarray) -> np.ndarray:
+    """``Fᵀ F`` in float64 (r×r), for the directly computed error of sparse X."""
+    return F.T.astype(np.float64) @ F
+
+
 def gram(F: np.ndarray) -> np.ndarray:
     """``Fᵀ F`` (r×r); split into row ranges summed in order where the products are split
     (:func:`fastnmf._threads.product_parts`), so the same result for any thread count
@@ -361,9 +366,9 @@ class SparseData:
         indptr, indices, data = self._arrays[0]
         res, fit = kernels.sampled_moments(indptr, indices, data, W, Ht,
                                            self._bounds[0]).sum(0)[:2]
-        WtW = W.T.astype(np.float64) @ W
+        WtW = gram_f64(W)
         if HHt is None:
-            HHt = Ht.T.astype(np.float64) @ Ht
+            HHt = gram_f64(Ht)
         return float(res + np.vdot(WtW, HHt) - fit)
 
 

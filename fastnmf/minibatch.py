@@ -37,7 +37,7 @@ from sklearn.utils.validation import check_is_fitted, check_non_negative, valida
 
 from . import kernels
 from ._beta_products import BetaProducts
-from ._data import BACKENDS, factor_bounds, gram, make_data
+from ._data import BACKENDS, factor_bounds, gram, gram_f64, make_data
 from ._fit import nmf
 from ._kl_products import kl_products
 from ._options import regularization
@@ -165,11 +165,15 @@ def _regularization(shape, est):
 
 def _batch_cost(loss, W, Ht, l1_W, l1_H, l2_W, l2_H):
     """scikit-learn's mean batch cost (its L2 terms without the ½ of the objective)."""
-    cost = loss
-    for weight, term in ((l1_W, W.sum), (l1_H, Ht.sum), (l2_W, lambda: np.vdot(W, W)),
-                         (l2_H, lambda: np.vdot(Ht, Ht))):
-        if weight:  # (a pass over H per batch otherwise, for nothing)
-            cost += weight * term()
+    cost = loss  # each term only when weighted: a pass over H per batch otherwise
+    if l1_W:
+        cost += l1_W * W.sum()
+    if l1_H:
+        cost += l1_H * Ht.sum()
+    if l2_W:
+        cost += l2_W * np.vdot(W, W)
+    if l2_H:
+        cost += l2_H * np.vdot(Ht, Ht)
     return float(cost / W.shape[0])
 
 
@@ -604,7 +608,7 @@ class MiniBatchNMF(_FactorizationBase):
             self._keep_stats(stats)
             if self.fresh_restarts:
                 W = self._transform_batches(X, batches, Ht)
-            HHt = Ht.T.astype(np.float64) @ Ht if self._beta == 2 else None
+            HHt = gram_f64(Ht) if self._beta == 2 else None
             loss = sum(b.loss(W[a:e], Ht, HHt)
                        for b, a, e in zip(batches, rows[:-1], rows[1:], strict=True))
         n_steps = i + 1
