@@ -10,7 +10,6 @@ from __future__ import annotations
 import copy
 import functools
 import threading
-import time
 
 import numba
 import numpy as np
@@ -18,7 +17,7 @@ import scipy.sparse as sp
 
 from . import kernels
 from ._chunks import n_chunks_for, nnz_bounds, row_bounds
-from ._threads import product_parts, run_parts, split_bounds
+from ._threads import run_parts, split_bounds
 from .kernels.factor_updates import ROW_GROUP
 
 # Below this fraction of nonzeros a dense ndarray is factorized with the
@@ -52,12 +51,11 @@ class DenseData:
 
     Each product can be asked of BLAS in two layouts: ``X @ F`` (a tall,
     skinny result) or ``(Fᵀ @ Xᵀ)ᵀ`` (a short, wide result, then a small
-    transposed copy).  They cost the same flops but not the same time: on the
-    development machine (OpenBLAS, AVX-512) the wide form of ``Xᵀ W`` ran in
-    8.6 ms against 20.9 ms for the tall one (5000×2000, r=20, float64).  So
-    the first product of each side times both layouts on the real operands
-    and keeps the faster; the choice is remembered per (shape, dtype, memory
-    order, rank, threads), so repeated fits do not measure again.
+    transposed copy).  They cost the same flops but not the same time, and
+    they round differently, so the layout is a fixed rule of dtype, memory
+    order and size (:func:`dense_layout`), never a timing: a timed choice
+    flips between processes on close calls and a fixed ``random_state``
+    would no longer give the same factors.
     """
 
     is_sparse = False
@@ -92,7 +90,7 @@ class DenseData:
     def _product_in(self, layout: str, F: np.ndarray, side: int, out: np.ndarray, then=None):
         Xs = self.X if side == 0 else self.X.T
         # bounds on whole HALS row groups, so `then` may update the factor's rows a:b
-        bounds = split_bounds(Xs.shape[0], self.X.size >= _TUNE_MIN_ELEMENTS, ROW_GROUP)
+        bounds = split_bounds(Xs.shape[0], self.X.size >= _SPLIT_MIN_ELEMENTS, ROW_GROUP)
 
         def part(a, b):
             self._rows(layout, Xs, F, side, out, a, b)
@@ -126,27 +124,7 @@ class DenseData:
         return self._product_in(self._layout(F, side, out), F, side, out, then)
 
     def _layout(self, F, side, out) -> str:
-        if self.X.size < _TUNE_MIN_ELEMENTS:  # small X: never measured, so no key to make
-            return "tall"
-        key = (self.shape, self.dtype.str, self.X.flags.c_contiguous, F.shape[1], side,
-               numba.get_num_threads(), product_parts())
-        layout = _LAYOUTS.get(key)
-        if layout is None:
-            layout = _LAYOUTS[key] = self._tune(F, side, out)
-        return layout
-
-    def _tune(self, F, side, out) -> str:
-        best = {}
-        for _ in range(2):
-            for layout in ("tall", "wide"):
-                t0 = time.perf_counter()
-                self._product_in(layout, F, side, out)
-                elapsed = time.perf_counter() - t0
-                best[layout] = min(best.get(layout, np.inf), elapsed)
-        if best["tall"] <= best["wide"]:
-            self._wide_out = {k: v for k, v in self._wide_out.items() if k[0] != side}
-            return "tall"
-        return "wide"
+        return dense_layout(self.X, side)
 
     def direct_sqerr(self, W: np.ndarray, Ht: np.ndarray, HHt=None) -> float:
         """‖X − W Htᵀ‖² evaluated block by block, accumulated in float64 (``HHt``: as
@@ -199,10 +177,32 @@ def gram(F: np.ndarray) -> np.ndarray:
 _GRAM_SPLIT_FLOPS = 1 << 22
 
 
-# Measured layout per (shape, dtype, order, rank, side, threads); see DenseData.
-_LAYOUTS: dict = {}
-# Below this many elements of X the products take microseconds: don't measure.
-_TUNE_MIN_ELEMENTS = 1 << 18
+# Below this many elements of X a product takes microseconds: one BLAS call, "tall".
+_SPLIT_MIN_ELEMENTS = 1 << 18
+# From this many elements the wide layout pays off where the rule below says so.
+_WIDE_MIN_ELEMENTS = 1 << 20
+
+
+def dense_layout(X: np.ndarray, side: int) -> str:
+    """The BLAS layout of ``X @ F`` (side 0) or ``Xᵀ @ F`` (side 1): "tall" or "wide".
+
+    Measured on OpenBLAS (AVX-512, 2 threads; 19 shapes from 1000×500 to
+    60000×784, r = 10–50, both memory orders): in float64 the wide form won
+    wherever X is not tiny (60000×784, r=20: 38 against 52 ms for ``X Hᵀ``,
+    37 against 60 for ``Xᵀ W``), and already at 2^18 elements when X is read
+    across its memory order; in float32 the tall form wins when X is read
+    along its memory order (60000×784: 23 against 27 ms) and the wide one,
+    by 5–20 %, when it is read across it from 2^20 elements.  Close calls
+    (within ~10 %) remain either way; a rule, unlike a timing, gives every
+    process the same rounding.
+    """
+    if X.size < _SPLIT_MIN_ELEMENTS:
+        return "tall"
+    along = X.flags.c_contiguous if side == 0 else X.flags.f_contiguous
+    big = X.size >= _WIDE_MIN_ELEMENTS
+    if X.dtype == np.float64:
+        return "wide" if (big or not along) else "tall"
+    return "wide" if (big and not along) else "tall"
 
 
 class _Sides:
@@ -234,18 +234,21 @@ class SparseData:
 
     The CSR of ``X`` is the user's own arrays when they are already canonical
     CSR of the right dtype (no copy).  The CSR of ``Xᵀ`` (one extra copy) is
-    made at the first product that reads it, and dropped again when the
-    scatter kernel turns out faster for ``Xᵀ W``: then X alone serves the fit.
+    made at the first product that reads it: when the scatter kernel serves
+    ``Xᵀ W``, X alone serves the fit.
 
     Each side's product has two kernels (see :mod:`fastnmf.kernels.sparse`):
     *gather* from the CSR whose rows are the output rows, or *scatter* from
-    the other CSR into one private copy of the output per thread.  Scatter is
-    only a candidate when those copies are no larger than the operand it
-    spares from random access (``threads × out rows ≤ operand rows``) and X
-    is big enough for the difference to matter; then the first product of
-    that side times both (twice each) and keeps the faster, remembered per
-    (side, rank, threads).  On S1 (100000×20000, 1e7 nonzeros, r=32,
-    float64, 2 threads) that picks scatter for ``Xᵀ W``: ~47 ms against ~90.
+    the other CSR into one private copy of the output per thread.  They round
+    differently, so the choice is a fixed rule (:meth:`_choose`), not a timing.
+    Scatter is chosen when X is big (≥ 2^20 nonzeros), the per-thread copies
+    are not large beside the operand they spare from random access (``threads
+    × out rows ≤ 2 × operand rows``) and that operand is too big for cache
+    (≥ 14 MiB).  Measured (2 threads, r = 10 and 50, float32 and float64, both
+    sides, both kernels timed on WordNet, S1, a tall 500000×2000, a wide
+    20000×200000 and a 30000×10000 matrix): the rule picks the faster kernel
+    in all 40 cases.  WordNet ``Xᵀ W`` (r=50): scatter 68 ms against 94
+    (float64), 34 against 48 (float32), and no CSR of Xᵀ.
     """
 
     is_sparse = True
@@ -260,7 +263,6 @@ class SparseData:
         self._arrays = _Sides((csr.indptr, csr.indices, csr.data),
                               lambda: self._transpose(source)[0])
         self._bounds = _Sides(nnz_bounds(csr.indptr), lambda: self._transpose(source)[1])
-        self._method = {}  # (side, rank, threads) -> "gather" | "scatter"
         self._scratch = [None, None]  # per side: (scatter bounds, per-thread outputs)
         self._transposing = threading.Lock()  # shared with for_thread()'s copies
 
@@ -277,12 +279,11 @@ class SparseData:
     def for_thread(self) -> SparseData:
         """A data object for another thread's fits: the same CSR of X and of Xᵀ (made
         once, by whichever fit needs it first), ``‖X‖²`` and count of nonzeros, its
-        own scatter buffers and product choices.  Many fits of one sparse X
+        own scatter buffers.  Many fits of one sparse X
         (:func:`fastnmf.fit_many`) hold one transpose, not one per thread."""
         for cached in ("sqnorm", "nonzeros"):  # computed here once, not per thread
             getattr(self, cached)
         other = copy.copy(self)
-        other._method = {}
         other._scratch = [None, None]
         return other
 
@@ -321,10 +322,7 @@ class SparseData:
         ``method`` ("gather" or "scatter") overrides the automatic choice.
         """
         if method is None:
-            key = (side, F.shape[1], numba.get_num_threads())
-            method = self._method.get(key)
-            if method is None:
-                method = self._method[key] = self._choose(F, side, out)
+            method = self._choose(F, side, out)
         if method == "gather":
             indptr, indices, data = self._arrays[side]
             return kernels.csr_matmul(indptr, indices, data, F, self._bounds[side], out)
@@ -342,22 +340,16 @@ class SparseData:
         return scratch
 
     def _choose(self, F, side, out) -> str:
-        out_rows, operand_rows = out.shape[0], F.shape[0]
-        if (self.nnz < _SCATTER_MIN_NNZ
-                or numba.get_num_threads() * out_rows > operand_rows):
-            return "gather"
-        best = {}
-        for _ in range(2):
-            for method in ("gather", "scatter"):
-                t0 = time.perf_counter()
-                self.product(F, side, out, method)
-                best[method] = min(best.get(method, np.inf), time.perf_counter() - t0)
-        if best["gather"] <= best["scatter"]:
-            self._scratch[side] = None
-            return "gather"
-        if side == 1 and "scatter" not in {m for (s, *_), m in self._method.items() if s == 0}:
-            self.release_transpose()  # X alone serves both products now
-        return "scatter"
+        """Scatter where its per-thread outputs are small beside an operand too large
+        for cache (so gathering its rows misses); a fixed rule, not a timing, so that
+        every process rounds the same way (see the class docstring)."""
+        operand_rows, rank = F.shape
+        threads = numba.get_num_threads()
+        if (self.nnz >= _SCATTER_MIN_NNZ
+                and threads * out.shape[0] <= 2 * operand_rows
+                and operand_rows * rank * F.itemsize >= _SCATTER_MIN_OPERAND_BYTES):
+            return "scatter"
+        return "gather"
 
     def direct_sqerr(self, W: np.ndarray, Ht: np.ndarray, HHt=None) -> float:
         """‖X − W Htᵀ‖² from the nonzeros and the Grams, in float64; ``HHt``: Ht's Gram
@@ -374,6 +366,7 @@ class SparseData:
 
 # Below this many nonzeros a product takes about a millisecond: don't measure.
 _SCATTER_MIN_NNZ = 1 << 20
+_SCATTER_MIN_OPERAND_BYTES = 14 << 20
 
 
 def _canonical_csr(X):
