@@ -462,6 +462,38 @@ def test_fixed_random_state_is_reproducible(make_X, solver, init):
     assert_array_equal(c.H, d.H)
 
 
+_CROSS_PROCESS_FIT = """
+import hashlib, sys, numpy as np, scipy.sparse as sp, fastnmf
+from fastnmf import _data
+_data._SCATTER_MIN_NNZ, _data._SCATTER_MIN_OPERAND_BYTES = 0, 0  # scatter a candidate
+pad = np.ones(int(sys.argv[1]))  # shift where the fit's arrays land
+digest = hashlib.sha256()
+rng = np.random.default_rng(5)
+X = rng.random((1100, 1000))  # above the sizes where products split and change layout
+for data in (X, X.astype(np.float32), sp.csr_matrix(np.where(X > 0.9, X, 0.0)[:, :60])):
+    for kw in ({}, {"beta_loss": "kullback-leibler"}):
+        res = fastnmf.nmf(data, 4, random_state=0, max_iter=4, tol=0, n_threads=2, **kw)
+        digest.update(res.W.tobytes() + res.H.tobytes())
+print(digest.hexdigest())
+"""
+
+
+def test_fixed_random_state_is_reproducible_across_processes():
+    """One seed, one answer in every process: nothing the fit chooses (a product's
+    layout, gather or scatter, the thread split) may depend on a timing or on where
+    arrays land in memory (dense float64/float32 and a tall sparse X, Frobenius/KL)."""
+    import subprocess
+    import sys
+
+    digests = set()
+    for pad in ("1", "12345"):
+        proc = subprocess.run([sys.executable, "-c", _CROSS_PROCESS_FIT, pad],
+                              capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        digests.add(proc.stdout.strip())
+    assert len(digests) == 1
+
+
 def test_different_random_state_differs(make_X):
     X = make_X(50, 40, seed=12)
     a = fastnmf.nmf(X, 5, init="random", random_state=1, max_iter=3)
