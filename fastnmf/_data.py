@@ -60,6 +60,7 @@ class DenseData:
 
     is_sparse = False
     backend = "dense"
+    order = None  # columns as in X (see make_data)
 
     def __init__(self, X: np.ndarray):
         if not (X.flags.c_contiguous or X.flags.f_contiguous):
@@ -253,6 +254,7 @@ class SparseData:
 
     is_sparse = True
     backend = "sparse"
+    order = None  # or X's columns as held, when make_data reordered them
 
     def __init__(self, X):
         csr = _canonical_csr(X)
@@ -344,12 +346,9 @@ class SparseData:
         for cache (so gathering its rows misses); a fixed rule, not a timing, so that
         every process rounds the same way (see the class docstring)."""
         operand_rows, rank = F.shape
-        threads = numba.get_num_threads()
-        if (self.nnz >= _SCATTER_MIN_NNZ
-                and threads * out.shape[0] <= 2 * operand_rows
-                and operand_rows * rank * F.itemsize >= _SCATTER_MIN_OPERAND_BYTES):
-            return "scatter"
-        return "gather"
+        scatter = scatter_pays(self.nnz, out.shape[0], operand_rows, rank * F.itemsize,
+                               numba.get_num_threads())
+        return "scatter" if scatter else "gather"
 
     def direct_sqerr(self, W: np.ndarray, Ht: np.ndarray, HHt=None) -> float:
         """‖X − W Htᵀ‖² from the nonzeros and the Grams, in float64; ``HHt``: Ht's Gram
@@ -369,6 +368,14 @@ _SCATTER_MIN_NNZ = 1 << 20
 _SCATTER_MIN_OPERAND_BYTES = 14 << 20
 
 
+def scatter_pays(nnz: int, out_rows: int, operand_rows: int, row_bytes: int,
+                 threads: int) -> bool:
+    """Whether a sparse product with this many output and operand rows (``row_bytes``
+    per operand row) runs by scatter rather than gather (:meth:`SparseData._choose`)."""
+    return (nnz >= _SCATTER_MIN_NNZ and threads * out_rows <= 2 * operand_rows
+            and operand_rows * row_bytes >= _SCATTER_MIN_OPERAND_BYTES)
+
+
 def _canonical_csr(X):
     """CSR with sorted, unique indices and index arrays of one dtype; never modifies X."""
     csr = X.tocsr()
@@ -386,13 +393,76 @@ def _canonical_csr(X):
 BACKENDS = ("auto", "dense", "sparse")
 
 
-def make_data(X, is_sparse: bool, backend: str = "auto"):
+# Sparse X's columns in order of their count of nonzeros, most first, for a fit: where a
+# few columns hold most nonzeros (text: WordNet's top tenth of the terms hold 81 %), the
+# rows of Hᵀ that every product reads most sit together in memory instead of spread
+# over all of Hᵀ, and both products run from cache more often.  Measured (WordNet, 2
+# threads, under load, alternated 3×): a one-sweep HALS iteration 268 → 239 ms (r = 50,
+# float64), 158 → 111 (r = 50, float32), 55 → 47 (r = 20, float64); the reordered copy
+# costs 0.1 s once.  Only where it can pay: X big, wide enough that Hᵀ leaves cache, and
+# skewed (a uniform pattern's top tenth holds ~10 %).  The reordered copy is the one
+# copy of X a fit may hold, so only fits that never need the CSR of Xᵀ reorder: the
+# Frobenius loops where scatter serves Xᵀ W (see nmf()).
+REORDER_MIN_NNZ = 1 << 20
+REORDER_MIN_COLUMNS = 1 << 14
+REORDER_TOP_SHARE = 0.5
+
+
+def column_order(X) -> np.ndarray | None:
+    """Sparse X's columns by count of nonzeros, most first (stable), or None where a fit
+    keeps X's own order (small, narrow or evenly filled X, or already in that order)."""
+    n = X.shape[1]
+    if X.nnz < REORDER_MIN_NNZ or n < REORDER_MIN_COLUMNS:
+        return None
+    if X.format == "csr":
+        counts = np.bincount(X.indices, minlength=n)
+    elif X.format == "csc":
+        counts = np.diff(X.indptr)
+    else:
+        counts = np.bincount(X.tocoo().col, minlength=n)
+    order = np.argsort(-counts, kind="stable")
+    if counts[order[: max(1, n // 10)]].sum() < REORDER_TOP_SHARE * counts.sum():
+        return None
+    if np.array_equal(order, np.arange(n)):
+        return None
+    return order
+
+
+def _permuted_csr(X, order: np.ndarray):
+    """Canonical CSR of ``X[:, order]`` (new arrays; X's own are never modified)."""
+    csr = _canonical_csr(X)
+    inverse = np.empty(order.size, dtype=csr.indices.dtype)
+    inverse[order] = np.arange(order.size, dtype=csr.indices.dtype)
+    out = sp.csr_matrix((csr.data.copy(), inverse[csr.indices], csr.indptr.copy()),
+                        shape=csr.shape)
+    out.sort_indices()
+    return out
+
+
+class OriginalColumns:
+    """A column-reordered data object (``data.order``) seen in X's own column order, for
+    what is computed once per fit from X's products (the initialization)."""
+
+    def __init__(self, data):
+        self.data, self.shape, self.dtype, self.order = data, data.shape, data.dtype, data.order
+
+    def product(self, F: np.ndarray, side: int, out: np.ndarray) -> np.ndarray:
+        if side == 0:  # X F = X[:, order] F[order]
+            return self.data.product(np.ascontiguousarray(F[self.order]), 0, out)
+        out[self.order] = self.data.product(F, 1, np.empty_like(out))
+        return out
+
+
+def make_data(X, is_sparse: bool, backend: str = "auto", reorder: bool = False):
     """Choose the data products once per fit.
 
     ``auto``: sparse input stays sparse (never densified); a dense array with
     fewer than ``SPARSE_DENSITY_THRESHOLD[dtype]`` nonzeros (20 % for float64, 15 % for
     float32) goes to the sparse kernels.
     ``dense``/``sparse`` force the choice (``dense`` densifies sparse input).
+    ``reorder``: sparse X may be held with its columns reordered (:func:`column_order`;
+    the data object's ``order``, None when kept): its products then take and give the
+    columns' side (Hᵀ, Xᵀ W) in that order.
     """
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}.")
@@ -404,7 +474,12 @@ def make_data(X, is_sparse: bool, backend: str = "auto"):
             threshold = SPARSE_DENSITY_THRESHOLD[np.dtype(X.dtype)]
             backend = "sparse" if density < threshold else "dense"
     if backend == "sparse":
-        return SparseData(X if is_sparse else sp.csr_matrix(X))
+        order = column_order(X) if reorder and is_sparse else None
+        if order is None:
+            return SparseData(X if is_sparse else sp.csr_matrix(X))
+        data = SparseData(_permuted_csr(X, order))
+        data.order = order
+        return data
     return DenseData(X.toarray() if is_sparse else X)
 
 

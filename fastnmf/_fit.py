@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
+import numba
 import numpy as np
 
 from . import _validation as v
-from ._data import make_data
+from ._data import OriginalColumns, make_data, scatter_pays
 from ._masked import PreparedX
 from ._options import (
     check_accelerate,
@@ -50,6 +52,33 @@ def _check_start(X, rank, init, W, H, solver, update_H, dtype):
         return (init, v.check_factor(W, (m, rank), "W", dtype),
                 v.check_factor(H, (rank, n), "H", dtype))
     return check_init(init, rank, X.shape), None, None
+
+
+def _may_reorder(prepared, objective, rank: int) -> bool:
+    """Whether sparse X may be held with its columns reordered for this fit: a Frobenius
+    fit whose ``Xᵀ W`` the scatter kernel serves, so the reordered copy is the only copy
+    of X it holds (KL and β fits read the CSR of Xᵀ too)."""
+    if not prepared.is_sparse or prepared.masked or objective.name != "frobenius":
+        return False
+    m, n = prepared.shape
+    return scatter_pays(prepared.X.nnz, n, m, rank * prepared.dtype.itemsize,
+                        numba.get_num_threads())
+
+
+def _unorder(Ht: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """Hᵀ's rows back in X's column order (``Ht`` holds them in ``order``)."""
+    out = np.empty_like(Ht)
+    out[order] = Ht
+    return out
+
+
+def _in_columns_of_X(callback, order):
+    """``callback`` shown H with its columns in X's order while the fit holds them in
+    ``order`` (H is then a copy, not a view)."""
+    def in_x_order(info):
+        return callback(dataclasses.replace(info, H=_unorder(info.H.T, order).T))
+
+    return in_x_order
 
 
 def _masked_kl_solver(resolved, given):
@@ -262,13 +291,18 @@ def nmf(X, rank, *, beta_loss="frobenius", solver=None, init=None, max_iter=200,
         n_threads = default_threads(X, rank)
     # the Frobenius and KL loops: BLAS on one thread, products split by fastnmf (thread_limits)
     with thread_limits(n_threads, split_blas=objective.split_blas):
-        data = prepared.data(backend, make_data)
+        data = prepared.data(backend, make_data, _may_reorder(prepared, objective, rank))
+        order = data.order  # sparse X's columns as held (None: as given; _data.column_order)
         if W0 is None:  # masked: initialized from X with the missing entries zeroed
-            W0, H0 = initialize(X, rank, init, random_state, data=getattr(data, "base", data))
+            base = getattr(data, "base", data)
+            W0, H0 = initialize(X, rank, init, random_state,
+                                data=base if order is None else OriginalColumns(base))
         W0 = np.ascontiguousarray(W0)
-        Ht = np.ascontiguousarray(H0.T)
+        Ht = np.ascontiguousarray(H0.T) if order is None else H0.T[order]
         if prepared.masked:
             data.bind(W0, Ht)
+        if order is not None and callback is not None:
+            callback = _in_columns_of_X(callback, order)
         rule = "error" if sparse_fit else objective.stop_rules[solver]
         monitor = Monitor(max_iter=max_iter, tol=tol, rule=rule,
                           max_time=max_time, callback=callback, progress=progress,
@@ -286,6 +320,8 @@ def nmf(X, rank, *, beta_loss="frobenius", solver=None, init=None, max_iter=200,
             history = monitor.close()
         # the Frobenius error too, so relative_error means one thing
         sqerr = final if objective.name == "frobenius" else max(data.direct_sqerr(W0, Ht), 0.0)
+        if order is not None:
+            Ht = _unorder(Ht, order)
 
     return fit_result(W0, Ht, final, sqerr, data=data, monitor=monitor, history=history,
                       solver=solver, beta_loss=objective.name, t0=t0, row_names=row_names,

@@ -252,6 +252,7 @@ class MaskedData:
     """
 
     masked = True
+    order = None  # X's columns as given: a masked fit never reorders them
 
     def __init__(self, base, pattern: Pattern, pattern_t: Pattern):
         self.base = base
@@ -361,16 +362,20 @@ class PreparedX:
         self._shared = {}  # (backend, threads) -> the data object the threads copy
         self._lock = threading.Lock()
 
-    def data(self, backend: str = "auto", make=make_data):
-        """The data object for this thread (built on first use by ``make``), for ``backend``."""
+    def data(self, backend: str = "auto", make=make_data, reorder: bool = False):
+        """The data object for this thread (built on first use by ``make``), for ``backend``;
+        with ``reorder``, unmasked sparse X may be held with its columns reordered
+        (``data.order``, :func:`fastnmf._data.column_order`)."""
         cache = self._local.__dict__.setdefault("cache", {})
-        key = (backend, numba.get_num_threads())
+        reorder = reorder and not self.masked
+        key = (backend, numba.get_num_threads(), reorder)
         data = cache.get(key)
         if data is None:
             with self._lock:
                 shared = self._shared.get(key)
                 if shared is None:
-                    shared = self._shared[key] = make(self.X, self.is_sparse, backend)
+                    shared = self._shared[key] = make(self.X, self.is_sparse, backend,
+                                                      reorder=reorder)
             data = shared.for_thread()
             if self.masked:
                 data = MaskedData(data, self.pattern, self.pattern_t)
