@@ -78,6 +78,25 @@ def test_csr_matmul_t_scatter(dtype, index_dtype, shape):
         _close(out, D.T @ W.astype(np.float64), dtype)
 
 
+def test_sparse_data_is_freed_without_a_garbage_collection():
+    """No reference cycle through the lazily made transpose: a dropped batch's arrays go
+    at once (a stream of blocks otherwise held its dead blocks until a collection)."""
+    import gc
+    import weakref
+
+    X, _ = _csr(30, 20, np.float64, np.int32)
+    data = SparseData(X)
+    data.product(np.ones((30, 2)), 1, np.empty((20, 2)), "gather")  # makes Xᵀ's CSR
+    copy = data.for_thread()
+    alive = weakref.ref(data), weakref.ref(copy)
+    gc.disable()
+    try:
+        del data, copy
+        assert all(ref() is None for ref in alive)
+    finally:
+        gc.enable()
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("index_dtype", INDEX_DTYPES)
 @pytest.mark.parametrize("method", ["gather", "scatter", None])
