@@ -514,7 +514,8 @@ class MiniBatchNMF(_FactorizationBase):
             stats.scale = 1.0
         t = Ht.dtype.type
         inv = t(1.0 / stats.scale)
-        stats.A += batch.data.product(W * inv, 1, stats.buffer(Ht))
+        # (sparse batches: into the rows of A_s the batch touches, no n×r product)
+        batch.data.add_product(W * inv, 1, stats.A, lambda: stats.buffer(Ht))
         stats.B += WtW * inv
         kernels.hals_update(Ht, stats.A, _live(stats.B), t(l1_H * inv), t(l2_H * inv),
                             factor_bounds(Ht.shape[0]), stats.HHt,
