@@ -123,17 +123,17 @@ class _Batch:
     def h_products(self, W, Ht, scratch=None):
         """The loss at ``(W, H)`` and H's MU numerator and denominator (n×r, without
         the penalties), as scikit-learn's ``_multiplicative_update_h`` forms them;
-        ``scratch``: a :class:`_Stats` whose n×r buffers they may be written to."""
+        ``scratch``: a :class:`_Stats` whose n×r buffer the numerator may be written to.
+        For β = 2 the denominator comes as ``WᵀW`` (r×r): H's is ``Ht·WᵀW``, which
+        :func:`fastnmf.kernels.beta.online_mu_gram` forms row group by row group."""
         t = W.dtype.type
-        if self.beta == 2:  # (n×r buffers kept: H-sized arrays are a batch's cost)
-            def out(i):
-                return np.empty_like(Ht) if scratch is None else scratch.buffer(Ht, i)
-
-            XtW = self.data.product(W, 1, out(0))
+        if self.beta == 2:  # (n×r buffer kept: H-sized arrays are a batch's cost)
+            XtW = self.data.product(W, 1, np.empty_like(Ht) if scratch is None
+                                    else scratch.buffer(Ht))
             WtW = gram(W)
             cross = kernels.inner_f64(XtW, Ht, factor_bounds(Ht.shape[0]))
             sqerr = _Loss(self.data, (0, 0, 0, 0)).sqerr(XtW, cross, WtW, gram(Ht), W, Ht)
-            return 0.5 * sqerr, XtW, np.matmul(Ht, WtW, out=out(1))
+            return 0.5 * sqerr, XtW, WtW
         if self.beta == 1:
             num = np.empty_like(Ht)
             kl = self.engine.numerator(1, Ht, W, t(EPS), True, num)
@@ -476,9 +476,14 @@ class MiniBatchNMF(_FactorizationBase):
         loss, num, den = batch.h_products(W, Ht, stats)
         cost = _batch_cost(loss, W, Ht, l1_W, l1_H, l2_W, l2_H)
         t = num.dtype.type
+        bounds = factor_bounds(Ht.shape[0])
+        if self._beta == 2:  # den is WᵀW: no n×r denominator (one array, one pass less)
+            bk.online_mu_gram(Ht, num, den, stats.A, stats.B, t(l1_H), t(l2_H), t(EPS),
+                              t(self._rho), bounds)
+            return cost, W
         clip = t(CLIP) if self._beta <= 1 else t(0)
         bk.online_mu_apply(Ht, num, den, stats.A, stats.B, t(l1_H), t(l2_H), t(EPS),
-                           t(self._gamma), t(self._rho), clip, factor_bounds(Ht.shape[0]))
+                           t(self._gamma), t(self._rho), clip, bounds)
         return cost, W
 
     def _hals_step(self, batch, W, Ht, stats):
