@@ -198,6 +198,16 @@ class _Stats:
         return b
 
 
+def _change(Ht, Ht_buffer, bounds):
+    """scikit-learn's ``‖H − H_prev‖ / ‖H‖`` over a step, and ``H_prev ← H`` for the next
+    (one pass: :func:`fastnmf.kernels.change_f64`); None without a ``Ht_buffer``."""
+    if Ht_buffer is None:
+        return None
+    diff, size = kernels.change_f64(Ht, Ht_buffer, bounds)
+    with np.errstate(divide="ignore", invalid="ignore"):  # H = 0: nan, as scikit-learn's
+        return float(np.sqrt(np.float64(diff)) / np.sqrt(np.float64(size)))
+
+
 def _live(B: np.ndarray) -> np.ndarray:
     """The Gram ``B`` with its dead components' rows and columns zeroed: those whose
     diagonal is at most machine epsilon times the largest (HALS then leaves them as they
@@ -541,9 +551,10 @@ class MiniBatchNMF(_FactorizationBase):
         if self.solver == "hals":
             self._stat_rows, self._stat_scale = stats.rows, stats.scale
 
-    def _minibatch_convergence(self, batch_size, batch_cost, Ht, Ht_buffer, n_samples,
+    def _minibatch_convergence(self, batch_size, batch_cost, H_change, n_samples,
                                step, n_steps):
-        """scikit-learn's early stopping: small change of H, or no improvement of the
+        """scikit-learn's early stopping: small change of H (``H_change``, the relative
+        change over the step; None when ``tol`` is 0), or no improvement of the
         exponentially weighted batch cost for ``max_no_improvement`` batches."""
         step = step + 1
         if step == 1:
@@ -558,8 +569,7 @@ class MiniBatchNMF(_FactorizationBase):
         if self.verbose:
             print(f"Minibatch step {step}/{n_steps}: mean batch cost: "
                   f"{batch_cost}, ewa cost: {self._ewa_cost}")
-        # (H's change only counts with tol > 0: no pass over H, nor its copy, without)
-        if self.tol > 0 and np.linalg.norm(Ht - Ht_buffer) / np.linalg.norm(Ht) <= self.tol:
+        if H_change is not None and H_change <= self.tol:
             if self.verbose:
                 print(f"Converged (small H change) at step {step}/{n_steps}")
             return True
@@ -593,7 +603,9 @@ class MiniBatchNMF(_FactorizationBase):
             W, Ht = self._start(X, W, H, batches)
             self._reset_stats(Ht)
             stats = self._stats()
-            Ht_buffer = Ht.copy()
+            # (H's change only counts with tol > 0: no copy of H, nor pass over it, without)
+            Ht_buffer = Ht.copy() if self.tol > 0 else None
+            H_bounds = factor_bounds(Ht.shape[0])
             self._ewa_cost = self._ewa_cost_min = None
             self._no_improvement = 0
             rows = np.cumsum([0] + [b.shape[0] for b in batches])
@@ -606,11 +618,10 @@ class MiniBatchNMF(_FactorizationBase):
                 cost, Wb_new = self._step(batch, Wb, Ht, stats)
                 if Wb_new is not Wb:
                     Wb[...] = Wb_new
-                if self._minibatch_convergence(batch.shape[0], cost, Ht, Ht_buffer, n_samples,
+                if self._minibatch_convergence(batch.shape[0], cost,
+                                               _change(Ht, Ht_buffer, H_bounds), n_samples,
                                                i, n_steps):
                     break
-                if self.tol > 0:
-                    Ht_buffer[:] = Ht
             self._keep_stats(stats)
             if self.fresh_restarts:
                 W = self._transform_batches(X, batches, Ht)

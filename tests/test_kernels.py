@@ -150,6 +150,22 @@ def test_inner_f64(dtype, shape, many_chunks):
     assert_allclose(got, expected, rtol=1e-12)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(1, 1), (1, 7), (9, 1), (50, 4), (31, 9)])
+@pytest.mark.parametrize("many_chunks", [False, True])
+def test_change_f64(dtype, shape, many_chunks):
+    """``(‖F − prev‖², ‖F‖²)`` in float64 and ``prev ← F``; F untouched."""
+    rng = np.random.default_rng(shape[1])
+    F = rng.random(shape).astype(dtype)
+    prev = rng.random(shape).astype(dtype)
+    F0 = F.copy()
+    diff = F.astype(np.float64) - prev.astype(np.float64)
+    expected = (float(np.sum(diff * diff)), float(np.sum(F.astype(np.float64) ** 2)))
+    got = kernels.change_f64(F, prev, _chunks(shape[0], many_chunks))
+    assert_allclose(got, expected, rtol=1e-12)
+    assert np.array_equal(prev, F0) and np.array_equal(F, F0)
+
+
 def test_inner_f64_accumulates_in_float64():
     # 10⁶ products of 1 + 2⁻¹³: a float32 accumulator would lose the small part.
     A = np.full((1000, 1000), 1 + 2.0**-13, dtype=np.float32)
