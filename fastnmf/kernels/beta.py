@@ -32,7 +32,7 @@ from numba import prange
 
 from .._jit import kernel
 from ._math import pow_pos, power
-from .factor_updates import ROW_GROUP
+from .factor_updates import ROW_GROUP, group_dot
 
 
 @kernel(parallel=False)
@@ -149,9 +149,7 @@ def online_mu_gram(F, num, WtW, A, B, l1, l2, eps, rho, bounds):
         den = np.empty((min(ROW_GROUP, stop - start), r), dtype=F.dtype)
         for s in range(start, stop, ROW_GROUP):
             e = min(s + ROW_GROUP, stop)
-            if e - s < den.shape[0]:  # overwritten by np.dot: a fresh array, no copy
-                den = np.empty((e - s, r), dtype=F.dtype)
-            np.dot(F[s:e], WtW, den)
+            den = group_dot(F, WtW, s, e, den)
             for i in range(e - s):
                 f = F[s + i]
                 nrow, drow, arow, brow = num[s + i], den[i], A[s + i], B[s + i]
