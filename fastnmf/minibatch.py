@@ -123,17 +123,17 @@ class _Batch:
     def h_products(self, W, Ht, scratch=None):
         """The loss at ``(W, H)`` and H's MU numerator and denominator (n×r, without
         the penalties), as scikit-learn's ``_multiplicative_update_h`` forms them;
-        ``scratch``: a :class:`_Stats` whose n×r buffers they may be written to."""
+        ``scratch``: a :class:`_Stats` whose n×r buffer the numerator may be written to.
+        For β = 2 the denominator comes as ``WᵀW`` (r×r): H's is ``Ht·WᵀW``, which
+        :func:`fastnmf.kernels.beta.online_mu_gram` forms row group by row group."""
         t = W.dtype.type
-        if self.beta == 2:  # (n×r buffers kept: H-sized arrays are a batch's cost)
-            def out(i):
-                return np.empty_like(Ht) if scratch is None else scratch.buffer(Ht, i)
-
-            XtW = self.data.product(W, 1, out(0))
+        if self.beta == 2:  # (n×r buffer kept: H-sized arrays are a batch's cost)
+            XtW = self.data.product(W, 1, np.empty_like(Ht) if scratch is None
+                                    else scratch.buffer(Ht))
             WtW = gram(W)
             cross = kernels.inner_f64(XtW, Ht, factor_bounds(Ht.shape[0]))
             sqerr = _Loss(self.data, (0, 0, 0, 0)).sqerr(XtW, cross, WtW, gram(Ht), W, Ht)
-            return 0.5 * sqerr, XtW, np.matmul(Ht, WtW, out=out(1))
+            return 0.5 * sqerr, XtW, WtW
         if self.beta == 1:
             num = np.empty_like(Ht)
             kl = self.engine.numerator(1, Ht, W, t(EPS), True, num)
@@ -196,6 +196,16 @@ class _Stats:
         if b is None or b.shape != like.shape or b.dtype != like.dtype:
             b = self._buffers[i] = np.empty_like(like)
         return b
+
+
+def _change(Ht, Ht_buffer, bounds):
+    """scikit-learn's ``‖H − H_prev‖ / ‖H‖`` over a step, and ``H_prev ← H`` for the next
+    (one pass: :func:`fastnmf.kernels.change_f64`); None without a ``Ht_buffer``."""
+    if Ht_buffer is None:
+        return None
+    diff, size = kernels.change_f64(Ht, Ht_buffer, bounds)
+    with np.errstate(divide="ignore", invalid="ignore"):  # H = 0: nan, as scikit-learn's
+        return float(np.sqrt(np.float64(diff)) / np.sqrt(np.float64(size)))
 
 
 def _live(B: np.ndarray) -> np.ndarray:
@@ -476,9 +486,14 @@ class MiniBatchNMF(_FactorizationBase):
         loss, num, den = batch.h_products(W, Ht, stats)
         cost = _batch_cost(loss, W, Ht, l1_W, l1_H, l2_W, l2_H)
         t = num.dtype.type
+        bounds = factor_bounds(Ht.shape[0])
+        if self._beta == 2:  # den is WᵀW: no n×r denominator (one array, one pass less)
+            bk.online_mu_gram(Ht, num, den, stats.A, stats.B, t(l1_H), t(l2_H), t(EPS),
+                              t(self._rho), bounds)
+            return cost, W
         clip = t(CLIP) if self._beta <= 1 else t(0)
         bk.online_mu_apply(Ht, num, den, stats.A, stats.B, t(l1_H), t(l2_H), t(EPS),
-                           t(self._gamma), t(self._rho), clip, factor_bounds(Ht.shape[0]))
+                           t(self._gamma), t(self._rho), clip, bounds)
         return cost, W
 
     def _hals_step(self, batch, W, Ht, stats):
@@ -514,7 +529,8 @@ class MiniBatchNMF(_FactorizationBase):
             stats.scale = 1.0
         t = Ht.dtype.type
         inv = t(1.0 / stats.scale)
-        stats.A += batch.data.product(W * inv, 1, stats.buffer(Ht))
+        # (sparse batches: into the rows of A_s the batch touches, no n×r product)
+        batch.data.add_product(W * inv, 1, stats.A, lambda: stats.buffer(Ht))
         stats.B += WtW * inv
         kernels.hals_update(Ht, stats.A, _live(stats.B), t(l1_H * inv), t(l2_H * inv),
                             factor_bounds(Ht.shape[0]), stats.HHt,
@@ -535,9 +551,10 @@ class MiniBatchNMF(_FactorizationBase):
         if self.solver == "hals":
             self._stat_rows, self._stat_scale = stats.rows, stats.scale
 
-    def _minibatch_convergence(self, batch_size, batch_cost, Ht, Ht_buffer, n_samples,
+    def _minibatch_convergence(self, batch_size, batch_cost, H_change, n_samples,
                                step, n_steps):
-        """scikit-learn's early stopping: small change of H, or no improvement of the
+        """scikit-learn's early stopping: small change of H (``H_change``, the relative
+        change over the step; None when ``tol`` is 0), or no improvement of the
         exponentially weighted batch cost for ``max_no_improvement`` batches."""
         step = step + 1
         if step == 1:
@@ -552,8 +569,7 @@ class MiniBatchNMF(_FactorizationBase):
         if self.verbose:
             print(f"Minibatch step {step}/{n_steps}: mean batch cost: "
                   f"{batch_cost}, ewa cost: {self._ewa_cost}")
-        # (H's change only counts with tol > 0: no pass over H, nor its copy, without)
-        if self.tol > 0 and np.linalg.norm(Ht - Ht_buffer) / np.linalg.norm(Ht) <= self.tol:
+        if H_change is not None and H_change <= self.tol:
             if self.verbose:
                 print(f"Converged (small H change) at step {step}/{n_steps}")
             return True
@@ -587,7 +603,9 @@ class MiniBatchNMF(_FactorizationBase):
             W, Ht = self._start(X, W, H, batches)
             self._reset_stats(Ht)
             stats = self._stats()
-            Ht_buffer = Ht.copy()
+            # (H's change only counts with tol > 0: no copy of H, nor pass over it, without)
+            Ht_buffer = Ht.copy() if self.tol > 0 else None
+            H_bounds = factor_bounds(Ht.shape[0])
             self._ewa_cost = self._ewa_cost_min = None
             self._no_improvement = 0
             rows = np.cumsum([0] + [b.shape[0] for b in batches])
@@ -600,11 +618,10 @@ class MiniBatchNMF(_FactorizationBase):
                 cost, Wb_new = self._step(batch, Wb, Ht, stats)
                 if Wb_new is not Wb:
                     Wb[...] = Wb_new
-                if self._minibatch_convergence(batch.shape[0], cost, Ht, Ht_buffer, n_samples,
+                if self._minibatch_convergence(batch.shape[0], cost,
+                                               _change(Ht, Ht_buffer, H_bounds), n_samples,
                                                i, n_steps):
                     break
-                if self.tol > 0:
-                    Ht_buffer[:] = Ht
             self._keep_stats(stats)
             if self.fresh_restarts:
                 W = self._transform_batches(X, batches, Ht)
@@ -720,8 +737,18 @@ class MiniBatchNMF(_FactorizationBase):
                 stats = self._stats()
                 self._step(batch, None, Ht, stats)
         self._keep_stats(stats)
+        # A stream holds H, its statistics and one block; a step's n×r scratch and the
+        # block's data products go before H is written back, and H is written into
+        # components_ in place (as scikit-learn's partial_fit does), not copied beside
+        # it: WordNet in 4096-row blocks peaked at 7 H-sized arrays, now 6 (docs/guide.md).
+        del stats, batch
         self.n_components_ = Ht.shape[1]
-        self.components_ = np.ascontiguousarray(Ht.T)
+        held = getattr(self, "components_", None)
+        if (held is not None and held.shape == Ht.T.shape and held.dtype == Ht.dtype
+                and held.flags.writeable):
+            held[...] = Ht.T
+        else:
+            self.components_ = np.ascontiguousarray(Ht.T)
         self.n_steps_ += 1
         return self
 

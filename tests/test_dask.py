@@ -547,7 +547,7 @@ def test_no_import_cycle_through_the_dask_package():
 
 def test_sparse_block_data_travels_between_workers():
     """Dask moves prepared row blocks between worker processes (cloudpickle): the
-    SparseData lock that guards its shared transpose is made anew on arrival."""
+    lock of the SparseData's shared transpose (``_Transpose``) is made anew on arrival."""
     import cloudpickle
 
     from fastnmf._data import SparseData
@@ -558,5 +558,5 @@ def test_sparse_block_data_travels_between_workers():
     want = data.product(F, 1, np.empty((X.shape[1], R)))
     for obj in (data, data.for_thread()):
         moved = cloudpickle.loads(cloudpickle.dumps(obj))
-        assert moved._transposing is not obj._transposing
+        assert moved._transpose._lock is not obj._transpose._lock
         np.testing.assert_array_equal(moved.product(F, 1, np.empty((X.shape[1], R))), want)

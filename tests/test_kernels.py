@@ -140,7 +140,7 @@ def test_mu_update_zero_denominator_uses_eps(dtype, many_chunks):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", [(1, 1), (1, 7), (9, 1), (50, 4), (31, 9)])
 @pytest.mark.parametrize("many_chunks", [False, True])
-def test_inner_f64(dtype, shape, many_chunks):
+def test_inner_f64_and_change_f64(dtype, shape, many_chunks):
     rng = np.random.default_rng(shape[0])
     A = rng.random(shape).astype(dtype)
     B = rng.random(shape).astype(dtype)
@@ -148,6 +148,13 @@ def test_inner_f64(dtype, shape, many_chunks):
     got = kernels.inner_f64(A, B, _chunks(shape[0], many_chunks))
     assert isinstance(float(got), float)
     assert_allclose(got, expected, rtol=1e-12)
+    # change_f64: (‖A − B‖², ‖A‖²) in float64, and B ← A (A untouched)
+    A0 = A.copy()
+    diff = A.astype(np.float64) - B.astype(np.float64)
+    expected = (float(np.sum(diff * diff)), float(np.sum(A.astype(np.float64) ** 2)))
+    assert_allclose(kernels.change_f64(A, B, _chunks(shape[0], many_chunks)), expected,
+                    rtol=1e-12)
+    assert np.array_equal(B, A0) and np.array_equal(A, A0)
 
 
 def test_inner_f64_accumulates_in_float64():

@@ -17,7 +17,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import fastnmf
 from fastnmf._chunks import row_bounds
-from fastnmf.kernels.beta import online_mu_apply
+from fastnmf.kernels.beta import online_mu_apply, online_mu_gram
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
@@ -57,6 +57,30 @@ def test_online_mu_apply_matches_reference(dtype, gamma, rho, clip):
     for got, want in zip((F, A, B), expected, strict=True):
         assert_allclose(got, want, rtol=rtol, atol=1e-30)
     assert not np.array_equal(F, F0)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n, bounds", [(70, [0, 64, 70]), (200, [0, 128, 200]), (1, [0, 1]),
+                                       (130, [0, 0, 64, 130, 130])])
+@pytest.mark.parametrize("rho, l1, l2", [(0.0, 0.0, 0.0), (0.7, 0.1, 0.2)])
+def test_online_mu_gram_matches_reference(dtype, n, bounds, rho, l1, l2):
+    """The Frobenius step with the denominator ``F·WᵀW`` formed in the kernel, against
+    the reference's step on that denominator (chunks of whole row groups, a partial
+    last group, empty chunks)."""
+    rng = np.random.default_rng(2)
+    r = 5
+    F, num, A, B = (rng.random((n, r)).astype(dtype) for _ in range(4))
+    W = rng.random((9, r)).astype(dtype)
+    WtW = W.T @ W
+    F[0, :] = 0  # a zero row: denominator l1 (or eps)
+    expected = online_mu_step(F, num, F.astype(np.float64) @ WtW.astype(np.float64), A, B,
+                              l1, l2, rho=rho)
+    t = np.dtype(dtype).type
+    online_mu_gram(F, num, WtW, A, B, t(l1), t(l2), t(np.finfo(np.float32).eps), t(rho),
+                   np.array(bounds, dtype=np.int64))
+    rtol = 1e-5 if dtype == np.float32 else 1e-12
+    for got, want in zip((F, A, B), expected, strict=True):
+        assert_allclose(got, want, rtol=rtol, atol=1e-30)
 
 
 # -- scikit-learn's semantics ---------------------------------------------------------
@@ -362,6 +386,48 @@ def test_streaming_does_not_hold_the_matrix(tmp_path):
         tracemalloc.stop()
     assert model.n_steps_ == 16
     assert peak < 0.25 * m * n * 8, peak
+
+
+# H-sized arrays a later partial_fit on wide sparse blocks adds to what the model holds
+# (H, and the statistics), at most: mu, H's C copy and the numerator (the denominator
+# is formed from WᵀW in the kernel); hals, H's copy (X_bᵀW_b goes into the touched rows
+# of the statistics, no n×r product).  With 0.5 of an H for the block, the small arrays
+# and the allocator.
+STREAM_EXTRA_H = {"mu": 2.5, "hals": 1.5}
+
+
+@pytest.mark.parametrize("solver", ["mu", "hals"])
+def test_streaming_wide_blocks_memory(solver):
+    """On wide data H's n×r arrays are a stream's memory: a block's peak stays within
+    STREAM_EXTRA_H copies of H above what the model holds, H is written back into
+    ``components_`` in place, and dropped blocks are freed at once (with the garbage
+    collector off: no reference cycle keeps a block's data products alive)."""
+    import gc
+
+    m, n, r, rows = 2000, 40000, 8, 200
+    X = sp.random(m, n, density=0.002, format="csr", random_state=0)
+    h_bytes = n * r * 8
+    model = fastnmf.MiniBatchNMF(r, random_state=0, solver=solver)
+    model.partial_fit(X[:rows]).partial_fit(X[rows:2 * rows])  # compile, initialize
+    components = model.components_
+    blocks = [X[a:a + rows] for a in range(2 * rows, m, rows)]
+    gc.collect()
+    gc.disable()
+    tracemalloc.start()
+    try:
+        held = []
+        for block in blocks:
+            tracemalloc.reset_peak()
+            start = tracemalloc.get_traced_memory()[0]
+            model.partial_fit(block)
+            now, peak = tracemalloc.get_traced_memory()
+            held.append(now)
+            assert peak - start < STREAM_EXTRA_H[solver] * h_bytes, (peak - start) / h_bytes
+    finally:
+        tracemalloc.stop()
+        gc.enable()
+    assert model.components_ is components
+    assert max(held) - min(held) < 0.05 * h_bytes, np.diff(held)
 
 
 def test_convergence_warning_and_attributes():

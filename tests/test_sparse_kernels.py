@@ -80,6 +80,76 @@ def test_csr_matmul_t_scatter(dtype, index_dtype, shape):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("index_dtype", INDEX_DTYPES)
+@pytest.mark.parametrize("shape", SHAPES)
+def test_csr_matmul_add_into_listed_rows(dtype, index_dtype, shape):
+    """``out[rows] += X @ B`` for X's rows listed in ``rows``; other rows untouched."""
+    m, n, r = shape
+    X, D = _csr(m, n, dtype, index_dtype, seed=m + 2 * n + r)
+    B = np.random.default_rng(3).random((n, r)).astype(dtype)
+    rows = np.random.default_rng(4).permutation(m + 5)[:m].astype(index_dtype)
+    for bounds in _chunk_options(X.indptr):
+        out = np.random.default_rng(5).random((m + 5, r)).astype(dtype)
+        expected = out.astype(np.float64)
+        expected[rows] += D @ B.astype(np.float64)
+        got = kernels.csr_matmul_add(X.indptr, X.indices, X.data, rows, B, bounds, out)
+        assert got is out
+        _close(out, expected, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("index_dtype", INDEX_DTYPES)
+@pytest.mark.parametrize("side", [0, 1])
+@pytest.mark.parametrize("shape", [(40, 15), (1, 1), (0, 6), (6, 0), (3, 200)])
+def test_add_product_touches_only_the_rows_it_reaches(dtype, index_dtype, side, shape):
+    """``add_product``: ``out += X F`` / ``Xᵀ F``, sparse and dense alike, the same numbers
+    as the gather product plus an add (sparse) and never a write to a row X's nonzeros
+    do not reach (checked with NaN there)."""
+    m, n = shape
+    X, D = _csr(m, n, dtype, index_dtype, seed=m + n + side)
+    X.data[: X.nnz // 3] = 0  # stored zeros reach their row like any nonzero
+    D = X.toarray().astype(np.float64)
+    rng = np.random.default_rng(7)
+    F = rng.random(((m, n)[1 - side], 5)).astype(dtype)
+    out_rows = (m, n)[side]
+    reached = np.diff((X if side == 0 else X.T.tocsr()).indptr) > 0
+    Dx = D if side == 0 else D.T
+    for data in (SparseData(X), _data.DenseData(D.astype(dtype))):
+        out = rng.random((out_rows, 5)).astype(dtype)
+        if data.is_sparse:
+            out[~reached] = np.nan
+        before = out.copy()
+        got = data.add_product(F, side, out, lambda o=out: np.empty_like(o))
+        assert got is out
+        if data.is_sparse:
+            gathered = data.product(F, side, np.empty_like(out), "gather")
+            assert np.array_equal(out[reached], before[reached] + gathered[reached])
+            assert np.isnan(out[~reached]).all()
+        else:
+            _close(out, before.astype(np.float64) + Dx @ F.astype(np.float64), dtype)
+
+
+def test_sparse_data_is_freed_without_a_garbage_collection():
+    """No reference cycle through the lazily made transpose: a dropped batch's arrays go
+    at once (a stream of blocks otherwise held its dead blocks until a collection)."""
+    import gc
+    import weakref
+
+    X, _ = _csr(30, 20, np.float64, np.int32)
+    data = SparseData(X)
+    data.product(np.ones((30, 2)), 1, np.empty((20, 2)), "gather")  # makes Xᵀ's CSR
+    data.add_product(np.ones((30, 2)), 1, np.zeros((20, 2)))
+    copy = data.for_thread()
+    alive = weakref.ref(data), weakref.ref(copy)
+    gc.disable()
+    try:
+        del data, copy
+        assert all(ref() is None for ref in alive)
+    finally:
+        gc.enable()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("index_dtype", INDEX_DTYPES)
 @pytest.mark.parametrize("method", ["gather", "scatter", None])
 def test_sparse_data_product_both_sides(dtype, index_dtype, method, monkeypatch):
     monkeypatch.setattr(_data, "_SCATTER_MIN_NNZ", 0)  # the rule may pick scatter

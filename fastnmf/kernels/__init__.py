@@ -13,13 +13,15 @@ it compiles several times faster than Numba's ``prange``.
 from .factor_updates import ROW_GROUP, extrapolate, hals_update, mu_update
 from .factor_updates import _inner_f64 as inner_f64_serial
 from .masked import sampled_matmul_add, sampled_ratio_add
-from .reductions import inner_f64
-from .sparse import csr_matmul, csr_matmul_t, sampled_moments
+from .reductions import change_f64, inner_f64
+from .sparse import csr_matmul, csr_matmul_add, csr_matmul_t, sampled_moments
 from .sparseness import project_sparseness
 
 __all__ = [
     "ROW_GROUP",
+    "change_f64",
     "csr_matmul",
+    "csr_matmul_add",
     "csr_matmul_t",
     "extrapolate",
     "hals_update",

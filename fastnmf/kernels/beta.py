@@ -32,6 +32,7 @@ from numba import prange
 
 from .._jit import kernel
 from ._math import pow_pos, power
+from .factor_updates import ROW_GROUP, group_dot
 
 
 @kernel(parallel=False)
@@ -131,6 +132,37 @@ def beta_mu_apply(F, num, den, l1, l2, eps, gamma, clip, bounds):
                     delta = delta ** gamma
                 v = f[k] * delta
                 f[k] = v if v >= clip else zero
+
+
+@kernel(chunks="rows")
+def online_mu_gram(F, num, WtW, A, B, l1, l2, eps, rho, bounds):
+    """:func:`online_mu_apply` for the Frobenius loss (γ = 1, no clipping), with the
+    denominator ``F·WtW`` formed here, one group of rows at a time (a GEMM of
+    ``ROW_GROUP`` rows, as :func:`fastnmf.kernels.mu_update` forms its own), instead
+    of read from an n×r array: per entry, ``d = (F WtW) + l1 + l2·f`` (zero → eps),
+    ``A ← ρA + num·f``, ``B ← ρB + d``, ``f ← A ⊘ B``.  The row group's denominators
+    come from its old rows before any entry changes.
+    """
+    r = F.shape[1]
+    for c in range(bounds.shape[0] - 1):
+        start, stop = bounds[c], bounds[c + 1]
+        den = np.empty((min(ROW_GROUP, stop - start), r), dtype=F.dtype)
+        for s in range(start, stop, ROW_GROUP):
+            e = min(s + ROW_GROUP, stop)
+            den = group_dot(F, WtW, s, e, den)
+            for i in range(e - s):
+                f = F[s + i]
+                nrow, drow, arow, brow = num[s + i], den[i], A[s + i], B[s + i]
+                for k in range(r):
+                    fk = f[k]
+                    d = drow[k] + l1 + l2 * fk
+                    if d == 0:
+                        d = eps
+                    a = rho * arow[k] + nrow[k] * fk
+                    b = rho * brow[k] + d
+                    arow[k] = a
+                    brow[k] = b
+                    f[k] = a / b
 
 
 @kernel(chunks="rows")

@@ -259,6 +259,16 @@ def hals_update(F, A, B, l1, l2, bounds, G, n_inner=1, delta=0.0):
     return violation, cross
 
 
+@kernel(parallel=False)
+def group_dot(F, B, s, e, den):
+    """``F[s:e] @ B`` into ``den`` (one group of rows; a fresh array when the group has
+    fewer rows than ``den``, a chunk's last: np.dot overwrites it, no copy); returns it."""
+    if e - s < den.shape[0]:
+        den = np.empty((e - s, B.shape[1]), dtype=den.dtype)
+    np.dot(F[s:e], B, den)
+    return den
+
+
 @kernel(chunks="sums", private=("G",))
 def mu_update(F, A, B, l1, l2, eps, bounds, G):
     """One multiplicative update ``F ← F ∘ A ⊘ (F B + l1 + l2·F)``.
@@ -280,11 +290,9 @@ def mu_update(F, A, B, l1, l2, eps, bounds, G):
         den = np.empty((min(ROW_GROUP, stop - start), r), dtype=F.dtype)
         for s in range(start, stop, ROW_GROUP):
             e = min(s + ROW_GROUP, stop)
-            if e - s < den.shape[0]:  # overwritten by np.dot: a fresh array, no copy
-                den = np.empty((e - s, r), dtype=F.dtype)
+            den = group_dot(F, B, s, e, den)
             Fg = F[s:e]
             Ag = A[s:e]
-            np.dot(Fg, B, den)
             for i in range(e - s):
                 f = Fg[i]
                 a = Ag[i]

@@ -24,3 +24,30 @@ def inner_f64(A, B, bounds):
                 s += np.float64(A[i, k]) * np.float64(B[i, k])
         partial[c] = s
     return partial.sum()
+
+
+@kernel(chunks="sums")
+def change_f64(F, prev, bounds):
+    """``(‖F − prev‖², ‖F‖²)`` in float64, and ``prev ← F``: a factor's change over a
+    step and its copy for the next step's, in one pass over the two matrices (no
+    difference array, no separate norms and copy: on wide data each is an n×r pass
+    per mini-batch)."""
+    n_chunks = bounds.shape[0] - 1
+    d_part = np.zeros(n_chunks, dtype=np.float64)
+    f_part = np.zeros(n_chunks, dtype=np.float64)
+    r = F.shape[1]
+    for c in range(n_chunks):
+        d = 0.0
+        s = 0.0
+        for i in range(bounds[c], bounds[c + 1]):
+            f = F[i]
+            p = prev[i]
+            for k in range(r):
+                fk = np.float64(f[k])
+                e = fk - np.float64(p[k])
+                d += e * e
+                s += fk * fk
+                p[k] = f[k]
+        d_part[c] = d
+        f_part[c] = s
+    return d_part.sum(), f_part.sum()
