@@ -26,6 +26,7 @@ from .._beta_products import BetaProducts
 from .._data import factor_bounds
 from ..kernels import beta as bk
 from ._monitor import report_divergence as _report
+from ._penalty import NO_PENALTY, Penalty
 from ._rows import callback_view, row_side
 
 # scikit-learn's guard on model values and denominators (float32 epsilon).
@@ -143,7 +144,7 @@ class MURows:
         return self.W
 
 
-def fit_beta(data, W, Ht, *, beta, solver, monitor, reg=(0.0, 0.0, 0.0, 0.0),
+def fit_beta(data, W, Ht, *, beta, solver, monitor, reg=NO_PENALTY,
              update_H=True):
     """Minimize ``d_β(X‖W Htᵀ)`` + penalties in place over ``W`` (and ``Ht``) by MU.
 
@@ -160,7 +161,7 @@ def fit_beta(data, W, Ht, *, beta, solver, monitor, reg=(0.0, 0.0, 0.0, 0.0),
         With ``rule="error"``: ``error`` is ``sqrt(2·d_β)`` as scikit-learn's
         ``_beta_divergence(..., square_root=True)``; the history holds the
         divergence plus the penalties.
-    reg : (l1_W, l1_H, l2_W, l2_H), already scaled.
+    reg : Penalty (or its 4 weights in field order), already scaled.
     update_H : bool
         False solves for W with H fixed (``transform``).
 
@@ -183,7 +184,9 @@ def fit_beta(data, W, Ht, *, beta, solver, monitor, reg=(0.0, 0.0, 0.0, 0.0),
     if beta <= 0 and _has_zero(data):
         raise ValueError(ZEROS_MESSAGE)
     dtype = W.dtype.type
-    l1_W, l1_H, l2_W, l2_H = (dtype(v) for v in reg)
+    reg = Penalty.of(reg)
+    l1_W, l2_W = reg.for_W(dtype)
+    l1_H, l2_H = reg.for_H(dtype)
     eps, gamma = dtype(EPS), dtype(gamma_for(beta))
     clip_W = dtype(CLIP) if beta < 1 else dtype(0)
     clip_H = dtype(CLIP) if beta <= 1 else dtype(0)
