@@ -177,6 +177,37 @@ def test_fixed_H_equals_single_machine(solver, sparse, dtype):
     np.testing.assert_array_equal(got.H, H)
 
 
+@pytest.mark.parametrize("sparse, dtype", [(True, np.float64), (True, np.float32),
+                                           (False, np.float64)])
+def test_direct_sqerr_makes_H_gram_once(monkeypatch, sparse, dtype):
+    """The directly computed ‖X − WH‖² (the final error of KL and β fits, float32's final
+    Frobenius error) forms Ht's float64 Gram (n·r² work) once on the client and shares it
+    with the row blocks, not once per block; the value is the in-memory one to round-off."""
+    from fastnmf import _data as data_layer
+    from fastnmf.dask import data as dask_data
+
+    X = _data(sparse, dtype, seed=16)
+    rng = np.random.default_rng(16)
+    W, Ht = rng.random((M, R)).astype(dtype), rng.random((N, R)).astype(dtype)
+    want = data_layer.make_data(X, sparse, "auto").direct_sqerr(W, Ht)
+    grams = []
+    gram_f64 = data_layer.gram_f64
+
+    def recorded(F):
+        grams.append(F.shape)
+        return gram_f64(F)
+
+    monkeypatch.setattr(data_layer, "gram_f64", recorded)
+    monkeypatch.setattr(dask_data, "gram_f64", recorded)
+    blocks = dask_data._Blocks(_dask(X, col_chunks=N), np.dtype(dtype), "auto", True, "sync", 1)
+    data = dask_data.DaskData(blocks, dtype, R)
+    got = data.direct_sqerr(data.rows(W), Ht)
+    assert grams.count((N, R)) == 1  # Ht's Gram, once (the blocks' own: their rows of W)
+    assert sorted(shape[0] for shape in grams if shape != (N, R)) == (
+        sorted(ROW_CHUNKS) if sparse else [])
+    assert got == pytest.approx(want, rel=1e-12)
+
+
 def test_kl_mu_is_the_solvers_loop_over_row_blocks(monkeypatch):
     """KL-MU on Dask runs fastnmf.solvers.kl's own loop over the Dask data product: the
     W half-step is kl.MURows on each row block (one update per block and iteration),

@@ -20,7 +20,7 @@ import functools
 import numpy as np
 
 from .. import _validation as v
-from .._data import SparseData, make_data
+from .._data import SparseData, gram_f64, make_data
 from .._threads import thread_limits
 
 # Partial sums are added this many at a time (the fan-in of the tree).
@@ -260,9 +260,9 @@ def _block_sums(block, state):
     return {"sums": _sums(state["W"])}
 
 
-def _direct_sqerr(block, state, Ht, n_threads):
+def _direct_sqerr(block, state, Ht, HHt, n_threads):
     with thread_limits(n_threads):
-        return {"sqerr": block.data.direct_sqerr(state["W"], Ht)}
+        return {"sqerr": block.data.direct_sqerr(state["W"], Ht, HHt)}
 
 
 class BlockRows:
@@ -430,5 +430,9 @@ class DaskData:
         return BlockColumnSide(self, Ht, cls)
 
     def direct_sqerr(self, W: BlockRows, Ht) -> float:
-        return self.blocks.reduce(_direct_sqerr, W.parts, self.blocks.constant(Ht.copy()),
-                                  self.blocks.n_threads)["sqerr"]
+        """‖X − W Htᵀ‖², summed over the row blocks.  Ht's float64 Gram (the n·r² part of
+        a sparse block's error, :meth:`fastnmf._data.SparseData.direct_sqerr`) is made
+        once here and shared by the blocks, not made again in each."""
+        constant = self.blocks.constant
+        return self.blocks.reduce(_direct_sqerr, W.parts, constant(Ht.copy()),
+                                  constant(gram_f64(Ht)), self.blocks.n_threads)["sqerr"]
