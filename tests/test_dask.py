@@ -397,10 +397,7 @@ def test_worker_killed_mid_fit(client):
 
     def kill_one_worker(info):
         if info.iteration == 2 and not killed:
-            address = sorted(client.scheduler_info()["workers"])[0]
-            pid = client.run(os.getpid, workers=[address])[address]
-            os.kill(pid, 9)
-            killed.append(pid)
+            killed.append(_kill_a_worker(client))
         return False
 
     got = fastnmf.nmf(_dask(X), R, callback=kill_one_worker, **kw)
@@ -408,6 +405,68 @@ def test_worker_killed_mid_fit(client):
     assert got.stop_reason == "max_iter" and got.n_iter == 10
     _same_fit(ref, got, np.float64)
     client.wait_for_workers(2, timeout=60)  # the nanny restarts it for the next tests
+
+
+def _kill_a_worker(client):
+    """Kill one worker process (SIGKILL; its nanny starts a fresh one); returns its
+    address."""
+    address = sorted(client.scheduler_info()["workers"])[0]
+    pid = client.run(os.getpid, workers=[address])[address]
+    os.kill(pid, 9)
+    return address
+
+
+@pytest.mark.parametrize("side", ["rows", "columns"])
+@pytest.mark.parametrize("sparse", [True, False])
+def test_worker_killed_during_kl_ccd(client, monkeypatch, side, sparse):
+    """KL coordinate descent keeps more on the workers than HALS: W's row states, and X's
+    column blocks (a second copy of X) that H's sweep runs on.  A worker killed just as
+    a CCD sweep is submitted, on W's side (row blocks) or on H's (column blocks), loses
+    some of both: Dask recomputes them from their lineage and the answer does not
+    change."""
+    X = _data(sparse, np.float64, seed=7)
+    kw = dict(beta_loss="kullback-leibler", solver="ccd", init="random", random_state=5,
+              max_iter=8, tol=0, alpha_W=1e-3)
+    ref = fastnmf.nmf(X, R, **kw)
+    cls = fdask.data.BlockRowSide if side == "rows" else fdask.data.BlockColumnSide
+    call = cls._call
+    killed, sweeps, held = [], [], []
+
+    def kill_then_call(self, method, *args):
+        if method == "sweep":
+            sweeps.append(side)
+            if len(sweeps) == 2 and not killed:  # the second CCD iteration (iteration 3)
+                held.append(self.data)
+                homes = self.data.blocks._homes() + self.data.columns._homes()
+                killed.append(_kill_a_worker(client))
+                assert killed[0] in homes  # it held blocks of X (row or column ones)
+        return call(self, method, *args)
+
+    monkeypatch.setattr(cls, "_call", kill_then_call)
+    got = fastnmf.nmf(_dask(X), R, **kw)
+    assert killed
+    assert got.stop_reason == "max_iter" and got.n_iter == 8
+    _same_fit(ref, got, np.float64)
+    # the lost blocks of X were made again, on the workers alive
+    homes = held[0].blocks._homes() + held[0].columns._homes()
+    assert None not in homes and killed[0] not in homes
+    client.wait_for_workers(2, timeout=60)
+
+
+def test_block_tasks_are_placed_where_X_is(client):
+    """Every block task is annotated with the worker that holds its block of X
+    (_Blocks._homes, from the scheduler's who_has: it once asked by key strings, got
+    nothing back and placed no task), and X's blocks are not copied between workers."""
+    X = _data(True, np.float64, seed=8)
+    blocks = fdask.data._Blocks(_dask(X, col_chunks=N), np.dtype(np.float64), "auto", True,
+                                client, 1)
+    distributed.wait(blocks.data)
+    held = {key: address for address, keys in client.has_what().items() for key in keys}
+    homes = blocks._homes()
+    assert homes == [held[d.key] for d in blocks.data]
+    for _ in range(3):
+        blocks.reduce(fdask.data._block_stats)
+    assert all(len(w) == 1 for w in client.who_has(blocks.data).values())
 
 
 def test_return_dask_keeps_row_chunks(client):

@@ -154,7 +154,9 @@ class _Blocks:
         """The worker holding each persisted block of X (None: not known, or no cluster)."""
         if self.client is None:
             return [None] * len(self.data)
-        who = self.client.who_has([d.key for d in self.data])
+        # (the persisted blocks themselves: who_has takes futures or collections, and
+        # returned {} for their keys as strings, so no task was placed)
+        who = self.client.who_has(self.data)
         return [next(iter(who.get(d.key) or ()), None) for d in self.data]
 
     def _map(self, fn, args, nout=None):
