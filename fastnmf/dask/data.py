@@ -245,7 +245,18 @@ def _sums(W):
 def _rows_call(block, state, cls, method, args, n_threads):
     """``cls(block's data, state).<method>(*args)`` on a copy of the block's row state
     (the input is never modified); returns the new state and the results as float64
-    partial sums, with the block's ``(Σ W, ‖W‖²)``."""
+    partial sums, with the block's ``(Σ W, ‖W‖²)``.
+
+    The copy is needed: the solver's classes update the state in place (W always; MU's
+    numerator, HALS's last W), and ``state`` is an input this task shares with others.
+    Dask may run a task again on inputs still in memory (a result lost with a worker, a
+    retry), which must find them as they were; the callback's ``info.W`` (a dask array
+    over these states) must not change when the next step runs; and Dask's local
+    schedulers pass the very objects, not copies.  What it costs (docs/dask.md, "A lost
+    worker"): each call copies its block's state; per iteration that is W's size once
+    (KL CCD) to three times (HALS: its last update once it extrapolates, X Hᵀ while H is
+    fixed), four times for KL MU (two calls, W and its numerator), six for β MU.
+    """
     state = {key: value.copy() for key, value in state.items()}
     with thread_limits(n_threads):
         out = getattr(cls(block.data, state), method)(*args)
