@@ -407,6 +407,22 @@ def test_worker_killed_mid_fit(client):
     client.wait_for_workers(2, timeout=60)  # the nanny restarts it for the next tests
 
 
+@pytest.mark.parametrize("fit", ["kl-mu", "hals-both"])
+def test_row_states_are_inputs_never_modified(fit):
+    """Block tasks copy the row state they update (fastnmf.dask.data._rows_call): the
+    callback's W of every iteration, computed after the fit, is still that iteration's W
+    (Dask's local schedulers hand tasks the very objects a later step would update)."""
+    X = _data(True, np.float64, seed=9)
+    kw = dict(FITS[fit], init="random", random_state=1, max_iter=4, tol=0)
+    want, seen = [], []
+    fastnmf.nmf(X, R, callback=lambda info: want.append(info.W.copy()), **kw)
+    with dask.config.set(scheduler="sync"):
+        fastnmf.nmf(_dask(X), R, callback=lambda info: seen.append(info.W), **kw)
+    assert len(seen) == len(want) == 4
+    for W_seen, W_want in zip(seen, want, strict=True):
+        _close(W_want, W_seen.compute(), np.float64)
+
+
 def _kill_a_worker(client):
     """Kill one worker process (SIGKILL; its nanny starts a fresh one); returns its
     address."""
