@@ -558,7 +558,10 @@ def test_npz_blocks_out_of_core_equals_in_memory(tmp_path):
     with dask.config.set(scheduler="threads"):
         got_beta = fdask.nmf_dask(Xd, 3, persist=False, beta_loss=1.5, **kw)
         # KL CCD streamed: X's column blocks are made again (a rechunk) at each iteration
-        got_ccd = fdask.nmf_dask(Xd, 3, persist=False, beta_loss="kl", solver="ccd", **kw)
+        # (a local scheduler: the workers' memory is not known, so the copy is not kept)
+        with pytest.warns(UserWarning, match="made again from X's source at every iter"):
+            got_ccd = fdask.nmf_dask(Xd, 3, persist=False, beta_loss="kl", solver="ccd",
+                                     **kw)
     _same_fit(fastnmf.nmf(X, 3, beta_loss=1.5, **kw), got_beta, np.float32)
     _same_fit(fastnmf.nmf(X, 3, beta_loss="kl", solver="ccd", **kw), got_ccd, np.float32)
     # extrapolation streamed: W's last update is kept with W's rows while X is read again
@@ -566,6 +569,35 @@ def test_npz_blocks_out_of_core_equals_in_memory(tmp_path):
     with dask.config.set(scheduler="threads"):
         got = fdask.nmf_dask(Xd, 3, persist=False, **kw)
     _same_fit(fastnmf.nmf(X, 3, **kw), got, np.float32)
+
+
+def test_streamed_kl_ccd_keeps_the_column_copy_where_it_fits(client, monkeypatch, tmp_path):
+    """persist=False with KL CCD: X's column copy is made once and kept on the workers
+    when it is at most half of their memory limits together (a warning says so; X's row
+    blocks are still read at every iteration), else made again at every iteration (a
+    warning says that); the iterates are the in-memory ones either way."""
+    paths = fdask.write_sparse_blocks(tmp_path, (90, 30), nnz=900, n_blocks=4, seed=2, rank=3)
+    Xd = fdask.from_npz_blocks(paths, dtype=np.float64)
+    X = sp.vstack([sp.load_npz(p) for p in paths]).tocsr().astype(np.float64)
+    kw = dict(beta_loss="kl", solver="ccd", init="random", random_state=1, max_iter=6, tol=0)
+    ref = fastnmf.nmf(X, 3, **kw)
+    made = []
+    column_blocks = fdask_fit._column_blocks
+    monkeypatch.setattr(fdask_fit, "_column_blocks", lambda *args: (
+        made.append(args[4]) or column_blocks(*args)))
+    with pytest.warns(UserWarning, match=r"made once and kept on the workers") as seen:
+        got = fdask.nmf_dask(Xd, 3, persist=False, **kw)
+    need = int(str(seen[0].message).split("about ")[1].split(" bytes")[0])
+    assert need == X.nnz * 16 + 8 * (30 + 4)  # (the estimate: values, indices, pointers)
+    assert made == [True]
+    _same_fit(ref, got, np.float64)
+    # workers whose memory would not hold twice the copy: made again at every iteration
+    monkeypatch.setattr(fdask_fit, "_memory_limits", lambda scheduler: [need - 1, need])
+    with pytest.warns(UserWarning, match=r"more than half of the workers' memory \(" +
+                      f"{2 * need - 1}" + r" bytes\)\) is made again"):
+        got = fdask.nmf_dask(Xd, 3, persist=False, **kw)
+    assert made == [True, False]
+    _same_fit(ref, got, np.float64)
 
 
 def test_zarr_and_hdf5_loaders(tmp_path):
