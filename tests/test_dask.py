@@ -407,11 +407,12 @@ def test_worker_killed_mid_fit(client):
     client.wait_for_workers(2, timeout=60)  # the nanny restarts it for the next tests
 
 
-@pytest.mark.parametrize("fit", ["kl-mu", "hals-both"])
+@pytest.mark.parametrize("fit", ["kl-mu", "kl-ccd", "beta-0.5", "hals-both"])
 def test_row_states_are_inputs_never_modified(fit):
-    """Block tasks copy the row state they update (fastnmf.dask.data._rows_call): the
-    callback's W of every iteration, computed after the fit, is still that iteration's W
-    (Dask's local schedulers hand tasks the very objects a later step would update)."""
+    """Block tasks copy the entries of the row state they update (the class's STATE_USE,
+    fastnmf.dask.data._own_state): the callback's W of every iteration, computed after
+    the fit, is still that iteration's W (Dask's local schedulers hand tasks the very
+    objects a later step would update)."""
     X = _data(True, np.float64, seed=9)
     kw = dict(FITS[fit], init="random", random_state=1, max_iter=4, tol=0)
     want, seen = [], []

@@ -242,22 +242,31 @@ def _sums(W):
     return np.array([W.sum(dtype=np.float64), np.vdot(W, W)], dtype=np.float64)
 
 
+def _own_state(state, use):
+    """A row state the method may change: the entries it writes in place copied, those
+    it remakes dropped (it makes them anew), those it only reads shared (``use``: the
+    class's ``STATE_USE[method]``; an entry not named there is copied)."""
+    return {key: value if use.get(key) == "read" and value.flags.writeable else value.copy()
+            for key, value in state.items() if use.get(key) != "remake"}
+
+
 def _rows_call(block, state, cls, method, args, n_threads):
-    """``cls(block's data, state).<method>(*args)`` on a copy of the block's row state
-    (the input is never modified); returns the new state and the results as float64
+    """``cls(block's data, state).<method>(*args)`` on the block's row state, never
+    modifying it (:func:`_own_state`); returns the new state and the results as float64
     partial sums, with the block's ``(Σ W, ‖W‖²)``.
 
-    The copy is needed: the solver's classes update the state in place (W always; MU's
-    numerator, HALS's last W), and ``state`` is an input this task shares with others.
-    Dask may run a task again on inputs still in memory (a result lost with a worker, a
-    retry), which must find them as they were; the callback's ``info.W`` (a dask array
-    over these states) must not change when the next step runs; and Dask's local
-    schedulers pass the very objects, not copies.  What it costs (docs/dask.md, "A lost
-    worker"): each call copies its block's state; per iteration that is W's size once
-    (KL CCD) to three times (HALS: its last update once it extrapolates, X Hᵀ while H is
-    fixed), four times for KL MU (two calls, W and its numerator), six for β MU.
+    The copies are needed: the solver's classes update the state in place (W always;
+    MU's numerator, HALS's last W), and ``state`` is an input this task shares with
+    others.  Dask may run a task again on inputs still in memory (a result lost with a
+    worker, a retry), which must find them as they were; the callback's ``info.W`` (a dask
+    array over these states) must not change when the next step runs; and Dask's local
+    schedulers pass the very objects, not copies.  Only what a method writes is copied
+    (its class's ``STATE_USE``; all of the state where the class names nothing): per
+    iteration W's size once for KL MU, β MU and CCD, and for HALS, which names nothing,
+    its whole state (W; its last update once it extrapolates; X Hᵀ while H is fixed).
     """
-    state = {key: value.copy() for key, value in state.items()}
+    use = getattr(getattr(cls, "func", cls), "STATE_USE", {}).get(method, {})
+    state = _own_state(state, use)
     with thread_limits(n_threads):
         out = getattr(cls(block.data, state), method)(*args)
     values = out if isinstance(out, tuple) else (out,)

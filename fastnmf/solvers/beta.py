@@ -20,6 +20,8 @@ Frobenius objectives (:mod:`.kl`, :mod:`.frobenius`).
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 
 from .._beta_products import BetaProducts
@@ -110,6 +112,10 @@ class MURows:
     Every method's results are sums over W's rows (the loss too: its constant part is
     a sum over X's entries).
     """
+
+    # (as kl.MURows.STATE_USE)
+    STATE_USE: ClassVar[dict] = {"numerator": {"W": "read", "num_W": "remake", "den_W": "remake"},
+                 "update": {"W": "write", "num_W": "read", "den_W": "read"}}
 
     def __init__(self, data, state, beta, work):
         self.state = state

@@ -26,6 +26,8 @@ vectorized log, plus ``Σ y log y − y`` computed once per fit).
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 
 from .._data import factor_bounds
@@ -76,6 +78,13 @@ class MURows:
     (:class:`fastnmf.dask.data.BlockRowSide`): the W half-step is written once,
     here.  Every method's results are sums over W's rows.
     """
+
+    # What each method does to the row state's entries ("read", "write" in place,
+    # "remake": overwrite without reading; an entry not named is treated as written), for
+    # a data product that must not modify the state it was given: it copies only the
+    # written entries and drops the remade ones (fastnmf.dask.data._rows_call).
+    STATE_USE: ClassVar[dict] = {"numerator": {"W": "read", "num_W": "remake"},
+                 "update": {"W": "write", "num_W": "read"}}
 
     def __init__(self, data, state):
         self.engine = kl_products(data)
@@ -147,6 +156,9 @@ class CCDRows:
     column block of X held as a row block of Xᵀ (``side=0`` there,
     :class:`fastnmf.dask.data.BlockColumnSide`): the sweep is written once, here.
     """
+
+    # (as MURows.STATE_USE; MU's numerator is dropped)
+    STATE_USE: ClassVar[dict] = {"sweep": {"W": "write", "num_W": "remake"}}
 
     def __init__(self, data, state, side=0):
         self.engine = kl_products(data)
