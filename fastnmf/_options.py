@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from . import _validation as v
 from ._data import BACKENDS
+from .solvers._penalty import Penalty
 
 
 def regularization(shape, alpha_W, alpha_H, l1_ratio):
     """scikit-learn's scaling: penalties grow with the other dimension of X.
 
-    Returns ``(l1_W, l1_H, l2_W, l2_H)`` for the objective
+    Returns the :class:`~fastnmf.solvers._penalty.Penalty` ``(l1_W, l1_H, l2_W, l2_H)``
+    for the objective
     ``½‖X − WH‖² + l1_W‖W‖₁ + ½l2_W‖W‖² + l1_H‖H‖₁ + ½l2_H‖H‖²``.
     """
     n_samples, n_features = shape
@@ -19,7 +21,7 @@ def regularization(shape, alpha_W, alpha_H, l1_ratio):
     l1_ratio = v.check_nonneg_float(l1_ratio, "l1_ratio")
     if l1_ratio > 1:
         raise ValueError(f"l1_ratio must be in [0, 1], got {l1_ratio}.")
-    return (
+    return Penalty(
         n_features * alpha_W * l1_ratio,
         n_samples * alpha_H * l1_ratio,
         n_features * alpha_W * (1.0 - l1_ratio),
@@ -79,7 +81,7 @@ def check_sparseness(sparseness_W, sparseness_H, *, objective, masked, reg, acce
     if masked:
         raise ValueError("sparseness_W/sparseness_H cannot be combined with missing values "
                          "(mask/missing) yet.")
-    if any(reg):
+    if reg.active:
         raise ValueError("sparseness_W/sparseness_H replace the penalties: use them with "
                          "alpha_W=0 and alpha_H=0.")
     if accelerate in ("extrapolate", "both"):

@@ -132,7 +132,7 @@ class _Batch:
                                     else scratch.buffer(Ht))
             WtW = gram(W)
             cross = kernels.inner_f64(XtW, Ht, factor_bounds(Ht.shape[0]))
-            sqerr = _Loss(self.data, (0, 0, 0, 0)).sqerr(XtW, cross, WtW, gram(Ht), W, Ht)
+            sqerr = _Loss(self.data).sqerr(XtW, cross, WtW, gram(Ht), W, Ht)
             return 0.5 * sqerr, XtW, WtW
         if self.beta == 1:
             num = np.empty_like(Ht)
@@ -154,7 +154,7 @@ class _Batch:
         WtW = np.empty((W.shape[1],) * 2, dtype=W.dtype)
         _, cross = kernels.hals_update(W, XHt, HHt, t(l1), t(l2), self.bounds, WtW,
                                        n_inner, delta)
-        sqerr = _Loss(self.data, (0, 0, 0, 0)).sqerr(XHt, cross, WtW, HHt, W, Ht)
+        sqerr = _Loss(self.data).sqerr(XHt, cross, WtW, HHt, W, Ht)
         return 0.5 * sqerr, WtW
 
 
@@ -163,8 +163,10 @@ def _regularization(shape, est):
     return regularization(shape, est.alpha_W, est.alpha_H, est.l1_ratio)
 
 
-def _batch_cost(loss, W, Ht, l1_W, l1_H, l2_W, l2_H):
-    """scikit-learn's mean batch cost (its L2 terms without the ½ of the objective)."""
+def _batch_cost(loss, W, Ht, W_terms, H_terms):
+    """scikit-learn's mean batch cost (its L2 terms without the ½ of the objective);
+    ``W_terms``, ``H_terms``: each side's ``(l1, l2)`` (:meth:`Penalty.for_W`)."""
+    (l1_W, l2_W), (l1_H, l2_H) = W_terms, H_terms
     cost = loss  # each term only when weighted: a pass over H per batch otherwise
     if l1_W:
         cost += l1_W * W.sum()
@@ -459,7 +461,7 @@ class MiniBatchNMF(_FactorizationBase):
         avg = np.sqrt(total / (m * n) / Ht.shape[1])
         W = np.full((m, Ht.shape[1]), avg, dtype=Ht.dtype)
         W_buffer = W.copy()
-        l1, _, l2, _ = _regularization((m, n), self)
+        l1, l2 = _regularization((m, n), self).for_W()
         HHt = gram(Ht) if self._beta == 2 else None
         rows = np.cumsum([0] + [b.shape[0] for b in batches])
         for _ in range(max_iter):
@@ -476,23 +478,23 @@ class MiniBatchNMF(_FactorizationBase):
     def _mu_step(self, batch, W, Ht, stats):
         """scikit-learn's ``_minibatch_step``: W's update, the batch cost, H's update.
         ``stats`` = (A, B) is updated in place with Ht; returns ``(batch_cost, W)``."""
-        l1_W, l1_H, l2_W, l2_H = _regularization(batch.shape, self)
+        reg = _regularization(batch.shape, self)
         if self.fresh_restarts or W is None:
             W = self._solve_W([batch], Ht, self.fresh_restarts_max_iter)
         else:
-            batch.w_step(W, Ht, l1_W, l2_W)
+            batch.w_step(W, Ht, *reg.for_W())
         if self._beta < 1:
             W[W < CLIP] = 0
         loss, num, den = batch.h_products(W, Ht, stats)
-        cost = _batch_cost(loss, W, Ht, l1_W, l1_H, l2_W, l2_H)
+        cost = _batch_cost(loss, W, Ht, reg.for_W(), reg.for_H())
         t = num.dtype.type
         bounds = factor_bounds(Ht.shape[0])
         if self._beta == 2:  # den is WᵀW: no n×r denominator (one array, one pass less)
-            bk.online_mu_gram(Ht, num, den, stats.A, stats.B, t(l1_H), t(l2_H), t(EPS),
+            bk.online_mu_gram(Ht, num, den, stats.A, stats.B, *reg.for_H(t), t(EPS),
                               t(self._rho), bounds)
             return cost, W
         clip = t(CLIP) if self._beta <= 1 else t(0)
-        bk.online_mu_apply(Ht, num, den, stats.A, stats.B, t(l1_H), t(l2_H), t(EPS),
+        bk.online_mu_apply(Ht, num, den, stats.A, stats.B, *reg.for_H(t), t(EPS),
                            t(self._gamma), t(self._rho), clip, bounds)
         return cost, W
 
@@ -510,7 +512,7 @@ class MiniBatchNMF(_FactorizationBase):
         """
         m, n = batch.shape
         r = Ht.shape[1]
-        l1_W, _, l2_W, _ = _regularization(batch.shape, self)
+        W_terms = _regularization(batch.shape, self).for_W()
         if stats.HHt is None:
             stats.HHt = gram(Ht)
         if self.fresh_restarts or W is None:
@@ -518,10 +520,10 @@ class MiniBatchNMF(_FactorizationBase):
             n_inner, delta = self.fresh_restarts_max_iter, FRESH_DELTA
         else:
             n_inner, delta = inner_sweeps(batch.data.nonzeros, m, n, r), INNER_DELTA
-        loss, WtW = batch.hals_w(W, Ht, _live(stats.HHt), l1_W, l2_W, n_inner, delta)
+        loss, WtW = batch.hals_w(W, Ht, _live(stats.HHt), *W_terms, n_inner, delta)
         rows = self._rho * stats.rows + m  # the rows the statistics hold, weighted
-        _, l1_H, _, l2_H = _regularization((rows, n), self)
-        cost = _batch_cost(loss, W, Ht, l1_W, l1_H, l2_W, l2_H)
+        l1_H, l2_H = _regularization((rows, n), self).for_H()
+        cost = _batch_cost(loss, W, Ht, W_terms, (l1_H, l2_H))
         stats.scale *= self._rho
         if stats.scale < RESCALE_BELOW:  # fold the scale in before 1/scale grows large
             stats.A *= Ht.dtype.type(stats.scale)

@@ -177,6 +177,37 @@ def test_fixed_H_equals_single_machine(solver, sparse, dtype):
     np.testing.assert_array_equal(got.H, H)
 
 
+@pytest.mark.parametrize("sparse, dtype", [(True, np.float64), (True, np.float32),
+                                           (False, np.float64)])
+def test_direct_sqerr_makes_H_gram_once(monkeypatch, sparse, dtype):
+    """The directly computed ‖X − WH‖² (the final error of KL and β fits, float32's final
+    Frobenius error) forms Ht's float64 Gram (n·r² work) once on the client and shares it
+    with the row blocks, not once per block; the value is the in-memory one to round-off."""
+    from fastnmf import _data as data_layer
+    from fastnmf.dask import data as dask_data
+
+    X = _data(sparse, dtype, seed=16)
+    rng = np.random.default_rng(16)
+    W, Ht = rng.random((M, R)).astype(dtype), rng.random((N, R)).astype(dtype)
+    want = data_layer.make_data(X, sparse, "auto").direct_sqerr(W, Ht)
+    grams = []
+    gram_f64 = data_layer.gram_f64
+
+    def recorded(F):
+        grams.append(F.shape)
+        return gram_f64(F)
+
+    monkeypatch.setattr(data_layer, "gram_f64", recorded)
+    monkeypatch.setattr(dask_data, "gram_f64", recorded)
+    blocks = dask_data._Blocks(_dask(X, col_chunks=N), np.dtype(dtype), "auto", True, "sync", 1)
+    data = dask_data.DaskData(blocks, dtype, R)
+    got = data.direct_sqerr(data.rows(W), Ht)
+    assert grams.count((N, R)) == 1  # Ht's Gram, once (the blocks' own: their rows of W)
+    assert sorted(shape[0] for shape in grams if shape != (N, R)) == (
+        sorted(ROW_CHUNKS) if sparse else [])
+    assert got == pytest.approx(want, rel=1e-12)
+
+
 def test_kl_mu_is_the_solvers_loop_over_row_blocks(monkeypatch):
     """KL-MU on Dask runs fastnmf.solvers.kl's own loop over the Dask data product: the
     W half-step is kl.MURows on each row block (one update per block and iteration),
@@ -366,10 +397,7 @@ def test_worker_killed_mid_fit(client):
 
     def kill_one_worker(info):
         if info.iteration == 2 and not killed:
-            address = sorted(client.scheduler_info()["workers"])[0]
-            pid = client.run(os.getpid, workers=[address])[address]
-            os.kill(pid, 9)
-            killed.append(pid)
+            killed.append(_kill_a_worker(client))
         return False
 
     got = fastnmf.nmf(_dask(X), R, callback=kill_one_worker, **kw)
@@ -377,6 +405,85 @@ def test_worker_killed_mid_fit(client):
     assert got.stop_reason == "max_iter" and got.n_iter == 10
     _same_fit(ref, got, np.float64)
     client.wait_for_workers(2, timeout=60)  # the nanny restarts it for the next tests
+
+
+@pytest.mark.parametrize("fit", ["kl-mu", "kl-ccd", "beta-0.5", "hals-both"])
+def test_row_states_are_inputs_never_modified(fit):
+    """Block tasks copy the entries of the row state they update (the class's STATE_USE,
+    fastnmf.dask.data._own_state): the callback's W of every iteration, computed after
+    the fit, is still that iteration's W (Dask's local schedulers hand tasks the very
+    objects a later step would update)."""
+    X = _data(True, np.float64, seed=9)
+    kw = dict(FITS[fit], init="random", random_state=1, max_iter=4, tol=0)
+    want, seen = [], []
+    fastnmf.nmf(X, R, callback=lambda info: want.append(info.W.copy()), **kw)
+    with dask.config.set(scheduler="sync"):
+        fastnmf.nmf(_dask(X), R, callback=lambda info: seen.append(info.W), **kw)
+    assert len(seen) == len(want) == 4
+    for W_seen, W_want in zip(seen, want, strict=True):
+        _close(W_want, W_seen.compute(), np.float64)
+
+
+def _kill_a_worker(client):
+    """Kill one worker process (SIGKILL; its nanny starts a fresh one); returns its
+    address."""
+    address = sorted(client.scheduler_info()["workers"])[0]
+    pid = client.run(os.getpid, workers=[address])[address]
+    os.kill(pid, 9)
+    return address
+
+
+@pytest.mark.parametrize("side", ["rows", "columns"])
+@pytest.mark.parametrize("sparse", [True, False])
+def test_worker_killed_during_kl_ccd(client, monkeypatch, side, sparse):
+    """KL coordinate descent keeps more on the workers than HALS: W's row states, and X's
+    column blocks (a second copy of X) that H's sweep runs on.  A worker killed just as
+    a CCD sweep is submitted, on W's side (row blocks) or on H's (column blocks), loses
+    some of both: Dask recomputes them from their lineage and the answer does not
+    change."""
+    X = _data(sparse, np.float64, seed=7)
+    kw = dict(beta_loss="kullback-leibler", solver="ccd", init="random", random_state=5,
+              max_iter=8, tol=0, alpha_W=1e-3)
+    ref = fastnmf.nmf(X, R, **kw)
+    cls = fdask.data.BlockRowSide if side == "rows" else fdask.data.BlockColumnSide
+    call = cls._call
+    killed, sweeps, held = [], [], []
+
+    def kill_then_call(self, method, *args):
+        if method == "sweep":
+            sweeps.append(side)
+            if len(sweeps) == 2 and not killed:  # the second CCD iteration (iteration 3)
+                held.append(self.data)
+                homes = self.data.blocks._homes() + self.data.columns._homes()
+                killed.append(_kill_a_worker(client))
+                assert killed[0] in homes  # it held blocks of X (row or column ones)
+        return call(self, method, *args)
+
+    monkeypatch.setattr(cls, "_call", kill_then_call)
+    got = fastnmf.nmf(_dask(X), R, **kw)
+    assert killed
+    assert got.stop_reason == "max_iter" and got.n_iter == 8
+    _same_fit(ref, got, np.float64)
+    # the lost blocks of X were made again, on the workers alive
+    homes = held[0].blocks._homes() + held[0].columns._homes()
+    assert None not in homes and killed[0] not in homes
+    client.wait_for_workers(2, timeout=60)
+
+
+def test_block_tasks_are_placed_where_X_is(client):
+    """Every block task is annotated with the worker that holds its block of X
+    (_Blocks._homes, from the scheduler's who_has: it once asked by key strings, got
+    nothing back and placed no task), and X's blocks are not copied between workers."""
+    X = _data(True, np.float64, seed=8)
+    blocks = fdask.data._Blocks(_dask(X, col_chunks=N), np.dtype(np.float64), "auto", True,
+                                client, 1)
+    distributed.wait(blocks.data)
+    held = {key: address for address, keys in client.has_what().items() for key in keys}
+    homes = blocks._homes()
+    assert homes == [held[d.key] for d in blocks.data]
+    for _ in range(3):
+        blocks.reduce(fdask.data._block_stats)
+    assert all(len(w) == 1 for w in client.who_has(blocks.data).values())
 
 
 def test_return_dask_keeps_row_chunks(client):
@@ -452,7 +559,10 @@ def test_npz_blocks_out_of_core_equals_in_memory(tmp_path):
     with dask.config.set(scheduler="threads"):
         got_beta = fdask.nmf_dask(Xd, 3, persist=False, beta_loss=1.5, **kw)
         # KL CCD streamed: X's column blocks are made again (a rechunk) at each iteration
-        got_ccd = fdask.nmf_dask(Xd, 3, persist=False, beta_loss="kl", solver="ccd", **kw)
+        # (a local scheduler: the workers' memory is not known, so the copy is not kept)
+        with pytest.warns(UserWarning, match="made again from X's source at every iter"):
+            got_ccd = fdask.nmf_dask(Xd, 3, persist=False, beta_loss="kl", solver="ccd",
+                                     **kw)
     _same_fit(fastnmf.nmf(X, 3, beta_loss=1.5, **kw), got_beta, np.float32)
     _same_fit(fastnmf.nmf(X, 3, beta_loss="kl", solver="ccd", **kw), got_ccd, np.float32)
     # extrapolation streamed: W's last update is kept with W's rows while X is read again
@@ -460,6 +570,35 @@ def test_npz_blocks_out_of_core_equals_in_memory(tmp_path):
     with dask.config.set(scheduler="threads"):
         got = fdask.nmf_dask(Xd, 3, persist=False, **kw)
     _same_fit(fastnmf.nmf(X, 3, **kw), got, np.float32)
+
+
+def test_streamed_kl_ccd_keeps_the_column_copy_where_it_fits(client, monkeypatch, tmp_path):
+    """persist=False with KL CCD: X's column copy is made once and kept on the workers
+    when it is at most half of their memory limits together (a warning says so; X's row
+    blocks are still read at every iteration), else made again at every iteration (a
+    warning says that); the iterates are the in-memory ones either way."""
+    paths = fdask.write_sparse_blocks(tmp_path, (90, 30), nnz=900, n_blocks=4, seed=2, rank=3)
+    Xd = fdask.from_npz_blocks(paths, dtype=np.float64)
+    X = sp.vstack([sp.load_npz(p) for p in paths]).tocsr().astype(np.float64)
+    kw = dict(beta_loss="kl", solver="ccd", init="random", random_state=1, max_iter=6, tol=0)
+    ref = fastnmf.nmf(X, 3, **kw)
+    made = []
+    column_blocks = fdask_fit._column_blocks
+    monkeypatch.setattr(fdask_fit, "_column_blocks", lambda *args: (
+        made.append(args[4]) or column_blocks(*args)))
+    with pytest.warns(UserWarning, match=r"made once and kept on the workers") as seen:
+        got = fdask.nmf_dask(Xd, 3, persist=False, **kw)
+    need = int(str(seen[0].message).split("about ")[1].split(" bytes")[0])
+    assert need == X.nnz * 16 + 8 * (30 + 4)  # (the estimate: values, indices, pointers)
+    assert made == [True]
+    _same_fit(ref, got, np.float64)
+    # workers whose memory would not hold twice the copy: made again at every iteration
+    monkeypatch.setattr(fdask_fit, "_memory_limits", lambda scheduler: [need - 1, need])
+    with pytest.warns(UserWarning, match=r"more than half of the workers' memory \(" +
+                      f"{2 * need - 1}" + r" bytes\)\) is made again"):
+        got = fdask.nmf_dask(Xd, 3, persist=False, **kw)
+    assert made == [True, False]
+    _same_fit(ref, got, np.float64)
 
 
 def test_zarr_and_hdf5_loaders(tmp_path):

@@ -71,7 +71,7 @@ def test_reordered_products_equal_the_original(reorder_small, dtype, index_dtype
     rtol = 1e-5 if dtype == np.float32 else 1e-12
     assert_allclose(seen.product(Ht, 0, np.empty((m, 4), dtype)), D @ Ht, rtol=rtol)
     assert_allclose(seen.product(W, 1, np.empty((n, 4), dtype)), D.T @ W, rtol=rtol)
-    for a, b in zip(before, (X.data, X.indices, X.indptr)):
+    for a, b in zip(before, (X.data, X.indices, X.indptr), strict=True):
         assert_array_equal(a, b)  # X's own arrays untouched
 
 
@@ -150,6 +150,7 @@ def test_only_frobenius_fits_served_by_scatter_reorder(reorder_small, monkeypatc
     kl_kept = fastnmf.nmf(X, 4, beta_loss="kullback-leibler", random_state=0, max_iter=5)
     assert_array_equal(kl_fit.H, kl_kept.H)
     many = fastnmf.fit_many(X, [3, 4], n_runs=2, random_state=0, max_iter=20, tol=0)
-    for (rank, _, seed), fit in zip(many.tasks, [f for r in (3, 4) for f in many.runs(r)]):
+    fits = [f for r in (3, 4) for f in many.runs(r)]
+    for (rank, _, seed), fit in zip(many.tasks, fits, strict=True):
         alone = fastnmf.nmf(X, rank, random_state=seed, max_iter=20, tol=0, n_threads=1)
         assert_array_equal(fit.H, alone.H)

@@ -20,7 +20,7 @@ import functools
 import numpy as np
 
 from .. import _validation as v
-from .._data import SparseData, make_data
+from .._data import SparseData, gram_f64, make_data
 from .._threads import thread_limits
 
 # Partial sums are added this many at a time (the fan-in of the tree).
@@ -154,7 +154,9 @@ class _Blocks:
         """The worker holding each persisted block of X (None: not known, or no cluster)."""
         if self.client is None:
             return [None] * len(self.data)
-        who = self.client.who_has([d.key for d in self.data])
+        # (the persisted blocks themselves: who_has takes futures or collections, and
+        # returned {} for their keys as strings, so no task was placed)
+        who = self.client.who_has(self.data)
         return [next(iter(who.get(d.key) or ()), None) for d in self.data]
 
     def _map(self, fn, args, nout=None):
@@ -240,11 +242,31 @@ def _sums(W):
     return np.array([W.sum(dtype=np.float64), np.vdot(W, W)], dtype=np.float64)
 
 
+def _own_state(state, use):
+    """A row state the method may change: the entries it writes in place copied, those
+    it remakes dropped (it makes them anew), those it only reads shared (``use``: the
+    class's ``STATE_USE[method]``; an entry not named there is copied)."""
+    return {key: value if use.get(key) == "read" and value.flags.writeable else value.copy()
+            for key, value in state.items() if use.get(key) != "remake"}
+
+
 def _rows_call(block, state, cls, method, args, n_threads):
-    """``cls(block's data, state).<method>(*args)`` on a copy of the block's row state
-    (the input is never modified); returns the new state and the results as float64
-    partial sums, with the block's ``(Σ W, ‖W‖²)``."""
-    state = {key: value.copy() for key, value in state.items()}
+    """``cls(block's data, state).<method>(*args)`` on the block's row state, never
+    modifying it (:func:`_own_state`); returns the new state and the results as float64
+    partial sums, with the block's ``(Σ W, ‖W‖²)``.
+
+    The copies are needed: the solver's classes update the state in place (W always;
+    MU's numerator, HALS's last W), and ``state`` is an input this task shares with
+    others.  Dask may run a task again on inputs still in memory (a result lost with a
+    worker, a retry), which must find them as they were; the callback's ``info.W`` (a dask
+    array over these states) must not change when the next step runs; and Dask's local
+    schedulers pass the very objects, not copies.  Only what a method writes is copied
+    (its class's ``STATE_USE``; all of the state where the class names nothing): per
+    iteration W's size once for KL MU, β MU and CCD, and for HALS, which names nothing,
+    its whole state (W; its last update once it extrapolates; X Hᵀ while H is fixed).
+    """
+    use = getattr(getattr(cls, "func", cls), "STATE_USE", {}).get(method, {})
+    state = _own_state(state, use)
     with thread_limits(n_threads):
         out = getattr(cls(block.data, state), method)(*args)
     values = out if isinstance(out, tuple) else (out,)
@@ -260,9 +282,9 @@ def _block_sums(block, state):
     return {"sums": _sums(state["W"])}
 
 
-def _direct_sqerr(block, state, Ht, n_threads):
+def _direct_sqerr(block, state, Ht, HHt, n_threads):
     with thread_limits(n_threads):
-        return {"sqerr": block.data.direct_sqerr(state["W"], Ht)}
+        return {"sqerr": block.data.direct_sqerr(state["W"], Ht, HHt)}
 
 
 class BlockRows:
@@ -430,5 +452,9 @@ class DaskData:
         return BlockColumnSide(self, Ht, cls)
 
     def direct_sqerr(self, W: BlockRows, Ht) -> float:
-        return self.blocks.reduce(_direct_sqerr, W.parts, self.blocks.constant(Ht.copy()),
-                                  self.blocks.n_threads)["sqerr"]
+        """‖X − W Htᵀ‖², summed over the row blocks.  Ht's float64 Gram (the n·r² part of
+        a sparse block's error, :meth:`fastnmf._data.SparseData.direct_sqerr`) is made
+        once here and shared by the blocks, not made again in each."""
+        constant = self.blocks.constant
+        return self.blocks.reduce(_direct_sqerr, W.parts, constant(Ht.copy()),
+                                  constant(gram_f64(Ht)), self.blocks.n_threads)["sqerr"]

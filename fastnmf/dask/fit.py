@@ -84,22 +84,28 @@ def _column_blocks(X, n_blocks, dtype, backend, persist, scheduler, n_threads):
     """X's column blocks (as many as its row blocks, of whole columns), prepared as the
     row blocks of Xᵀ: the copy of X that KL coordinate descent's H half-step sweeps
     (row j of Ht needs column j of X).  One rechunk of X, persisted like the row blocks
-    (``persist=False``: made again at every iteration)."""
+    (``persist=False``: made again at every iteration, unless :func:`_keep_column_copy`
+    keeps it)."""
     n = X.shape[1]
     width = -(-n // max(n_blocks, 1))
     return _Blocks(X.rechunk({0: -1, 1: width}), dtype, backend, persist, scheduler,
                    n_threads, transpose=True)
 
 
+def _memory_limits(scheduler) -> list:
+    """The workers' memory limits in bytes: known only on a distributed cluster ([] else)."""
+    client = _client_of(_import_dask()[0], scheduler)
+    if client is None:
+        return []
+    limits = [w.get("memory_limit") or 0 for w in client.scheduler_info()["workers"].values()]
+    return [limit for limit in limits if limit > 0]
+
+
 def _check_W_fits(scheduler, m, rank, dtype):
     """KL coordinate descent sends all of W to each worker that sweeps column blocks; it
     is assembled there from the row blocks (two copies at once).  Refused where that is
     more than half of a worker's memory limit (known only on a distributed cluster)."""
-    client = _client_of(_import_dask()[0], scheduler)
-    if client is None:
-        return
-    limits = [w.get("memory_limit") or 0 for w in client.scheduler_info()["workers"].values()]
-    limits = [limit for limit in limits if limit > 0]
+    limits = _memory_limits(scheduler)
     need = 2 * m * rank * np.dtype(dtype).itemsize
     if limits and need > min(limits) / 2:
         raise ValueError(
@@ -107,6 +113,47 @@ def _check_W_fits(scheduler, m, rank, dtype):
             f"on each worker, twice while it is assembled, within half of a worker's "
             f"memory limit ({min(limits)} bytes): use solver='mu' (W's rows stay on the "
             "workers), a smaller rank, or workers with more memory.")
+
+
+def _column_copy_bytes(data) -> int:
+    """About what X's column copy holds: m·n numbers for dense blocks; for sparse ones a
+    CSR of each column block's transpose: its nonzeros' values and indices (8 bytes
+    each, the most they take) and its row pointers (8·(n + blocks))."""
+    m, n = data.shape
+    item = data.dtype.itemsize
+    if data.backend != "sparse":  # (dense or mixed: a dense block holds every entry)
+        return m * n * item
+    return data.nonzeros * (item + 8) + 8 * (n + len(data.blocks.rows))
+
+
+def _keep_column_copy(scheduler, data) -> bool:
+    """``persist=False`` with KL coordinate descent: keep X's column copy on the workers,
+    made once, where it fits; else make it again from X's source at every iteration.
+
+    Streamed, the copy is a rechunk of all of X by columns per iteration: X read from
+    its source once more and moved between the workers (measured in docs/dask.md: twice
+    the worker-to-worker bytes per iteration of the kept copy).  It is kept when it is at most half
+    of the workers' memory limits together (known only on a distributed cluster); the
+    row blocks are still read at every iteration.  Either way a warning says which.
+    """
+    need = _column_copy_bytes(data)
+    limits = _memory_limits(scheduler)
+    keep = bool(limits) and need <= sum(limits) / 2
+    if keep:
+        warnings.warn(
+            f"persist=False with solver='ccd': X's copy by columns (about {need} bytes) is "
+            f"made once and kept on the workers, as it fits in half of their memory "
+            f"({sum(limits)} bytes); X's row blocks are still read at every iteration. "
+            "Use solver='mu' to keep nothing of X in memory.", UserWarning, stacklevel=3)
+    else:
+        where = (f"more than half of the workers' memory ({sum(limits)} bytes)" if limits
+                 else "not known to fit: no distributed cluster")
+        warnings.warn(
+            f"persist=False with solver='ccd': X's copy by columns (about {need} bytes, "
+            f"{where}) is made again from X's source at every iteration: all of X is read "
+            "once more and moved between workers per iteration. solver='mu' streams X "
+            "without it.", UserWarning, stacklevel=3)
+    return keep
 
 
 _warned_random_init = False  # the switch to init="random" is told once per process
@@ -181,7 +228,10 @@ def nmf_dask(X, rank, *, beta_loss="frobenius", solver=None, init=None, max_iter
         memory (``X`` never moves afterwards).  ``False`` reads every block
         from its source again at each iteration (one pass per iteration for
         the Frobenius loss, two for KL and β): the out-of-core mode, for X larger
-        than the memory, e.g. from :func:`from_npz_blocks`.
+        than the memory, e.g. from :func:`from_npz_blocks`.  KL ``solver="ccd"``
+        keeps its copy of X by columns, made once, where that fits in half of the
+        workers' memory, and makes it again at every iteration otherwise (a warning
+        says which; docs/dask.md).
     scheduler : dask.distributed.Client, str or None
         Where to run, as Dask's ``scheduler=`` argument; ``None`` uses the
         default (the active ``Client``, else Dask's local threads).
@@ -221,9 +271,11 @@ def nmf_dask(X, rank, *, beta_loss="frobenius", solver=None, init=None, max_iter
         X = _align_rows(X)
     blocks = _Blocks(X, dtype, backend, persist, scheduler, n_threads,
                      streamed=not persist and objective.name == "frobenius")
-    columns = (_column_blocks(X_in, len(blocks.rows), dtype, backend, persist, scheduler,
-                              n_threads) if by_columns else None)
-    data = DaskData(blocks, dtype, rank, columns)
+    data = DaskData(blocks, dtype, rank)
+    if by_columns:
+        keep = persist or _keep_column_copy(scheduler, data)
+        data.columns = _column_blocks(X_in, len(blocks.rows), dtype, backend, keep,
+                                      scheduler, n_threads)
     mean = data.mean()
     if init == "random":
         W0, H0 = initialize(_Summary(X.shape, dtype, mean), rank, "random", random_state)

@@ -9,8 +9,6 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm.auto import tqdm
 
-from ._penalty import penalties
-
 
 @dataclass(frozen=True)
 class IterationInfo:
@@ -139,10 +137,11 @@ class Monitor:
 
 def report_divergence(monitor, it, loss, reg, W, Ht, view=None) -> bool:
     """Record iteration ``it`` (0: the start) of a divergence loop (KL, β): the history
-    holds ``loss`` plus the penalties, and ``error`` is scikit-learn's ``sqrt(2·loss)``
-    (``_beta_divergence(..., square_root=True)``).  ``view``: W as the callback sees it
+    holds ``loss`` plus the penalties (``reg``, a :class:`~._penalty.Penalty`), and
+    ``error`` is scikit-learn's ``sqrt(2·loss)`` (``_beta_divergence(...,
+    square_root=True)``).  ``view``: W as the callback sees it
     (default W).  Returns True when the fit should stop."""
-    objective = loss + penalties(reg, W, Ht)
+    objective = loss + reg.value(W, Ht)
     error = float(np.sqrt(2.0 * max(loss, 0.0)))
     if it == 0:
         monitor.start(objective, error)

@@ -20,12 +20,15 @@ Frobenius objectives (:mod:`.kl`, :mod:`.frobenius`).
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 
 from .._beta_products import BetaProducts
 from .._data import factor_bounds
 from ..kernels import beta as bk
 from ._monitor import report_divergence as _report
+from ._penalty import NO_PENALTY, Penalty
 from ._rows import callback_view, row_side
 
 # scikit-learn's guard on model values and denominators (float32 epsilon).
@@ -110,6 +113,10 @@ class MURows:
     a sum over X's entries).
     """
 
+    # (as kl.MURows.STATE_USE)
+    STATE_USE: ClassVar[dict] = {"numerator": {"W": "read", "num_W": "remake", "den_W": "remake"},
+                 "update": {"W": "write", "num_W": "read", "den_W": "read"}}
+
     def __init__(self, data, state, beta, work):
         self.state = state
         self.W = state["W"]
@@ -143,7 +150,7 @@ class MURows:
         return self.W
 
 
-def fit_beta(data, W, Ht, *, beta, solver, monitor, reg=(0.0, 0.0, 0.0, 0.0),
+def fit_beta(data, W, Ht, *, beta, solver, monitor, reg=NO_PENALTY,
              update_H=True):
     """Minimize ``d_β(X‖W Htᵀ)`` + penalties in place over ``W`` (and ``Ht``) by MU.
 
@@ -160,7 +167,7 @@ def fit_beta(data, W, Ht, *, beta, solver, monitor, reg=(0.0, 0.0, 0.0, 0.0),
         With ``rule="error"``: ``error`` is ``sqrt(2·d_β)`` as scikit-learn's
         ``_beta_divergence(..., square_root=True)``; the history holds the
         divergence plus the penalties.
-    reg : (l1_W, l1_H, l2_W, l2_H), already scaled.
+    reg : Penalty (or its 4 weights in field order), already scaled.
     update_H : bool
         False solves for W with H fixed (``transform``).
 
@@ -183,7 +190,9 @@ def fit_beta(data, W, Ht, *, beta, solver, monitor, reg=(0.0, 0.0, 0.0, 0.0),
     if beta <= 0 and _has_zero(data):
         raise ValueError(ZEROS_MESSAGE)
     dtype = W.dtype.type
-    l1_W, l1_H, l2_W, l2_H = (dtype(v) for v in reg)
+    reg = Penalty.of(reg)
+    l1_W, l2_W = reg.for_W(dtype)
+    l1_H, l2_H = reg.for_H(dtype)
     eps, gamma = dtype(EPS), dtype(gamma_for(beta))
     clip_W = dtype(CLIP) if beta < 1 else dtype(0)
     clip_H = dtype(CLIP) if beta <= 1 else dtype(0)

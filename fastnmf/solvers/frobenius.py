@@ -20,7 +20,7 @@ import numpy as np
 
 from .. import kernels
 from .._data import factor_bounds, gram, product_then
-from ._penalty import penalties
+from ._penalty import NO_PENALTY, Penalty
 from ._rows import callback_view, row_side
 
 # scikit-learn's guard for a zero MU denominator (float32 machine epsilon).
@@ -301,9 +301,9 @@ class FrobeniusRows:
 class _Loss:
     """½‖X − WH‖² plus the penalties, from the products at hand."""
 
-    def __init__(self, data, reg):
+    def __init__(self, data, reg=NO_PENALTY):
         self.data = data
-        self.reg = reg if any(reg) else None  # (l1_W, l1_H, l2_W, l2_H)
+        self.reg = Penalty.of(reg)
         self.sqnorm = data.sqnorm
         self.cancel = CANCEL[np.dtype(data.dtype)] * self.sqnorm
         self.correct = getattr(data, "correct_sqerr", None)  # missing values (_masked.py)
@@ -323,12 +323,10 @@ class _Loss:
         return max(err, 0.0)
 
     def objective(self, sqerr, W, Ht):
-        if self.reg is None:
-            return 0.5 * sqerr
-        return 0.5 * sqerr + penalties(self.reg, W, Ht)
+        return 0.5 * sqerr + self.reg.value(W, Ht)
 
 
-def fit_frobenius(data, W, Ht, *, solver, monitor, reg=(0.0, 0.0, 0.0, 0.0),
+def fit_frobenius(data, W, Ht, *, solver, monitor, reg=NO_PENALTY,
                   update_H=True, accelerate=True):
     """Minimize ``½‖X − W Htᵀ‖² + penalties`` in place over ``W`` (and ``Ht``).
 
@@ -340,7 +338,7 @@ def fit_frobenius(data, W, Ht, *, solver, monitor, reg=(0.0, 0.0, 0.0, 0.0),
         (W: or the handle of W's rows that ``data`` keeps).
     solver : {"hals", "mu"}
     monitor : Monitor
-    reg : (l1_W, l1_H, l2_W, l2_H), already scaled.
+    reg : Penalty (or its 4 weights in field order), already scaled.
     update_H : bool
         False solves for W with H fixed (``transform``).
     accelerate : bool or {"auto", "sweeps", "extrapolate", "both"}
@@ -360,8 +358,9 @@ def fit_frobenius(data, W, Ht, *, solver, monitor, reg=(0.0, 0.0, 0.0, 0.0),
     m, r = W.shape
     n = Ht.shape[0]
     dtype = W.dtype.type
-    l1_W, l1_H, l2_W, l2_H = (dtype(v) for v in reg)
-    reg_on = any(reg)
+    reg = Penalty.of(reg)
+    l1_W, l2_W = reg.for_W(dtype)
+    l1_H, l2_H = reg.for_H(dtype)
     # W's half-step runs where W's rows are; H's here.  Where they are elsewhere (Dask),
     # the W step also makes Xᵀ W (tree-summed); here H's half-step makes it, each part
     # of the product followed by its rows' update (product_then).
@@ -386,7 +385,7 @@ def fit_frobenius(data, W, Ht, *, solver, monitor, reg=(0.0, 0.0, 0.0, 0.0),
     if solver == "hals" and update_H and accelerate in ("extrapolate", "both"):
         extrapolation = _Extrapolation(Ht, factor_bounds(n), objective)
     # "auto": extrapolation joins the sweeps once they stall (see EXTRAPOLATE_BELOW)
-    stall_watch = solver == "hals" and update_H and accelerate in (True, "auto") and not reg_on
+    stall_watch = solver == "hals" and update_H and accelerate in (True, "auto") and not reg.active
     limit = REBALANCE_AT[W.dtype]
 
     for it in range(1, monitor.max_iter + 1):
@@ -405,7 +404,7 @@ def fit_frobenius(data, W, Ht, *, solver, monitor, reg=(0.0, 0.0, 0.0, 0.0),
             if violation is not None:
                 violation += v_H
             # (the diagonals are ≥ 0: a sum of traces below the limit clears both)
-            if not reg_on and not (WtW.trace() + HHt.trace() < limit) and not (
+            if not reg.active and not (WtW.trace() + HHt.trace() < limit) and not (
                     WtW.diagonal().max() < limit and HHt.diagonal().max() < limit):
                 s = _rebalance_scales(rows.col_sqnorms(), Ht)
                 WtW = np.asarray(rows.scale(s), dtype=W.dtype)

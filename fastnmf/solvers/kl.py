@@ -26,12 +26,15 @@ vectorized log, plus ``Σ y log y − y`` computed once per fit).
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 
 from .._data import factor_bounds
 from .._kl_products import kl_products
 from ..kernels import kl as klk
 from ._monitor import report_divergence
+from ._penalty import NO_PENALTY, Penalty
 from ._rows import callback_view, column_side, row_side
 
 # scikit-learn's guard on model values and MU denominators (float32 epsilon).
@@ -76,6 +79,13 @@ class MURows:
     here.  Every method's results are sums over W's rows.
     """
 
+    # What each method does to the row state's entries ("read", "write" in place,
+    # "remake": overwrite without reading; an entry not named is treated as written), for
+    # a data product that must not modify the state it was given: it copies only the
+    # written entries and drops the remade ones (fastnmf.dask.data._rows_call).
+    STATE_USE: ClassVar[dict] = {"numerator": {"W": "read", "num_W": "remake"},
+                 "update": {"W": "write", "num_W": "read"}}
+
     def __init__(self, data, state):
         self.engine = kl_products(data)
         self.state = state
@@ -116,7 +126,7 @@ class _MU:
     def __init__(self, rows, Ht, reg):
         dtype = Ht.dtype.type
         self.rows = rows
-        self.l1_W, self.l1_H, self.l2_W, self.l2_H = (dtype(v) for v in reg)
+        self.W_terms, self.H_terms = reg.for_W(dtype), reg.for_H(dtype)
         self.eps, self.clip_H = dtype(EPS), dtype(CLIP_H)
         self.bounds_H = factor_bounds(Ht.shape[0])
 
@@ -127,12 +137,12 @@ class _MU:
 
     def step(self, Ht, update_H):
         """One iteration (W, then H), exactly scikit-learn's; needs :meth:`loss` before."""
-        num_H, W_sum = self.rows.update(Ht, Ht.sum(0), self.l1_W, self.l2_W, update_H)
+        num_H, W_sum = self.rows.update(Ht, Ht.sum(0), *self.W_terms, update_H)
         if update_H:
             W_sum = np.asarray(W_sum, dtype=Ht.dtype)  # (a copy, or float64 sums cast)
             W_sum[W_sum == 0] = 1  # scikit-learn's guard, kept for equal results
-            klk.kl_mu_apply(Ht, np.asarray(num_H, dtype=Ht.dtype), W_sum, self.l1_H,
-                            self.l2_H, self.eps, self.clip_H, self.bounds_H)
+            klk.kl_mu_apply(Ht, np.asarray(num_H, dtype=Ht.dtype), W_sum, *self.H_terms,
+                            self.eps, self.clip_H, self.bounds_H)
 
 
 class CCDRows:
@@ -146,6 +156,9 @@ class CCDRows:
     column block of X held as a row block of Xᵀ (``side=0`` there,
     :class:`fastnmf.dask.data.BlockColumnSide`): the sweep is written once, here.
     """
+
+    # (as MURows.STATE_USE; MU's numerator is dropped)
+    STATE_USE: ClassVar[dict] = {"sweep": {"W": "write", "num_W": "remake"}}
 
     def __init__(self, data, state, side=0):
         self.engine = kl_products(data)
@@ -184,8 +197,8 @@ def _fit_mu(data, W, Ht, monitor, reg, update_H):
 def _fit_ccd(data, W, Ht, monitor, reg, update_H):
     products = kl_products(data)  # made once: the MU start and the sweeps share it
     dtype = W.dtype.type
-    l1_W, l1_H, l2_W, l2_H = (dtype(v) for v in reg)
     eps = dtype(EPS)
+    W_terms, H_terms = reg.for_W(dtype), reg.for_H(dtype)
     # The KL at the start: from MU's first numerator (which changes nothing).
     mu = _MU(row_side(products, W, MURows)[0], Ht, reg)
     rows = row_side(products, W, CCDRows)[0]
@@ -201,9 +214,9 @@ def _fit_ccd(data, W, Ht, monitor, reg, update_H):
             continue
         # The last half-step's sweep returns the KL at the nonzeros at the new
         # factors, from the model values it keeps current.
-        kl, W_colsum = rows.sweep(Ht, l1_W, l2_W, eps, not update_H)
+        kl, W_colsum = rows.sweep(Ht, *W_terms, eps, not update_H)
         if update_H:
-            kl = columns.sweep(W, l1_H, l2_H, eps, True)[0]
+            kl = columns.sweep(W, *H_terms, eps, True)[0]
         # Σ WH = (column sums of W)·(column sums of Ht), in float64
         kl = max(kl + float(W_colsum @ Ht.sum(0, dtype=np.float64)), 0.0)
         if report_divergence(monitor, it, kl, reg, W, Ht, callback_view(monitor, rows)):
@@ -214,7 +227,7 @@ def _fit_ccd(data, W, Ht, monitor, reg, update_H):
 _FITS = {"mu": _fit_mu, "ccd": _fit_ccd}
 
 
-def fit_kl(data, W, Ht, *, solver, monitor, reg=(0.0, 0.0, 0.0, 0.0), update_H=True):
+def fit_kl(data, W, Ht, *, solver, monitor, reg=NO_PENALTY, update_H=True):
     """Minimize ``D(X‖W Htᵀ)`` + penalties in place over ``W`` (and ``Ht``).
 
     Parameters
@@ -230,7 +243,7 @@ def fit_kl(data, W, Ht, *, solver, monitor, reg=(0.0, 0.0, 0.0, 0.0), update_H=T
         ``error`` it sees is ``sqrt(2·KL)`` as scikit-learn's
         ``_beta_divergence(..., square_root=True)``; the history holds the
         KL plus the penalties.
-    reg : (l1_W, l1_H, l2_W, l2_H), already scaled.
+    reg : Penalty (or its 4 weights in field order), already scaled.
     update_H : bool
         False solves for W with H fixed (``transform``).
 
@@ -242,7 +255,7 @@ def fit_kl(data, W, Ht, *, solver, monitor, reg=(0.0, 0.0, 0.0, 0.0), update_H=T
     """
     if solver not in _FITS:
         raise ValueError(f"solver must be one of {SOLVERS} for the KL loss, got {solver!r}.")
-    return _FITS[solver](data, W, Ht, monitor, reg, update_H)
+    return _FITS[solver](data, W, Ht, monitor, Penalty.of(reg), update_H)
 
 
 __all__ = ["DEFAULT_SOLVER", "SOLVERS", "STOP_RULES", "fit_kl"]

@@ -139,7 +139,7 @@ def fit_sparse(data, W, Ht, *, solver, monitor, sparseness_W=None, sparseness_H=
     m, r = W.shape
     n = Ht.shape[0]
     half_step = _HalfStep(data, UPDATES[solver])
-    loss = _Loss(data, (0.0, 0.0, 0.0, 0.0))
+    loss = _Loss(data)
     zero = W.dtype.type(0)
     inner_W = inner_H = 1
     if accelerate in (True, "auto", "sweeps"):  # the sweeps' cap (HALS) for any solver's steps
