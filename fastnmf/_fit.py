@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import dataclasses
+import functools
 import time
 
 import numba
@@ -72,11 +72,30 @@ def _unorder(Ht: np.ndarray, order: np.ndarray) -> np.ndarray:
     return out
 
 
+class _InColumnsOfX:
+    """An :class:`~fastnmf.solvers.IterationInfo` whose H, held by the fit with its columns
+    in ``order``, is put back in X's order when first read (a copy, not a view): a
+    callback that only looks at the loss costs nothing."""
+
+    def __init__(self, info, order):
+        self._info, self._order = info, order
+
+    def __getattr__(self, name):
+        return getattr(self._info, name)
+
+    def __repr__(self):
+        return repr(self._info)
+
+    @functools.cached_property
+    def H(self) -> np.ndarray:
+        return _unorder(self._info.H.T, self._order).T
+
+
 def _in_columns_of_X(callback, order):
     """``callback`` shown H with its columns in X's order while the fit holds them in
-    ``order`` (H is then a copy, not a view)."""
+    ``order``."""
     def in_x_order(info):
-        return callback(dataclasses.replace(info, H=_unorder(info.H.T, order).T))
+        return callback(_InColumnsOfX(info, order))
 
     return in_x_order
 
