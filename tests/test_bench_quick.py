@@ -453,3 +453,32 @@ def test_machine_limit_arithmetic():
     sweep = metrics.sweep_vs_gemm(300, 6, np.float32)
     assert sweep["sweep_s"] > 0 and sweep["gemm_s"] > 0 and sweep["fraction"] > 0
     assert metrics.gemm_rate(1e3, np.float64)["n"] == 384
+
+
+def test_sparse_floor_times_the_products_a_fit_runs(monkeypatch):
+    """The sparse yardstick runs each side's kernel as a fit of that loss would: scatter
+    from the CSR of X and X's columns reordered for a Frobenius fit where those pay, the
+    CSR of Xᵀ and X's order for KL; and says which it timed."""
+    import numpy as np
+    import scipy.sparse as sp
+
+    from fastnmf import _data
+    from fastnmf.bench import metrics
+
+    for name in ("REORDER_MIN_NNZ", "REORDER_MIN_COLUMNS", "_SCATTER_MIN_NNZ",
+                 "_SCATTER_MIN_OPERAND_BYTES"):
+        monkeypatch.setattr(_data, name, 0)
+    rng = np.random.default_rng(0)
+    m, n, nnz = 400, 150, 4000
+    p = 1.0 / np.arange(1, n + 1)
+    cols = rng.permutation(n)[rng.choice(n, size=nnz, p=p / p.sum())]
+    X = sp.csr_matrix((rng.random(nnz) + 0.5, (rng.integers(0, m, nnz), cols)), shape=(m, n))
+    W, H = rng.random((m, 4)), rng.random((4, n))
+    frob = metrics.sparse_floor(X, W, H, 1e10)
+    assert set(frob["layouts"]) == {"X@Ht (CSR, columns by count)",
+                                    "X.T@W (scatter from the CSR of X, columns by count)"}
+    kl = metrics.sparse_floor(X, W, H, 1e10, "kullback-leibler")
+    assert set(kl["layouts"]) == {"X@Ht (CSR)", "X.T@W (scatter from the CSR of X)"}
+    monkeypatch.setattr(_data, "_SCATTER_MIN_OPERAND_BYTES", 1 << 62)
+    kept = metrics.sparse_floor(X, W, H, 1e10)
+    assert set(kept["layouts"]) == {"X@Ht (CSR)", "X.T@W (gather from the CSR of X.T)"}

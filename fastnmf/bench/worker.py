@@ -129,7 +129,7 @@ def run_method(task: dict) -> dict:
         with thread_limits(threads):
             bw = metrics.memory_bandwidth(32 << 20 if task["quick"] else 256 << 20)
             if hasattr(X, "tocsr"):
-                out["floor"] = metrics.sparse_floor(X, W, H, bw)
+                out["floor"] = metrics.sparse_floor(X, W, H, bw, loss)
                 product_flops = 2.0 * X.nnz * r
             else:
                 out["floor"] = metrics.dense_floor(X, W, H)
