@@ -28,7 +28,6 @@ the data objects once per thread: what :func:`fastnmf.nmf` does per call and
 from __future__ import annotations
 
 import threading
-import warnings
 from typing import NamedTuple
 
 import numba
@@ -196,10 +195,9 @@ def _warn_if_swapped(pattern: Pattern, given: str) -> None:
     if fraction > 0.5:
         own, other, meant = (("observed", "missing", "missing") if given == "mask"
                              else ("missing", "mask", "observed"))
-        warnings.warn(
+        v.warn(
             f"{given} (True = {own}) leaves {fraction:.0%} of X's entries missing. If True "
-            f"marks the {meant} entries, pass it as {other}= instead.",
-            UserWarning, stacklevel=5)
+            f"marks the {meant} entries, pass it as {other}= instead.")
 
 
 def check_data(X, mask=None, missing=None):

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import numbers
+import os
+import sys
+import warnings
 
 import numpy as np
 import scipy.sparse as sp
@@ -150,3 +153,17 @@ def check_option(value, name: str, options) -> str:
     if value not in options:
         raise ValueError(f"{name} must be one of {sorted(options)}, got {value!r}.")
     return value
+
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def warn(message: str, category=UserWarning) -> None:
+    """``warnings.warn`` pointed at the user's line: the first caller outside fastnmf,
+    whichever public function (``nmf``, ``fit_many``, the estimator, Dask) led here, so
+    no hand-counted ``stacklevel`` goes stale when a call path changes."""
+    frame, level = sys._getframe(0), 1
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(
+            _PACKAGE_DIR):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, category, stacklevel=level if frame is not None else 2)

@@ -22,7 +22,6 @@ generator over files, a memory-mapped array) is fitted without ever holding X.
 
 from __future__ import annotations
 
-import warnings
 from numbers import Integral, Real
 from typing import ClassVar
 
@@ -35,6 +34,7 @@ from sklearn.utils import gen_batches
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, check_non_negative, validate_data
 
+from . import _validation as v
 from . import kernels
 from ._beta_products import BetaProducts
 from ._data import BACKENDS, factor_bounds, gram, gram_f64, make_data
@@ -633,9 +633,8 @@ class MiniBatchNMF(_FactorizationBase):
         n_steps = i + 1
         n_iter = int(np.ceil(n_steps / n_steps_per_iter))
         if n_iter == self.max_iter and self.tol > 0:
-            warnings.warn(f"Maximum number of iterations {self.max_iter} reached. "
-                          "Increase it to improve convergence.", ConvergenceWarning,
-                          stacklevel=3)
+            v.warn(f"Maximum number of iterations {self.max_iter} reached. "
+                   "Increase it to improve convergence.", ConvergenceWarning)
         return W, Ht, n_iter, n_steps, float(np.sqrt(2.0 * max(loss, 0.0)))
 
     def _transform_batches(self, X, batches, Ht):

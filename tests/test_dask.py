@@ -589,6 +589,7 @@ def test_streamed_kl_ccd_keeps_the_column_copy_where_it_fits(client, monkeypatch
     with pytest.warns(UserWarning, match=r"made once and kept on the workers") as seen:
         got = fdask.nmf_dask(Xd, 3, persist=False, **kw)
     need = int(str(seen[0].message).split("about ")[1].split(" bytes")[0])
+    assert seen[0].filename == __file__  # points at the user's call, not into fastnmf
     assert need == X.nnz * 16 + 8 * (30 + 4)  # (the estimate: values, indices, pointers)
     assert made == [True]
     _same_fit(ref, got, np.float64)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 import time
-import warnings
 
 import numpy as np
 
@@ -140,19 +139,19 @@ def _keep_column_copy(scheduler, data) -> bool:
     limits = _memory_limits(scheduler)
     keep = bool(limits) and need <= sum(limits) / 2
     if keep:
-        warnings.warn(
+        v.warn(
             f"persist=False with solver='ccd': X's copy by columns (about {need} bytes) is "
             f"made once and kept on the workers, as it fits in half of their memory "
             f"({sum(limits)} bytes); X's row blocks are still read at every iteration. "
-            "Use solver='mu' to keep nothing of X in memory.", UserWarning, stacklevel=3)
+            "Use solver='mu' to keep nothing of X in memory.")
     else:
         where = (f"more than half of the workers' memory ({sum(limits)} bytes)" if limits
                  else "not known to fit: no distributed cluster")
-        warnings.warn(
+        v.warn(
             f"persist=False with solver='ccd': X's copy by columns (about {need} bytes, "
             f"{where}) is made again from X's source at every iteration: all of X is read "
             "once more and moved between workers per iteration. solver='mu' streams X "
-            "without it.", UserWarning, stacklevel=3)
+            "without it.")
     return keep
 
 
@@ -168,11 +167,10 @@ def _resolve_init(init, W, H, update_H, rank, shape):
             return "custom"
         if rank <= min(shape) and not _warned_random_init:  # in memory: nndsvda
             _warned_random_init = True
-            warnings.warn(
+            v.warn(
                 "init=None on a dask array runs init='random' (in memory it would be "
                 "'nndsvda', which needs an SVD of the whole matrix). Pass init='random' to "
-                "silence this, or init='custom' with W and H. Shown once per process.",
-                UserWarning, stacklevel=4)
+                "silence this, or init='custom' with W and H. Shown once per process.")
         return "random"
     if init in ("nndsvd", "nndsvda", "nndsvdar"):
         raise ValueError(
