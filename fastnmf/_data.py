@@ -409,7 +409,7 @@ class SparseData:
         return float(res + np.vdot(WtW, HHt) - fit)
 
 
-# Below this many nonzeros a product takes about a millisecond: don't measure.
+# Below this many nonzeros a product takes about a millisecond: gather, no private copies.
 _SCATTER_MIN_NNZ = 1 << 20
 _SCATTER_MIN_OPERAND_BYTES = 14 << 20
 
@@ -443,12 +443,12 @@ BACKENDS = ("auto", "dense", "sparse")
 # few columns hold most nonzeros (text: WordNet's top tenth of the terms hold 81 %), the
 # rows of Hᵀ that every product reads most sit together in memory instead of spread
 # over all of Hᵀ, and both products run from cache more often.  Measured (WordNet, 2
-# threads, under load, alternated 3×): a one-sweep HALS iteration 268 → 239 ms (r = 50,
-# float64), 158 → 111 (r = 50, float32), 55 → 47 (r = 20, float64); the reordered copy
-# costs 0.1 s once.  Only where it can pay: X big, wide enough that Hᵀ leaves cache, and
-# skewed (a uniform pattern's top tenth holds ~10 %).  The reordered copy is the one
-# copy of X a fit may hold, so only fits that never need the CSR of Xᵀ reorder: the
-# Frobenius loops where scatter serves Xᵀ W (see nmf()).
+# threads, quiet, alternated 3×): a one-sweep HALS iteration 150 → 129 ms (r = 50,
+# float64), 108 → 91 (r = 50, float32), 214 → 165 (r = 100, float32), 56 → 53 (r = 20,
+# float64); the reordered copy costs 0.1 s once.  Only where it can pay: X big, wide
+# enough that Hᵀ leaves cache, and skewed (a uniform pattern's top tenth holds ~10 %).
+# The reordered copy is the one copy of X a fit may hold, so only fits that never need
+# the CSR of Xᵀ reorder: the Frobenius loops where scatter serves Xᵀ W (reorders()).
 REORDER_MIN_NNZ = 1 << 20
 REORDER_MIN_COLUMNS = 1 << 14
 REORDER_TOP_SHARE = 0.5
@@ -474,6 +474,25 @@ def column_order(X) -> np.ndarray | None:
     return order
 
 
+def reorders(X, loss: str, rank: int) -> bool:
+    """Whether a fit of unmasked sparse X for ``loss`` at ``rank`` may hold X with its
+    columns reordered: a Frobenius fit whose ``Xᵀ W`` the scatter kernel serves, so
+    the reordered copy is the only copy of X it holds (KL and β fits read the CSR of
+    Xᵀ too).  At this thread's Numba thread count, as :meth:`SparseData._choose`."""
+    m, n = X.shape
+    return loss == "frobenius" and scatter_pays(X.nnz, n, m, rank * X.dtype.itemsize,
+                                                numba.get_num_threads())
+
+
+def in_x_order(A: np.ndarray, order: np.ndarray, out: np.ndarray | None = None):
+    """Rows of ``A`` held in ``order`` (row ``j`` is X's column ``order[j]``) put back in
+    X's column order, into ``out`` (a new array by default); returns it."""
+    if out is None:
+        out = np.empty_like(A)
+    out[order] = A
+    return out
+
+
 def _permuted_csr(X, order: np.ndarray):
     """Canonical CSR of ``X[:, order]`` (new arrays; X's own are never modified)."""
     csr = _canonical_csr(X)
@@ -495,8 +514,7 @@ class OriginalColumns:
     def product(self, F: np.ndarray, side: int, out: np.ndarray) -> np.ndarray:
         if side == 0:  # X F = X[:, order] F[order]
             return self.data.product(np.ascontiguousarray(F[self.order]), 0, out)
-        out[self.order] = self.data.product(F, 1, np.empty_like(out))
-        return out
+        return in_x_order(self.data.product(F, 1, np.empty_like(out)), self.order, out)
 
 
 def make_data(X, is_sparse: bool, backend: str = "auto", reorder: bool = False):

@@ -5,11 +5,10 @@ from __future__ import annotations
 import functools
 import time
 
-import numba
 import numpy as np
 
 from . import _validation as v
-from ._data import OriginalColumns, make_data, scatter_pays
+from ._data import OriginalColumns, in_x_order, make_data, reorders
 from ._masked import PreparedX
 from ._options import (
     check_accelerate,
@@ -55,21 +54,10 @@ def _check_start(X, rank, init, W, H, solver, update_H, dtype):
 
 
 def _may_reorder(prepared, objective, rank: int) -> bool:
-    """Whether sparse X may be held with its columns reordered for this fit: a Frobenius
-    fit whose ``Xᵀ W`` the scatter kernel serves, so the reordered copy is the only copy
-    of X it holds (KL and β fits read the CSR of Xᵀ too)."""
-    if not prepared.is_sparse or prepared.masked or objective.name != "frobenius":
-        return False
-    m, n = prepared.shape
-    return scatter_pays(prepared.X.nnz, n, m, rank * prepared.dtype.itemsize,
-                        numba.get_num_threads())
-
-
-def _unorder(Ht: np.ndarray, order: np.ndarray) -> np.ndarray:
-    """Hᵀ's rows back in X's column order (``Ht`` holds them in ``order``)."""
-    out = np.empty_like(Ht)
-    out[order] = Ht
-    return out
+    """Whether sparse X may be held with its columns reordered for this fit
+    (:func:`fastnmf._data.reorders`; never with missing values)."""
+    return (prepared.is_sparse and not prepared.masked
+            and reorders(prepared.X, objective.name, rank))
 
 
 class _InColumnsOfX:
@@ -88,7 +76,7 @@ class _InColumnsOfX:
 
     @functools.cached_property
     def H(self) -> np.ndarray:
-        return _unorder(self._info.H.T, self._order).T
+        return in_x_order(self._info.H.T, self._order).T
 
 
 def _in_columns_of_X(callback, order):
@@ -340,7 +328,7 @@ def nmf(X, rank, *, beta_loss="frobenius", solver=None, init=None, max_iter=200,
         # the Frobenius error too, so relative_error means one thing
         sqerr = final if objective.name == "frobenius" else max(data.direct_sqerr(W0, Ht), 0.0)
         if order is not None:
-            Ht = _unorder(Ht, order)
+            Ht = in_x_order(Ht, order)
 
     return fit_result(W0, Ht, final, sqerr, data=data, monitor=monitor, history=history,
                       solver=solver, beta_loss=objective.name, t0=t0, row_names=row_names,

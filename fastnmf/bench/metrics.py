@@ -106,15 +106,11 @@ def sparse_floor(X, W: np.ndarray, H: np.ndarray, bandwidth: float,
                  loss: str = "frobenius") -> dict:
     """fastnmf's own sparse-dense products as a fit of ``loss`` runs them (each side's
     kernel by the fixed rule, X's columns reordered where such a fit reorders them:
-    :func:`fastnmf._fit._may_reorder`), and X's bytes streamed twice at ``bandwidth``."""
-    import numba
-
-    from .._data import make_data, scatter_pays
+    :func:`fastnmf._data.reorders`), and X's bytes streamed twice at ``bandwidth``."""
+    from .._data import make_data, reorders
 
     m, n = X.shape
-    reorder = loss == "frobenius" and scatter_pays(X.nnz, n, m, W.shape[1] * W.itemsize,
-                                                   numba.get_num_threads())
-    data = make_data(X, True, "sparse", reorder=reorder)
+    data = make_data(X, True, "sparse", reorder=reorders(X, loss, W.shape[1]))
     Ht = np.ascontiguousarray(H.T if data.order is None else H.T[data.order])
     out0 = np.empty((m, W.shape[1]), dtype=W.dtype)
     out1 = np.empty((n, W.shape[1]), dtype=W.dtype)
