@@ -62,10 +62,12 @@ class DenseData:
     backend = "dense"
     order = None  # columns as in X (see make_data)
 
-    def __init__(self, X: np.ndarray):
+    def __init__(self, X: np.ndarray, nonzeros: int | None = None):
         if not (X.flags.c_contiguous or X.flags.f_contiguous):
             X = np.ascontiguousarray(X)
         self.X = X
+        if nonzeros is not None:  # counted already (make_data's density): not again
+            self.__dict__["nonzeros"] = int(nonzeros)
         self.shape = X.shape
         self.dtype = X.dtype
         self.nnz = X.size
@@ -530,13 +532,14 @@ def make_data(X, is_sparse: bool, backend: str = "auto", reorder: bool = False):
     """
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}.")
+    nonzeros = None
     if backend == "auto":
         if is_sparse:
             backend = "sparse"
         else:
-            density = np.count_nonzero(X) / X.size
+            nonzeros = np.count_nonzero(X)
             threshold = SPARSE_DENSITY_THRESHOLD[np.dtype(X.dtype)]
-            backend = "sparse" if density < threshold else "dense"
+            backend = "sparse" if nonzeros / X.size < threshold else "dense"
     if backend == "sparse":
         order = column_order(X) if reorder and is_sparse else None
         if order is None:
@@ -544,7 +547,7 @@ def make_data(X, is_sparse: bool, backend: str = "auto", reorder: bool = False):
         data = SparseData(_permuted_csr(X, order))
         data.order = order
         return data
-    return DenseData(X.toarray() if is_sparse else X)
+    return DenseData(X.toarray() if is_sparse else X, nonzeros)
 
 
 def factor_bounds(n_rows: int) -> np.ndarray:

@@ -22,6 +22,7 @@ generator over files, a memory-mapped array) is fitted without ever holding X.
 
 from __future__ import annotations
 
+import functools
 from numbers import Integral, Real
 from typing import ClassVar
 
@@ -72,7 +73,7 @@ class _Batch:
         self.shape = self.data.shape
         self.beta = beta
         self.bounds = factor_bounds(self.shape[0])
-        self.x_sum = mean_of(Xb) * Xb.shape[0] * Xb.shape[1]  # for a fresh W's level
+        self._Xb = Xb
         if beta == 1:
             self.engine = kl_products(self.data)
             self.work = self.data.dtype
@@ -82,6 +83,12 @@ class _Batch:
         else:
             self.work = self.data.dtype
         self._XHt = None  # X_b Hᵀ while H is fixed (solving W), Frobenius
+
+    @functools.cached_property
+    def x_sum(self) -> float:
+        """Σ X_b, for a fresh W's level (:meth:`MiniBatchNMF._solve_W`): made when first
+        needed, not a pass over every batch of every fit."""
+        return mean_of(self._Xb) * self.shape[0] * self.shape[1]
 
     def has_zero(self) -> bool:
         return beta_solver._has_zero(self.data)
