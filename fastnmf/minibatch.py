@@ -135,8 +135,12 @@ class _Batch:
         :func:`fastnmf.kernels.beta.online_mu_gram` forms row group by row group."""
         t = W.dtype.type
         if self.beta == 2:  # (n×r buffer kept: H-sized arrays are a batch's cost)
-            XtW = self.data.product(W, 1, np.empty_like(Ht) if scratch is None
-                                    else scratch.buffer(Ht))
+            XtW = np.empty_like(Ht) if scratch is None else scratch.buffer(Ht)
+            if self.data.is_sparse:  # into the rows X_b reaches: no CSR of X_bᵀ kept
+                XtW.fill(0)
+                self.data.add_product(W, 1, XtW)
+            else:
+                self.data.product(W, 1, XtW)
             WtW = gram(W)
             cross = kernels.inner_f64(XtW, Ht, factor_bounds(Ht.shape[0]))
             sqerr = _Loss(self.data).sqerr(XtW, cross, WtW, gram(Ht), W, Ht)

@@ -14,7 +14,7 @@ that fit: both would compile the same kernels (measured: docs/performance.md).
 
 Examples
 --------
-``python -m fastnmf.warmup`` (float64, the three kinds), ``python -m
+``python -m fastnmf.warmup`` (float64, every kind), ``python -m
 fastnmf.warmup --dtypes float32,float64 --jobs 2``; from Python,
 ``fastnmf.warmup.warmup()``.
 """
@@ -26,6 +26,7 @@ import os
 import subprocess
 import sys
 import time
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
@@ -37,6 +38,8 @@ FITS = {
     "frobenius-dense": ("frobenius", "dense"),
     "frobenius-sparse": ("frobenius", "sparse"),
     "kl-sparse": ("kullback-leibler", "sparse"),
+    # MiniBatchNMF, both solvers (its default "mu" and online "hals"), Frobenius
+    "minibatch-sparse": ("frobenius", "sparse"),
 }
 DTYPES = ("float32", "float64")
 
@@ -56,15 +59,24 @@ def example(fit: str, dtype="float64"):
 def warm_one(fit: str, dtype="float64") -> float:
     """Compile (or load) the kernels of a default ``fit`` in ``dtype``, in this process;
     returns the seconds it took."""
+    from sklearn.exceptions import ConvergenceWarning
+
     import fastnmf
     from fastnmf._data import SparseData
 
     loss, kind = FITS[fit]
     X = example(fit, dtype)
     t0 = time.perf_counter()
+    if fit.startswith("minibatch"):
+        with warnings.catch_warnings():  # (two passes do not converge: not the point)
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            for solver in ("mu", "hals"):
+                fastnmf.MiniBatchNMF(5, solver=solver, batch_size=64, max_iter=2,
+                                     random_state=0).fit(X)
+        return time.perf_counter() - t0
     res = fastnmf.nmf(X, 5, beta_loss=loss, random_state=0)
     if kind == "sparse" and loss == "frobenius":
-        # large sparse fits time the scatter form of Xᵀ W against the gather (_data.py)
+        # large sparse fits (by _data.scatter_pays) make Xᵀ W by scatter, not gather
         Ht = np.ascontiguousarray(res.H.T)
         SparseData(X).product(Ht, 0, np.empty_like(res.W), method="scatter")
     return time.perf_counter() - t0
@@ -127,7 +139,8 @@ def warmup(fits=tuple(FITS), dtypes=("float64",), jobs: int = 1, quiet: bool = T
     Parameters
     ----------
     fits : sequence of str, default: all of :data:`FITS`
-        ``"frobenius-dense"``, ``"frobenius-sparse"``, ``"kl-sparse"``.
+        ``"frobenius-dense"``, ``"frobenius-sparse"``, ``"kl-sparse"``,
+        ``"minibatch-sparse"`` (:class:`fastnmf.MiniBatchNMF`, both solvers).
     dtypes : sequence of str, default=("float64",)
         ``"float64"`` and/or ``"float32"``.
     jobs : int, default=1
@@ -171,12 +184,16 @@ def warmup(fits=tuple(FITS), dtypes=("float64",), jobs: int = 1, quiet: bool = T
         return f"{fit}/{dtype}", seconds
 
     # frobenius-sparse needs the dense fit's HALS kernels and the KL fit's sparse
-    # product: after those, it compiles little, where beside them it would compile
-    # the same kernels again
-    later = [job for job in todo if job[0] == "frobenius-sparse"]
-    first = [job for job in todo if job not in later]
+    # product, and MiniBatchNMF the sparse Frobenius fit's: after those each compiles
+    # little, where beside them it would compile the same kernels again
+    order = ("frobenius-sparse", "minibatch-sparse")
+    stages = [[job for job in todo if job[0] not in order],
+              *([job for job in todo if job[0] == name] for name in order)]
+    out = {}
     with ThreadPoolExecutor(jobs) as pool:
-        return {**dict(pool.map(one, first)), **dict(pool.map(one, later))}
+        for stage in stages:
+            out.update(pool.map(one, stage))
+    return out
 
 
 def main(argv=None) -> int:

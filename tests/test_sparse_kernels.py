@@ -128,6 +128,33 @@ def test_add_product_touches_only_the_rows_it_reaches(dtype, index_dtype, side, 
             _close(out, before.astype(np.float64) + Dx @ F.astype(np.float64), dtype)
 
 
+@pytest.mark.parametrize("made_before", [False, True])
+def test_add_product_keeps_no_full_transpose_it_made_for_itself(made_before):
+    """``Xᵀ F`` added into the rows it reaches keeps the packed rows only: the CSR of Xᵀ
+    (n + 1 row pointers) it was packed from is dropped when it was made for this alone
+    (``MiniBatchNMF.fit`` holds every batch: n + 1 pointers each), kept when a product
+    had made it; the numbers are the gather product's either way, also after Xᵀ's CSR
+    is made again (then the packed rows are taken from it: no second copy held)."""
+    X, _ = _csr(30, 400, np.float64, np.int64, seed=3, density=0.02)  # wide: many empty columns
+    data = SparseData(X)
+    F = np.random.default_rng(0).random((30, 4))
+    gathered = SparseData(X).product(F, 1, np.empty((400, 4)), "gather")
+    if made_before:
+        data.product(F, 1, np.empty((400, 4)), "gather")
+    out = np.zeros((400, 4))
+    data.add_product(F, 1, out)
+    assert np.array_equal(out, gathered)
+    held = data._arrays.held
+    assert (held is not None) == made_before
+    packed = data._nonempty[1]
+    assert packed[0].size == np.count_nonzero(np.diff(X.tocsc().indptr)) + 1
+    data.product(F, 1, np.empty((400, 4)), "gather")  # Xᵀ's CSR made again (or kept)
+    out[...] = 0
+    data.add_product(F, 1, out)
+    assert np.array_equal(out, gathered)
+    assert data._nonempty[1][1] is data._arrays.held[1]
+
+
 def test_sparse_data_is_freed_without_a_garbage_collection():
     """No reference cycle through the lazily made transpose: a dropped batch's arrays go
     at once (a stream of blocks otherwise held its dead blocks until a collection)."""
