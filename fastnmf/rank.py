@@ -274,13 +274,14 @@ class RankSelection:
           one with the highest silhouette (ties to the smaller rank).
 
         Measured on the planted panel of ``benchmarks/rank_recovery.py``
-        (50 cases: Gaussian-noise mixtures at three noise levels, dense and
+        (75 cases: Gaussian-noise mixtures at three noise levels, dense and
         sparse Poisson counts with KL, clustered and near-separable data,
-        ranks 3–15; docs/rank-selection.md has the table by kind), exact /
-        within ±1: cv 94 % / 94 %, combined 94 % / 96 %, consensus
-        58 % / 74 %, stability 68 % / 84 %.  Every miss of cv was on sparse
-        counts with 0.15 counts per entry (ranks 6 and 10), where the
-        held-out KL was flat from the smallest rank tried.  Consensus and
+        ranks 3–15, a third of them with the planted rank the smallest tried;
+        docs/rank-selection.md has the table by kind), exact / within ±1:
+        cv 96 % / 96 %, combined 96 % / 97 %, consensus 61 % / 75 %,
+        stability 69 % / 87 %.  Every miss of cv was on sparse counts with
+        0.15 counts per entry (ranks 6 and 10), where the held-out KL was
+        flat from the smallest rank tried.  Consensus and
         stability measure how reproducible a clustering or the parts are,
         which a mixture often is at fewer components than planted.
 
