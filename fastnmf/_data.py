@@ -282,7 +282,8 @@ class SparseData:
 
     Each side's product has two kernels (see :mod:`fastnmf.kernels.sparse`):
     *gather* from the CSR whose rows are the output rows, or *scatter* from
-    the other CSR into one private copy of the output per thread.  They round
+    the other CSR into one private copy of the output per thread (the first
+    thread's is the output itself).  They round
     differently, so the choice is a fixed rule (:meth:`_choose`), not a timing.
     Scatter is chosen when X is big (≥ 2^20 nonzeros), the per-thread copies
     are not large beside the operand they spare from random access (``threads
@@ -307,7 +308,7 @@ class SparseData:
         self._transpose = _Transpose(source)  # shared with for_thread()'s copies
         self._arrays = _Sides((csr.indptr, csr.indices, csr.data), self._transpose, 0)
         self._bounds = _Sides(nnz_bounds(csr.indptr), self._transpose, 1)
-        self._scratch = [None, None]  # per side: (scatter bounds, per-thread outputs)
+        self._scratch = [None, None]  # per side: (bounds, private outputs, threads)
         self._nonempty = [None, None]  # per side: :meth:`_touched`'s arrays
 
     def for_thread(self) -> SparseData:
@@ -391,11 +392,13 @@ class SparseData:
     def _scatter_scratch(self, side, out):
         n_threads = numba.get_num_threads()
         scratch = self._scratch[side]
-        shape = (n_threads, *out.shape)
-        if scratch is None or scratch[1].shape != shape or scratch[1].dtype != out.dtype:
+        if (scratch is None or scratch[2] != n_threads or scratch[1].shape[1:] != out.shape
+                or scratch[1].dtype != out.dtype):
             bounds = nnz_bounds(self._arrays[1 - side][0], n_threads)
-            scratch = self._scratch[side] = (bounds, np.empty(shape, dtype=out.dtype))
-        return scratch
+            # one private n×r copy per chunk but the first (which adds into ``out``)
+            shape = (max(bounds.shape[0] - 2, 0), *out.shape)
+            scratch = self._scratch[side] = (bounds, np.empty(shape, dtype=out.dtype), n_threads)
+        return scratch[:2]
 
     def _choose(self, F, side, out) -> str:
         """Scatter where its per-thread outputs are small beside an operand too large

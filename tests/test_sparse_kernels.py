@@ -71,7 +71,8 @@ def test_csr_matmul_t_scatter(dtype, index_dtype, shape):
     X, D = _csr(m, n, dtype, index_dtype, seed=m * n + r)
     W = np.random.default_rng(2).random((m, r)).astype(dtype)
     for bounds in _chunk_options(X.indptr):
-        partial = np.full((bounds.shape[0] - 1, n, r), np.nan, dtype=dtype)
+        # a private copy per chunk but the first, which adds into ``out`` (NaN: all written)
+        partial = np.full((max(bounds.shape[0] - 2, 0), n, r), np.nan, dtype=dtype)
         out = np.full((n, r), np.nan, dtype=dtype)
         got = kernels.csr_matmul_t(X.indptr, X.indices, X.data, W, bounds, partial, out)
         assert got is out
