@@ -368,6 +368,11 @@ class SparseData:
         indptr, indices, data, rows, bounds = self._touched(side)
         return kernels.csr_matmul_add(indptr, indices, data, rows, F, bounds, out)
 
+    def reached(self, side: int) -> np.ndarray:
+        """The rows of side ``side``'s products that X's nonzeros reach (side 1: the
+        columns of X with a nonzero), the rows :meth:`add_product` writes."""
+        return self._touched(side)[3]
+
     def _touched(self, side: int):
         """The CSR whose rows are side ``side``'s output rows, without its empty rows:
         ``(indptr, indices, data, rows, bounds)``, ``rows`` the output rows they are,

@@ -127,23 +127,26 @@ class _Batch:
                     + float(W.sum(0, dtype=np.float64) @ Ht.sum(0, dtype=np.float64)))
         return self.h_products(W, Ht)[0]
 
-    def h_products(self, W, Ht, scratch=None):
+    def h_products(self, W, Ht, scratch=None, HHt=None):
         """The loss at ``(W, H)`` and H's MU numerator and denominator (n×r, without
         the penalties), as scikit-learn's ``_multiplicative_update_h`` forms them;
         ``scratch``: a :class:`_Stats` whose n×r buffer the numerator may be written to.
         For β = 2 the denominator comes as ``WᵀW`` (r×r): H's is ``Ht·WᵀW``, which
-        :func:`fastnmf.kernels.beta.online_mu_gram` forms row group by row group."""
+        :func:`fastnmf.kernels.beta.online_mu_gram` forms row group by row group;
+        ``HHt``: H's Gram where the caller has it (else made here)."""
         t = W.dtype.type
         if self.beta == 2:  # (n×r buffer kept: H-sized arrays are a batch's cost)
             XtW = np.empty_like(Ht) if scratch is None else scratch.buffer(Ht)
             if self.data.is_sparse:  # into the rows X_b reaches: no CSR of X_bᵀ kept
                 XtW.fill(0)
                 self.data.add_product(W, 1, XtW)
+                cross = _inner_rows(XtW, Ht, self.data.reached(1))
             else:
                 self.data.product(W, 1, XtW)
+                cross = kernels.inner_f64(XtW, Ht, factor_bounds(Ht.shape[0]))
             WtW = gram(W)
-            cross = kernels.inner_f64(XtW, Ht, factor_bounds(Ht.shape[0]))
-            sqerr = _Loss(self.data).sqerr(XtW, cross, WtW, gram(Ht), W, Ht)
+            HHt = gram(Ht) if HHt is None else HHt
+            sqerr = _Loss(self.data).sqerr(XtW, cross, WtW, HHt, W, Ht)
             return 0.5 * sqerr, XtW, WtW
         if self.beta == 1:
             num = np.empty_like(Ht)
@@ -167,6 +170,12 @@ class _Batch:
                                        n_inner, delta)
         sqerr = _Loss(self.data).sqerr(XHt, cross, WtW, HHt, W, Ht)
         return 0.5 * sqerr, WtW
+
+
+def _inner_rows(A, B, rows, step=4096):
+    """``⟨A[rows], B[rows]⟩`` in float64, ``step`` rows at a time (copies that small)."""
+    return sum(float(np.einsum("ij,ij->", A[idx], B[idx], dtype=np.float64))
+               for idx in (rows[s:s + step] for s in range(0, len(rows), step)))
 
 
 def _regularization(shape, est):
@@ -463,7 +472,7 @@ class MiniBatchNMF(_FactorizationBase):
 
     # -- one step --------------------------------------------------------
 
-    def _solve_W(self, batches, Ht, max_iter):
+    def _solve_W(self, batches, Ht, max_iter, HHt=None):
         """W for the rows of ``batches`` with H fixed: scikit-learn's ``_solve_W``
         (MU from ``sqrt(mean(X)/r)`` until the relative change of W is ≤ tol)."""
         m = sum(b.shape[0] for b in batches)
@@ -473,7 +482,8 @@ class MiniBatchNMF(_FactorizationBase):
         W = np.full((m, Ht.shape[1]), avg, dtype=Ht.dtype)
         W_buffer = W.copy()
         l1, l2 = _regularization((m, n), self).for_W()
-        HHt = gram(Ht) if self._beta == 2 else None
+        if HHt is None and self._beta == 2:
+            HHt = gram(Ht)
         rows = np.cumsum([0] + [b.shape[0] for b in batches])
         for _ in range(max_iter):
             for b, a, e in zip(batches, rows[:-1], rows[1:], strict=True):
@@ -490,19 +500,23 @@ class MiniBatchNMF(_FactorizationBase):
         """scikit-learn's ``_minibatch_step``: W's update, the batch cost, H's update.
         ``stats`` = (A, B) is updated in place with Ht; returns ``(batch_cost, W)``."""
         reg = _regularization(batch.shape, self)
+        if self._beta == 2 and stats.HHt is None:  # then kept: the H step writes it
+            stats.HHt = gram(Ht)
         if self.fresh_restarts or W is None:
-            W = self._solve_W([batch], Ht, self.fresh_restarts_max_iter)
+            W = self._solve_W([batch], Ht, self.fresh_restarts_max_iter, stats.HHt)
         else:
-            batch.w_step(W, Ht, *reg.for_W())
+            batch.w_step(W, Ht, *reg.for_W(), HHt=stats.HHt)
         if self._beta < 1:
             W[W < CLIP] = 0
-        loss, num, den = batch.h_products(W, Ht, stats)
+        loss, num, den = batch.h_products(W, Ht, stats, stats.HHt)
         cost = _batch_cost(loss, W, Ht, reg.for_W(), reg.for_H())
         t = num.dtype.type
         bounds = factor_bounds(Ht.shape[0])
         if self._beta == 2:  # den is WᵀW: no n×r denominator (one array, one pass less)
+            G = np.empty_like(stats.HHt)
             bk.online_mu_gram(Ht, num, den, stats.A, stats.B, *reg.for_H(t), t(EPS),
-                              t(self._rho), bounds)
+                              t(self._rho), bounds, G)
+            stats.HHt = G
             return cost, W
         clip = t(CLIP) if self._beta <= 1 else t(0)
         bk.online_mu_apply(Ht, num, den, stats.A, stats.B, *reg.for_H(t), t(EPS),

@@ -66,7 +66,7 @@ def test_online_mu_apply_matches_reference(dtype, gamma, rho, clip):
 def test_online_mu_gram_matches_reference(dtype, n, bounds, rho, l1, l2):
     """The Frobenius step with the denominator ``F·WᵀW`` formed in the kernel, against
     the reference's step on that denominator (chunks of whole row groups, a partial
-    last group, empty chunks)."""
+    last group, empty chunks), and the updated F's Gram it writes."""
     rng = np.random.default_rng(2)
     r = 5
     F, num, A, B = (rng.random((n, r)).astype(dtype) for _ in range(4))
@@ -76,11 +76,15 @@ def test_online_mu_gram_matches_reference(dtype, n, bounds, rho, l1, l2):
     expected = online_mu_step(F, num, F.astype(np.float64) @ WtW.astype(np.float64), A, B,
                               l1, l2, rho=rho)
     t = np.dtype(dtype).type
+    G = np.full((r, r), np.nan, dtype=dtype)  # overwritten, not added to
     online_mu_gram(F, num, WtW, A, B, t(l1), t(l2), t(np.finfo(np.float32).eps), t(rho),
-                   np.array(bounds, dtype=np.int64))
+                   np.array(bounds, dtype=np.int64), G)
     rtol = 1e-5 if dtype == np.float32 else 1e-12
     for got, want in zip((F, A, B), expected, strict=True):
         assert_allclose(got, want, rtol=rtol, atol=1e-30)
+    F64 = expected[0].astype(np.float64)
+    assert_allclose(G, F64.T @ F64, rtol=rtol)
+    assert np.array_equal(G, G.T)
 
 
 # -- scikit-learn's semantics ---------------------------------------------------------

@@ -32,7 +32,7 @@ from numba import prange
 
 from .._jit import kernel
 from ._math import pow_pos, power
-from .factor_updates import ROW_GROUP, group_dot
+from .factor_updates import ROW_GROUP, _add_into, _symmetrize, _zero, group_dot
 
 
 @kernel(parallel=False)
@@ -134,16 +134,20 @@ def beta_mu_apply(F, num, den, l1, l2, eps, gamma, clip, bounds):
                 f[k] = v if v >= clip else zero
 
 
-@kernel(chunks="rows")
-def online_mu_gram(F, num, WtW, A, B, l1, l2, eps, rho, bounds):
+@kernel(chunks="sums", private=("G",))
+def online_mu_gram(F, num, WtW, A, B, l1, l2, eps, rho, bounds, G):
     """:func:`online_mu_apply` for the Frobenius loss (γ = 1, no clipping), with the
     denominator ``F·WtW`` formed here, one group of rows at a time (a GEMM of
     ``ROW_GROUP`` rows, as :func:`fastnmf.kernels.mu_update` forms its own), instead
     of read from an n×r array: per entry, ``d = (F WtW) + l1 + l2·f`` (zero → eps),
     ``A ← ρA + num·f``, ``B ← ρB + d``, ``f ← A ⊘ B``.  The row group's denominators
-    come from its old rows before any entry changes.
+    come from its old rows before any entry changes.  Writes the updated ``Fᵀ F``
+    into ``G`` (the Gram the next batch's W step and loss need) while each group is
+    in cache; returns 0.0.
     """
     r = F.shape[1]
+    _zero(G)
+    scratch = np.empty_like(G)
     for c in range(bounds.shape[0] - 1):
         start, stop = bounds[c], bounds[c + 1]
         den = np.empty((min(ROW_GROUP, stop - start), r), dtype=F.dtype)
@@ -163,6 +167,11 @@ def online_mu_gram(F, num, WtW, A, B, l1, l2, eps, rho, bounds):
                     arow[k] = a
                     brow[k] = b
                     f[k] = a / b
+            Fg = F[s:e]
+            np.dot(Fg.T, Fg, scratch)
+            _add_into(G, scratch)
+    _symmetrize(G)
+    return 0.0
 
 
 @kernel(chunks="rows")
