@@ -293,6 +293,16 @@ class SparseData:
     20000×200000 and a 30000×10000 matrix): the rule picks the faster kernel
     in all 40 cases.  WordNet ``Xᵀ W`` (r=50): scatter 68 ms against 94
     (float64), 34 against 48 (float32), and no CSR of Xᵀ.
+
+    With one thread scatter has no private copies to make or sum, and the two-thread
+    rule misjudged it (it sent WordNet's ``X Hᵀ`` at r = 50 to scatter, 108 ms
+    against 54 for gather, float64): there scatter is chosen when its random writes
+    stay in a small output (≤ 16 MiB), or when the output has no more rows than the
+    operand and is ≤ 64 MiB.  Measured on the same five matrices at r = 10, 20 and
+    50 (60 cases, 1 thread, December's eighth session): the old rule lost 263 ms
+    over the 60 products against the faster kernel each time (27 cases more than
+    5 % slow), this one 49 ms (6); WordNet r = 20 ``Xᵀ W`` 42 → 12 ms (float64),
+    20 → 12 (float32).
     """
 
     is_sparse = True
@@ -430,13 +440,28 @@ class SparseData:
 # Below this many nonzeros a product takes about a millisecond: gather, no private copies.
 _SCATTER_MIN_NNZ = 1 << 20
 _SCATTER_MIN_OPERAND_BYTES = 14 << 20
+# One thread: scatter writes into the output itself (no private copies, no sum of them),
+# and pays where its random writes stay within these many bytes of output.
+_SCATTER_1T_OUT_BYTES = 64 << 20  # ... when the output has no more rows than the operand
+_SCATTER_1T_SMALL_OUT_BYTES = 16 << 20  # ... whatever the operand
 
 
 def scatter_pays(nnz: int, out_rows: int, operand_rows: int, row_bytes: int,
                  threads: int) -> bool:
     """Whether a sparse product with this many output and operand rows (``row_bytes``
-    per operand row) runs by scatter rather than gather (:meth:`SparseData._choose`)."""
-    return (nnz >= _SCATTER_MIN_NNZ and threads * out_rows <= 2 * operand_rows
+    per operand row, and per output row) runs by scatter rather than gather
+    (:meth:`SparseData._choose`).
+
+    Two threads or more: the per-thread copies must be small beside the operand that
+    scatter spares from random access, and that operand too big for cache.  One
+    thread: the output's size alone decides (see :class:`SparseData`)."""
+    if nnz < _SCATTER_MIN_NNZ:
+        return False
+    if threads == 1:
+        out_bytes = out_rows * row_bytes
+        return (out_bytes <= _SCATTER_1T_SMALL_OUT_BYTES
+                or (out_rows <= operand_rows and out_bytes <= _SCATTER_1T_OUT_BYTES))
+    return (threads * out_rows <= 2 * operand_rows
             and operand_rows * row_bytes >= _SCATTER_MIN_OPERAND_BYTES)
 
 
@@ -498,8 +523,9 @@ def reorders(X, loss: str, rank: int) -> bool:
     the reordered copy is the only copy of X it holds (KL and β fits read the CSR of
     Xᵀ too).  At this thread's Numba thread count, as :meth:`SparseData._choose`."""
     m, n = X.shape
-    return loss == "frobenius" and scatter_pays(X.nnz, n, m, rank * X.dtype.itemsize,
-                                                numba.get_num_threads())
+    row_bytes, threads = rank * X.dtype.itemsize, numba.get_num_threads()
+    return (loss == "frobenius" and scatter_pays(X.nnz, n, m, row_bytes, threads)
+            and not scatter_pays(X.nnz, m, n, row_bytes, threads))
 
 
 def in_x_order(A: np.ndarray, order: np.ndarray, out: np.ndarray | None = None):

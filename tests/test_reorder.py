@@ -26,12 +26,14 @@ def _skewed(m=300, n=240, nnz=5000, seed=0, dtype=np.float64, fmt="csr"):
 
 @pytest.fixture
 def reorder_small(monkeypatch):
-    """Let small test matrices be reordered, with scatter serving Xᵀ W (the real
-    thresholds are 2^20 nonzeros)."""
+    """Let small test matrices be reordered, with scatter serving Xᵀ W and gather X Hᵀ
+    (the real thresholds are 2^20 nonzeros; small fits run on one thread, whose rule
+    would scatter both sides of a small X)."""
     monkeypatch.setattr(_data, "REORDER_MIN_NNZ", 0)
     monkeypatch.setattr(_data, "REORDER_MIN_COLUMNS", 0)
     monkeypatch.setattr(_data, "_SCATTER_MIN_NNZ", 0)
     monkeypatch.setattr(_data, "_SCATTER_MIN_OPERAND_BYTES", 0)
+    monkeypatch.setattr(_data, "_SCATTER_1T_SMALL_OUT_BYTES", 0)
 
 
 def _keep_order(monkeypatch):

@@ -238,6 +238,42 @@ def test_sparse_product_choice_does_not_depend_on_timing(monkeypatch):
         assert np.array_equal(other.W, fits[0].W) and np.array_equal(other.H, fits[0].H)
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+def test_scatter_rule(threads):
+    """The sparse kernel rule on WordNet's shape (147306×86567, 2.7·10⁶ nonzeros) and
+    a wide 20000×200000, as measured: ``Xᵀ W`` by scatter from r = 20 (float64) on two
+    threads, at any r on one; ``X Hᵀ`` by gather at r = 50 (scatter was twice as slow
+    on one thread); one thread scatters into a small output, not into an 80 MB one."""
+    m, n, nnz, f64 = 147306, 86567, 2_747_041, 8
+    pays = _data.scatter_pays
+    assert pays(nnz, n, m, 20 * f64, threads)
+    assert pays(nnz, n, m, 10 * f64, threads) == (threads == 1)
+    assert not pays(nnz, m, n, 50 * f64, threads)
+    assert pays(nnz, m, n, 10 * f64, threads) == (threads == 1)  # 11.8 MB of output
+    assert not pays(1000, n, m, 50 * f64, threads)  # small X: gather
+    if threads == 1:
+        wide_m, wide_n = 20000, 200000
+        assert pays(5_000_000, wide_n, wide_m, 10 * f64, 1)  # 16 MB of output
+        assert not pays(5_000_000, wide_n, wide_m, 50 * f64, 1)  # 80 MB
+
+
+def test_reorder_only_where_x_alone_serves(monkeypatch):
+    """X's columns are reordered only where scatter serves ``Xᵀ W`` and gather ``X Hᵀ``
+    (the reordered copy is then the one copy of X a fit holds): on one thread both
+    sides of this X scatter, so its order is kept."""
+    from fastnmf import thread_limits
+
+    monkeypatch.setattr(_data, "_SCATTER_MIN_OPERAND_BYTES", 0)
+    X = sp.random(3000, 2000, density=0.2, format="csr", random_state=0)  # > 2^20 nnz
+    with thread_limits(1):
+        assert _data.scatter_pays(X.nnz, 2000, 3000, 40, 1)
+        assert _data.scatter_pays(X.nnz, 3000, 2000, 40, 1)
+        assert not _data.reorders(X, "frobenius", 5)
+    if numba.config.NUMBA_NUM_THREADS >= 2:
+        with thread_limits(2):
+            assert _data.reorders(X, "frobenius", 5)
+
+
 def test_dense_layout_rule():
     """The dense layout: wide for float64 and for float32 read across its memory order
     (from 2^20 elements); tall for small X."""

@@ -119,10 +119,12 @@ def sparse_floor(X, W: np.ndarray, H: np.ndarray, bandwidth: float,
     nbytes = X.data.nbytes + X.indices.nbytes + X.indptr.nbytes
     stream = 2 * nbytes / bandwidth
     held = ", columns by count" if data.order is not None else ""
+    side0 = ("scatter from the CSR of X.T" if data._choose(Ht, 0, out0) == "scatter"
+             else "CSR")
     side1 = ("scatter from the CSR of X" if data._choose(W, 1, out1) == "scatter"
              else "gather from the CSR of X.T")
     return dict(floor_s=t0 + t1, products_s=t0 + t1, stream_s=stream,
-                layouts={f"X@Ht (CSR{held})": t0, f"X.T@W ({side1}{held})": t1},
+                layouts={f"X@Ht ({side0}{held})": t0, f"X.T@W ({side1}{held})": t1},
                 bandwidth_GBs=bandwidth / 1e9)
 
 
