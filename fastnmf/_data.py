@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import itertools
 import threading
 
 import numba
@@ -62,7 +63,8 @@ class DenseData:
     backend = "dense"
     order = None  # columns as in X (see make_data)
 
-    def __init__(self, X: np.ndarray, nonzeros: int | None = None):
+    def __init__(self, X: np.ndarray, nonzeros: int | None = None,
+                 sqnorm: float | None = None):
         if not (X.flags.c_contiguous or X.flags.f_contiguous):
             X = np.ascontiguousarray(X)
         self.X = X
@@ -71,7 +73,7 @@ class DenseData:
         self.shape = X.shape
         self.dtype = X.dtype
         self.nnz = X.size
-        self.sqnorm = _sqnorm_f64(X)
+        self.sqnorm = _sqnorm_f64(X) if sqnorm is None else float(sqnorm)
         self._wide_out = {}  # r×rows buffers for the wide layout, per (side, row range)
 
     @functools.cached_property
@@ -561,7 +563,21 @@ class OriginalColumns:
         return in_x_order(self.data.product(F, 1, np.empty_like(out)), self.order, out)
 
 
-def make_data(X, is_sparse: bool, backend: str = "auto", reorder: bool = False):
+def dense_figures(X: np.ndarray, bounds: np.ndarray) -> np.ndarray:
+    """``(nonzeros, ‖X_b‖², negatives)`` of dense X's ranges of rows ``bounds``, one row
+    each, in one pass over a C-contiguous X (:func:`fastnmf.kernels.dense_stats`),
+    else by NumPy.  (A mini-batch fit's batches: one pass over X instead of four.  A
+    whole fit keeps NumPy's passes: one less of hundreds is not worth the kernel's
+    compile time on a machine's first fit.)"""
+    if X.flags.c_contiguous:
+        return kernels.dense_stats(X, bounds)
+    return np.array([(np.count_nonzero(b), _sqnorm_f64(b), np.count_nonzero(b < 0))
+                     for b in (X[a:e] for a, e in itertools.pairwise(bounds))],
+                    dtype=np.float64)
+
+
+def make_data(X, is_sparse: bool, backend: str = "auto", reorder: bool = False,
+              figures=None):
     """Choose the data products once per fit.
 
     ``auto``: sparse input stays sparse (never densified); a dense array with
@@ -570,16 +586,20 @@ def make_data(X, is_sparse: bool, backend: str = "auto", reorder: bool = False):
     ``dense``/``sparse`` force the choice (``dense`` densifies sparse input).
     ``reorder``: sparse X may be held with its columns reordered (:func:`column_order`;
     the data object's ``order``, None when kept): its products then take and give the
-    columns' side (Hᵀ, Xᵀ W) in that order.
+    columns' side (Hᵀ, Xᵀ W) in that order.  ``figures``: dense X's row of
+    :func:`dense_figures`, where the caller has it.
     """
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}.")
-    nonzeros = None
+    nonzeros = sqnorm = None
     if backend == "auto":
         if is_sparse:
             backend = "sparse"
         else:
-            nonzeros = np.count_nonzero(X)
+            if figures is None:
+                nonzeros = np.count_nonzero(X)
+            else:
+                nonzeros, sqnorm = int(figures[0]), float(figures[1])
             threshold = SPARSE_DENSITY_THRESHOLD[np.dtype(X.dtype)]
             backend = "sparse" if nonzeros / X.size < threshold else "dense"
     if backend == "sparse":
@@ -589,7 +609,7 @@ def make_data(X, is_sparse: bool, backend: str = "auto", reorder: bool = False):
         data = SparseData(_permuted_csr(X, order))
         data.order = order
         return data
-    return DenseData(X.toarray() if is_sparse else X, nonzeros)
+    return DenseData(X.toarray() if is_sparse else X, nonzeros, sqnorm)
 
 
 def factor_bounds(n_rows: int) -> np.ndarray:

@@ -28,17 +28,22 @@ from typing import ClassVar
 
 import numpy as np
 import scipy.sparse as sp
-from sklearn._config import config_context
+from sklearn._config import config_context, get_config
 from sklearn.base import _fit_context
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import gen_batches
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import check_is_fitted, check_non_negative, validate_data
+from sklearn.utils.validation import (
+    assert_all_finite,
+    check_is_fitted,
+    check_non_negative,
+    validate_data,
+)
 
 from . import _validation as v
 from . import kernels
 from ._beta_products import BetaProducts
-from ._data import BACKENDS, factor_bounds, gram, gram_f64, make_data
+from ._data import BACKENDS, dense_figures, factor_bounds, gram, gram_f64, make_data
 from ._fit import nmf
 from ._kl_products import kl_products
 from ._options import regularization
@@ -68,8 +73,8 @@ class _Batch:
     so a full-batch fit reproduces them.
     """
 
-    def __init__(self, Xb, beta, backend):
-        self.data = make_data(Xb, sp.issparse(Xb), backend)
+    def __init__(self, Xb, beta, backend, figures=None):
+        self.data = make_data(Xb, sp.issparse(Xb), backend, figures=figures)
         self.shape = self.data.shape
         self.beta = beta
         self.bounds = factor_bounds(self.shape[0])
@@ -176,6 +181,15 @@ def _inner_rows(A, B, rows, step=4096):
     """``⟨A[rows], B[rows]⟩`` in float64, ``step`` rows at a time (copies that small)."""
     return sum(float(np.einsum("ij,ij->", A[idx], B[idx], dtype=np.float64))
                for idx in (rows[s:s + step] for s in range(0, len(rows), step)))
+
+
+def _check_values(X, finite=True):
+    """scikit-learn's checks of X's values, with its messages: NaN or inf (unless
+    ``finite`` is False: the user's ``assume_finite``), then negatives."""
+    if finite:
+        with config_context(assume_finite=False):
+            assert_all_finite(X, estimator_name="MiniBatchNMF", input_name="X")
+    check_non_negative(X, "MiniBatchNMF (input X)")
 
 
 def _regularization(shape, est):
@@ -615,17 +629,32 @@ class MiniBatchNMF(_FactorizationBase):
 
     # -- fitting ---------------------------------------------------------
 
-    def _batches(self, X, size):
-        X = X.tocsr() if sp.issparse(X) else X
-        return [_Batch(X[s], self._beta, self.backend) for s in gen_batches(X.shape[0], size)]
+    def _batches(self, X, size, finite=True):
+        """X's batches of ``size`` rows, once X's values are checked (scikit-learn's
+        checks and messages: finite unless ``finite`` is False, nonnegative).
+        C-contiguous dense X is read once for the checks and every batch's figures
+        (:func:`fastnmf._data.dense_figures`), where the checks and the batches' data
+        objects would read it four times."""
+        slices = list(gen_batches(X.shape[0], size))
+        if sp.issparse(X) or not X.flags.c_contiguous:  # (F order: NumPy's passes)
+            _check_values(X, finite)
+            X = X.tocsr() if sp.issparse(X) else X
+            return [_Batch(X[s], self._beta, self.backend) for s in slices]
+        bounds = np.array([0] + [s.stop for s in slices], dtype=np.int64)
+        figures = dense_figures(X, bounds)
+        if figures[:, 2].any() or not np.isfinite(figures[:, 1]).all():
+            _check_values(X, finite)  # raises (else X is finite and ‖X_b‖² overflowed)
+        return [_Batch(X[s], self._beta, self.backend, f)
+                for s, f in zip(slices, figures, strict=True)]
 
-    def _fit_transform(self, X, W=None, H=None):
+    def _fit_transform(self, X, W=None, H=None, finite=True):
+        """The fit; X is validated but for its values (:meth:`_batches` checks them;
+        ``finite``: whether NaN and inf are looked for)."""
         self._check_no_sparseness()
-        check_non_negative(X, "MiniBatchNMF (input X)")
         self._check_params(X)
         n_samples = X.shape[0]
         with thread_limits(self.n_threads, split_blas=self._split_blas):
-            batches = self._batches(X, self._batch_size)
+            batches = self._batches(X, self._batch_size, finite)
             self._check_zeros(batches)
             W, Ht = self._start(X, W, H, batches)
             self._reset_stats(Ht)
@@ -689,9 +718,10 @@ class MiniBatchNMF(_FactorizationBase):
         -------
         W : ndarray of shape (n_samples, n_components)
         """
-        X = validate_data(self, X, accept_sparse=_ACCEPT_SPARSE, dtype=_FLOAT_DTYPES)
+        finite = not get_config()["assume_finite"]  # X's values: checked with its batches
         with config_context(assume_finite=True):
-            W, Ht, n_iter, n_steps, err = self._fit_transform(X, W=W, H=H)
+            X = validate_data(self, X, accept_sparse=_ACCEPT_SPARSE, dtype=_FLOAT_DTYPES)
+            W, Ht, n_iter, n_steps, err = self._fit_transform(X, W=W, H=H, finite=finite)
         if self.solver != "hals":  # a later partial_fit with "hals" must refuse
             self.__dict__.pop("_stat_rows", None)
             self.__dict__.pop("_stat_scale", None)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 import reference as ref
@@ -155,6 +157,29 @@ def test_inner_f64_and_change_f64(dtype, shape, many_chunks):
     assert_allclose(kernels.change_f64(A, B, _chunks(shape[0], many_chunks)), expected,
                     rtol=1e-12)
     assert np.array_equal(B, A0) and np.array_equal(A, A0)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(1, 1), (9, 1), (50, 4), (31, 9)])
+@pytest.mark.parametrize("many_chunks", [False, True])
+def test_dense_stats(dtype, shape, many_chunks):
+    """Per chunk of rows: nonzeros, ‖X_c‖² in float64 and negatives, against NumPy;
+    NaN or inf makes the chunk's ‖X_c‖² non-finite, not the others'."""
+    rng = np.random.default_rng(shape[1])
+    X = (rng.random(shape) - 0.3).astype(dtype)
+    X[rng.random(shape) < 0.3] = 0
+    bounds = _chunks(shape[0], many_chunks)
+    expected = [(np.count_nonzero(b), np.sum(b.astype(np.float64) ** 2), np.sum(b < 0))
+                for b in (X[a:e] for a, e in itertools.pairwise(bounds))]
+    got = kernels.dense_stats(X, bounds)
+    assert got.shape == (len(bounds) - 1, 3)
+    assert_allclose(got, np.array(expected, dtype=np.float64), rtol=1e-12)
+    for bad in (np.nan, np.inf):
+        Y = X.copy()
+        Y[-1, -1] = bad
+        finite = np.isfinite(kernels.dense_stats(Y, bounds)[:, 1])
+        holds_last_row = (bounds[:-1] < shape[0]) & (bounds[1:] == shape[0])
+        assert np.array_equal(finite, ~holds_last_row)
 
 
 def test_inner_f64_accumulates_in_float64():

@@ -326,6 +326,27 @@ def test_bad_later_batch_leaves_the_model_unchanged(solver):
     assert model.n_steps_ == 3
 
 
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_fit_checks_values_with_scikit_learns_messages(order):
+    """fit reads dense X's values once, with its batches' figures: NaN, inf and negative
+    values in any batch raise scikit-learn's errors (C- and F-ordered X), and the
+    batches' ‖X_b‖² are the ones NumPy gives."""
+    X = np.asarray(_data(), order=order)
+    model = fastnmf.MiniBatchNMF(3, random_state=0, batch_size=16, max_iter=2)
+    for value, message in [(np.nan, "Input X contains NaN"), (np.inf, "Input X contains inf"),
+                           (-1.0, re.escape("Negative values in data passed to MiniBatchNMF"))]:
+        bad = X.copy(order=order)
+        bad[-1, -1] = value  # in the last batch
+        with pytest.raises(ValueError, match=message):
+            model.fit(bad)
+    model._check_params(X)
+    batches = model._batches(X, 16)
+    assert [b.data.sqnorm for b in batches] == pytest.approx(
+        [float(np.sum(X[s:s + 16] ** 2)) for s in range(0, X.shape[0], 16)], rel=1e-12)
+    assert [b.data.nonzeros for b in batches] == [
+        np.count_nonzero(X[s:s + 16]) for s in range(0, X.shape[0], 16)]
+
+
 def test_zeros_with_nonpositive_beta_in_a_later_batch():
     X = _data() + 0.1
     model = fastnmf.MiniBatchNMF(3, beta_loss="itakura-saito", random_state=0)

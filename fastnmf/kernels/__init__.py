@@ -13,7 +13,7 @@ it compiles several times faster than Numba's ``prange``.
 from .factor_updates import ROW_GROUP, extrapolate, hals_update, mu_update
 from .factor_updates import _inner_f64 as inner_f64_serial
 from .masked import sampled_matmul_add, sampled_ratio_add
-from .reductions import change_f64, inner_f64
+from .reductions import change_f64, dense_stats, inner_f64
 from .sparse import csr_matmul, csr_matmul_add, csr_matmul_t, sampled_moments
 from .sparseness import project_sparseness
 
@@ -23,6 +23,7 @@ __all__ = [
     "csr_matmul",
     "csr_matmul_add",
     "csr_matmul_t",
+    "dense_stats",
     "extrapolate",
     "hals_update",
     "inner_f64",

@@ -51,3 +51,30 @@ def change_f64(F, prev, bounds):
         d_part[c] = d
         f_part[c] = s
     return d_part.sum(), f_part.sum()
+
+
+@kernel(chunks="partials")
+def dense_stats(X, bounds):
+    """Per chunk of rows (``bounds``) of a C-contiguous matrix: ``(nonzeros, ‖X_c‖²,
+    negatives)`` as a row of float64 (counts as floats), in one pass: the figures a
+    dense data object needs and the input checks, where NumPy reads X once for each.
+    NaN or ±inf makes a chunk's ``‖X_c‖²`` non-finite (so does overflow: the caller
+    then checks X exactly)."""
+    n_chunks = bounds.shape[0] - 1
+    parts = np.zeros((n_chunks, 3), dtype=np.float64)
+    n = X.shape[1]
+    for c in range(n_chunks):
+        nz = 0
+        neg = 0
+        s = 0.0
+        for i in range(bounds[c], bounds[c + 1]):
+            row = X[i]
+            for j in range(n):
+                v = np.float64(row[j])
+                s += v * v
+                nz += v != 0
+                neg += v < 0
+        parts[c, 0] = nz
+        parts[c, 1] = s
+        parts[c, 2] = neg
+    return parts
