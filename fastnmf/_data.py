@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import functools
-import itertools
 import threading
 
 import numba
@@ -563,19 +562,6 @@ class OriginalColumns:
         return in_x_order(self.data.product(F, 1, np.empty_like(out)), self.order, out)
 
 
-def dense_figures(X: np.ndarray, bounds: np.ndarray) -> np.ndarray:
-    """``(nonzeros, ‖X_b‖², negatives)`` of dense X's ranges of rows ``bounds``, one row
-    each, in one pass over a C-contiguous X (:func:`fastnmf.kernels.dense_stats`),
-    else by NumPy.  (A mini-batch fit's batches: one pass over X instead of four.  A
-    whole fit keeps NumPy's passes: one less of hundreds is not worth the kernel's
-    compile time on a machine's first fit.)"""
-    if X.flags.c_contiguous:
-        return kernels.dense_stats(X, bounds)
-    return np.array([(np.count_nonzero(b), _sqnorm_f64(b), np.count_nonzero(b < 0))
-                     for b in (X[a:e] for a, e in itertools.pairwise(bounds))],
-                    dtype=np.float64)
-
-
 def make_data(X, is_sparse: bool, backend: str = "auto", reorder: bool = False,
               figures=None):
     """Choose the data products once per fit.
@@ -586,8 +572,9 @@ def make_data(X, is_sparse: bool, backend: str = "auto", reorder: bool = False,
     ``dense``/``sparse`` force the choice (``dense`` densifies sparse input).
     ``reorder``: sparse X may be held with its columns reordered (:func:`column_order`;
     the data object's ``order``, None when kept): its products then take and give the
-    columns' side (Hᵀ, Xᵀ W) in that order.  ``figures``: dense X's row of
-    :func:`dense_figures`, where the caller has it.
+    columns' side (Hᵀ, Xᵀ W) in that order.  ``figures``: dense X's
+    ``(nonzeros, ‖X‖², …)`` where the caller has them (a row of
+    :func:`fastnmf.kernels.dense_stats`).
     """
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}.")

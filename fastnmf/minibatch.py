@@ -43,7 +43,7 @@ from sklearn.utils.validation import (
 from . import _validation as v
 from . import kernels
 from ._beta_products import BetaProducts
-from ._data import BACKENDS, dense_figures, factor_bounds, gram, gram_f64, make_data
+from ._data import BACKENDS, factor_bounds, gram, gram_f64, make_data
 from ._fit import nmf
 from ._kl_products import kl_products
 from ._options import regularization
@@ -633,7 +633,7 @@ class MiniBatchNMF(_FactorizationBase):
         """X's batches of ``size`` rows, once X's values are checked (scikit-learn's
         checks and messages: finite unless ``finite`` is False, nonnegative).
         C-contiguous dense X is read once for the checks and every batch's figures
-        (:func:`fastnmf._data.dense_figures`), where the checks and the batches' data
+        (:func:`fastnmf.kernels.dense_stats`), where the checks and the batches' data
         objects would read it four times."""
         slices = list(gen_batches(X.shape[0], size))
         if sp.issparse(X) or not X.flags.c_contiguous:  # (F order: NumPy's passes)
@@ -641,7 +641,7 @@ class MiniBatchNMF(_FactorizationBase):
             X = X.tocsr() if sp.issparse(X) else X
             return [_Batch(X[s], self._beta, self.backend) for s in slices]
         bounds = np.array([0] + [s.stop for s in slices], dtype=np.int64)
-        figures = dense_figures(X, bounds)
+        figures = kernels.dense_stats(X, bounds)
         if figures[:, 2].any() or not np.isfinite(figures[:, 1]).all():
             _check_values(X, finite)  # raises (else X is finite and ‖X_b‖² overflowed)
         return [_Batch(X[s], self._beta, self.backend, f)
