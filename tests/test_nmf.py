@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numba
 import numpy as np
 import pytest
@@ -11,6 +13,7 @@ from numpy.testing import assert_allclose, assert_array_equal
 from scipy.optimize import nnls
 from sklearn.decomposition import NMF
 from sklearn.decomposition._nmf import _initialize_nmf
+from sklearn.exceptions import ConvergenceWarning
 
 import fastnmf
 from fastnmf import datasets
@@ -743,6 +746,72 @@ def test_converges_with_tol(make_X, solver):
     res = fastnmf.nmf(X, 3, solver=solver, random_state=0, max_iter=2000, tol=1e-3)
     assert res.converged is True and res.stop_reason == "tol"
     assert res.n_iter < 2000
+
+
+def _stopped_at(rule, violations, errors, tol=1e-3):
+    from fastnmf.solvers import Monitor
+
+    monitor = Monitor(max_iter=len(errors) - 1, tol=tol, rule=rule)
+    monitor.start(errors[0] ** 2 / 2, errors[0])
+    W, H = np.zeros((1, 1)), np.zeros((1, 1))
+    for it in range(1, len(errors)):
+        if monitor.step(it, errors[it] ** 2 / 2, errors[it], W, H, violations[it]):
+            return it, monitor.stop_reason
+    return None, monitor.stop_reason
+
+
+def test_accelerated_stop_rule_is_violation_or_a_stalled_error():
+    """The accelerated HALS rule: the violation rule, or the error rule (scikit-learn's
+    MU rule) met at two checks in a row; "error" alone stops at the first."""
+    from fastnmf.solvers._monitor import STALLED_CHECKS
+
+    n = 60
+    flat = np.full(n + 1, 1.0)  # the violation never falls
+    errors = 10.0 - 1e-2 * np.minimum(np.arange(n + 1), 8)  # stalls from iteration 8 on
+    # checks every 10 iterations: at 10 the error still fell by 8e-3 of its start
+    assert _stopped_at("error", flat, errors) == (20, "tol")
+    assert STALLED_CHECKS == 2
+    assert _stopped_at("violation|error", flat, errors) == (30, "tol")
+    assert _stopped_at("violation", flat, errors) == (None, "max_iter")
+    # progress between two stalled checks starts the count again
+    bumpy = errors.copy()
+    bumpy[15:] -= 0.5
+    assert _stopped_at("violation|error", flat, bumpy) == (40, "tol")
+    # the violation rule alone still stops it, at any iteration
+    falling = flat.copy()
+    falling[7:] = 1e-4
+    assert _stopped_at("violation|error", falling, errors) == (7, "tol")
+
+
+def test_stop_rules_of_the_solvers():
+    from fastnmf.solvers import objective_for
+
+    frob, kl = objective_for("frobenius"), objective_for("kullback-leibler")
+    for accelerate in ("auto", "extrapolate", "both"):  # the violation at extrapolated points
+        assert frob.stop_rule("hals", accelerate) == "violation|error"
+    assert frob.stop_rule("hals", False) == "violation"  # scikit-learn cd's iterates, its rule
+    assert frob.stop_rule("hals", "sweeps") == "violation"
+    assert frob.stop_rule("mu", "auto") == "error"
+    assert kl.stop_rule("ccd", "auto") == kl.stop_rule("mu", False) == "error"
+
+
+def test_default_stops_once_the_error_stalls_no_worse_than_sklearn():
+    """On a noisy mixture the violation of the accelerated default falls slowly (it ran
+    61 iterations); the stalled error stops it sooner, at an error no worse than the one
+    scikit-learn's default reaches (160 iterations)."""
+    rng = np.random.default_rng(0)
+    X = rng.gamma(0.5, size=(200, 8)) @ rng.gamma(0.5, size=(8, 300))
+    X += 0.5 * rng.random((200, 300))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        sk = NMF(12, random_state=0).fit(X)
+    res = fastnmf.nmf(X, 12, random_state=0)
+    assert res.converged and res.stop_reason == "tol" and res.n_iter % 10 == 0
+    assert res.n_iter < sk.n_iter_ / 2
+    assert res.reconstruction_err <= sk.reconstruction_err_
+    # scikit-learn's iterates keep scikit-learn's rule: the same stop as its cd
+    plain = fastnmf.nmf(X, 12, random_state=0, accelerate=False)
+    assert plain.n_iter == sk.n_iter_
 
 
 def test_progress_and_verbose_run(make_X, capsys):

@@ -34,6 +34,17 @@ class Objective:
     def solvers(self):
         return tuple(self.stop_rules)
 
+    def stop_rule(self, solver, accelerate=False):
+        """The :class:`Monitor` rule that gives ``tol`` its meaning for ``solver``:
+        scikit-learn's, and for HALS that may extrapolate (``accelerate`` "auto",
+        "extrapolate" or "both") whichever of scikit-learn's two rules, HALS's
+        violation or MU's error (at two checks in a row), is met first: the
+        violation, measured at extrapolated points, falls slowly.  Repeated sweeps
+        alone (``"sweeps"``) measure it at the factors as they are, and keep it."""
+        rule = self.stop_rules[solver]
+        extrapolates = accelerate in ("auto", "extrapolate", "both")
+        return "violation|error" if rule == "violation" and extrapolates else rule
+
     def resolve_solver(self, solver):
         if solver is None:
             return self.default_solver

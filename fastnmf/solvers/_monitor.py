@@ -25,6 +25,16 @@ class IterationInfo:
     H: np.ndarray
 
 
+RULES = ("violation", "error", "violation|error")
+
+# "violation|error": the error rule must hold at this many checks in a row.  One check
+# (scikit-learn's MU rule) stopped some fits in a plateau, above the error scikit-learn's
+# cd reaches at its own stop (Fashion-MNIST r=50 by 8e-5 of the error, a noisy 200×300
+# rank-12 mixture by 1e-3); two stopped every real workload of the benchmark at or below
+# it (docs/algorithms.md, *Stopping rule*).
+STALLED_CHECKS = 2
+
+
 class Monitor:
     """Records the objective per iteration and decides when to stop.
 
@@ -37,6 +47,13 @@ class Monitor:
     * ``"error"`` (MU, as scikit-learn's ``mu``): every 10 iterations, stop
       when ``‖X − WH‖_F`` decreased by less than ``tol`` times its initial
       value since the previous check.
+    * ``"violation|error"`` (accelerated HALS): the violation rule, or the error
+      rule met at :data:`STALLED_CHECKS` checks in a row (20 iterations).
+      Extrapolated and repeated sweeps reach the error of scikit-learn's ``cd``
+      in a fraction of its iterations while the violation, measured at the
+      extrapolated points, falls slowly: on real data the violation rule alone
+      ran to ``max_iter`` long after the error had stopped moving
+      (docs/algorithms.md, *Stopping rule*).
 
     And always: ``max_iter``, ``max_time`` (seconds), or a callback returning
     True.  Only the ``tol`` rule marks the fit ``converged``.
@@ -44,7 +61,7 @@ class Monitor:
 
     def __init__(self, *, max_iter, tol, rule="violation", max_time=None, callback=None,
                  progress=False, verbose=0, loss_name="loss"):
-        if rule not in ("violation", "error"):
+        if rule not in RULES:
             raise ValueError(f"unknown stopping rule {rule!r}")
         self.max_iter = max_iter
         self.tol = tol
@@ -58,8 +75,12 @@ class Monitor:
         self.n_iter = 0
         self.converged = False
         self.stop_reason = "max_iter"
-        self._first = None  # violation of iteration 1, or error at init
-        self._previous_error = None
+        self._violation_rule = "violation" in rule
+        self._error_rule = "error" in rule
+        self._first_violation = None  # the violation of iteration 1
+        self._error0 = self._previous_error = None  # ‖X − WH‖_F at the start
+        self._stalled_needed = STALLED_CHECKS if self._violation_rule else 1
+        self._stalled = 0  # error checks in a row that met the rule
         self._bar = tqdm(total=max_iter, disable=not progress, desc="fastnmf", unit="it",
                          leave=False)
         self._t0 = time.perf_counter()
@@ -69,23 +90,22 @@ class Monitor:
         self._t0 = time.perf_counter()
         self.losses[0] = loss0
         self.times[0] = 0.0
-        if self.rule == "error":
-            self._first = self._previous_error = error0
+        self._error0 = self._previous_error = error0
 
     def _tol_met(self, it: int, error: float, violation: float | None) -> bool:
-        if self.rule == "violation":
+        met = False
+        if self._violation_rule:
             if it == 1:
-                self._first = violation
-            if self._first == 0:
+                self._first_violation = violation
+            met = self._first_violation == 0 or violation / self._first_violation <= self.tol
+        if self._error_rule and self.tol > 0 and it % 10 == 0:
+            if self._error0 == 0:  # X = WH exactly from the start (e.g. X = 0)
                 return True
-            return violation / self._first <= self.tol
-        if self.tol > 0 and it % 10 == 0:
-            if self._first == 0:  # X = WH exactly from the start (e.g. X = 0)
-                return True
-            met = (self._previous_error - error) / self._first < self.tol
+            stalled = (self._previous_error - error) / self._error0 < self.tol
+            self._stalled = self._stalled + 1 if stalled else 0
+            met = met or self._stalled >= self._stalled_needed
             self._previous_error = error
-            return met
-        return False
+        return met
 
     def step(self, it: int, loss: float, error: float, W: np.ndarray, H: np.ndarray,
              violation: float | None = None) -> bool:
