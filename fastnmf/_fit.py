@@ -314,7 +314,7 @@ def nmf(X, rank, *, beta_loss="frobenius", solver=None, init=None, max_iter=200,
             data.bind(W0, Ht)
         if order is not None and callback is not None:
             callback = _in_columns_of_X(callback, order)
-        rule = "error" if sparse_fit else objective.stop_rule(solver, accelerate)
+        rule = "error" if sparse_fit else objective.stop_rule(solver, accelerate, update_H)
         monitor = Monitor(max_iter=max_iter, tol=tol, rule=rule,
                           max_time=max_time, callback=callback, progress=progress,
                           verbose=verbose, loss_name=objective.loss_name)

@@ -284,9 +284,10 @@ def nmf_dask(X, rank, *, beta_loss="frobenius", solver=None, init=None, max_iter
             W0 = np.zeros((m, rank), dtype=dtype)
     Ht = np.ascontiguousarray(H0.T)
 
-    monitor = Monitor(max_iter=max_iter, tol=tol, rule=objective.stop_rule(solver, accelerate),
-                      max_time=max_time, callback=callback, progress=progress,
-                      verbose=verbose, loss_name=objective.loss_name)
+    rule = objective.stop_rule(solver, accelerate, update_H)
+    monitor = Monitor(max_iter=max_iter, tol=tol, rule=rule, max_time=max_time,
+                      callback=callback, progress=progress, verbose=verbose,
+                      loss_name=objective.loss_name)
     frobenius = objective.name == "frobenius"
     options = {"accelerate": accelerate} if frobenius else {}
     try:

@@ -34,15 +34,16 @@ class Objective:
     def solvers(self):
         return tuple(self.stop_rules)
 
-    def stop_rule(self, solver, accelerate=False):
+    def stop_rule(self, solver, accelerate=False, update_H=True):
         """The :class:`Monitor` rule that gives ``tol`` its meaning for ``solver``:
         scikit-learn's, and for HALS that may extrapolate (``accelerate`` "auto",
         "extrapolate" or "both") whichever of scikit-learn's two rules, HALS's
         violation or MU's error (at two checks in a row), is met first: the
         violation, measured at extrapolated points, falls slowly.  Repeated sweeps
-        alone (``"sweeps"``) measure it at the factors as they are, and keep it."""
+        alone (``"sweeps"``) measure it at the factors as they are, and keep it; so does
+        a fit with H fixed (``update_H=False``), which never extrapolates."""
         rule = self.stop_rules[solver]
-        extrapolates = accelerate in ("auto", "extrapolate", "both")
+        extrapolates = update_H and accelerate in ("auto", "extrapolate", "both")
         return "violation|error" if rule == "violation" and extrapolates else rule
 
     def resolve_solver(self, solver):
