@@ -147,11 +147,12 @@ def nmf(X, rank, *, beta_loss="frobenius", solver=None, init=None, max_iter=200,
         component that the nonnegativity constraint does not block, measured
         during the sweep) falls to ``tol`` times that of the first iteration.
         MU: every 10 iterations, stop when ``‖X − WH‖_F`` decreased by less
-        than ``tol`` times its initial value since the last check.  HALS with
-        extrapolation (``accelerate`` True/"auto", "extrapolate", "both") stops
-        at the first of the two: HALS's rule, or MU's met at two checks in a
-        row (the violation, measured at extrapolated points, falls slowly while
-        the error has long stopped moving; docs/algorithms.md).  ``tol=0`` runs
+        than ``tol`` times its initial value since the last check.  HALS that
+        may extrapolate (``accelerate`` True/"auto" without penalties,
+        "extrapolate", "both"; H updated) stops at the first of the two: HALS's
+        rule, or MU's met at two checks in a row (the violation, measured at
+        extrapolated points, falls slowly while the error has long stopped
+        moving; docs/algorithms.md).  ``tol=0`` runs
         ``max_iter`` iterations.
     random_state : int, RandomState instance or None
         Seed for the initialization.  A fixed seed gives the same result.
@@ -314,7 +315,8 @@ def nmf(X, rank, *, beta_loss="frobenius", solver=None, init=None, max_iter=200,
             data.bind(W0, Ht)
         if order is not None and callback is not None:
             callback = _in_columns_of_X(callback, order)
-        rule = "error" if sparse_fit else objective.stop_rule(solver, accelerate, update_H)
+        rule = "error" if sparse_fit else objective.stop_rule(
+            solver, accelerate, update_H, reg.active)
         monitor = Monitor(max_iter=max_iter, tol=tol, rule=rule,
                           max_time=max_time, callback=callback, progress=progress,
                           verbose=verbose, loss_name=objective.loss_name)

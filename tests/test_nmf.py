@@ -791,7 +791,10 @@ def test_stop_rules_of_the_solvers():
         assert frob.stop_rule("hals", accelerate) == "violation|error"
     assert frob.stop_rule("hals", False) == "violation"  # scikit-learn cd's iterates, its rule
     assert frob.stop_rule("hals", "sweeps") == "violation"
-    assert frob.stop_rule("hals", "auto", update_H=False) == "violation"  # never extrapolates
+    # fits that never extrapolate: H fixed, or "auto" with penalties
+    assert frob.stop_rule("hals", "auto", update_H=False) == "violation"
+    assert frob.stop_rule("hals", "auto", penalized=True) == "violation"
+    assert frob.stop_rule("hals", "both", penalized=True) == "violation|error"
     assert frob.stop_rule("mu", "auto") == "error"
     assert kl.stop_rule("ccd", "auto") == kl.stop_rule("mu", False) == "error"
 

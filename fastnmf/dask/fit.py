@@ -284,7 +284,7 @@ def nmf_dask(X, rank, *, beta_loss="frobenius", solver=None, init=None, max_iter
             W0 = np.zeros((m, rank), dtype=dtype)
     Ht = np.ascontiguousarray(H0.T)
 
-    rule = objective.stop_rule(solver, accelerate, update_H)
+    rule = objective.stop_rule(solver, accelerate, update_H, reg.active)
     monitor = Monitor(max_iter=max_iter, tol=tol, rule=rule, max_time=max_time,
                       callback=callback, progress=progress, verbose=verbose,
                       loss_name=objective.loss_name)

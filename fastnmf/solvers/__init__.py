@@ -34,16 +34,18 @@ class Objective:
     def solvers(self):
         return tuple(self.stop_rules)
 
-    def stop_rule(self, solver, accelerate=False, update_H=True):
+    def stop_rule(self, solver, accelerate=False, update_H=True, penalized=False):
         """The :class:`Monitor` rule that gives ``tol`` its meaning for ``solver``:
         scikit-learn's, and for HALS that may extrapolate (``accelerate`` "auto",
         "extrapolate" or "both") whichever of scikit-learn's two rules, HALS's
         violation or MU's error (at two checks in a row), is met first: the
         violation, measured at extrapolated points, falls slowly.  Repeated sweeps
-        alone (``"sweeps"``) measure it at the factors as they are, and keep it; so does
-        a fit with H fixed (``update_H=False``), which never extrapolates."""
+        alone (``"sweeps"``) measure it at the factors as they are, and keep it; so do
+        the fits that never extrapolate: H fixed (``update_H=False``), or "auto" with
+        penalties (``penalized``)."""
         rule = self.stop_rules[solver]
-        extrapolates = update_H and accelerate in ("auto", "extrapolate", "both")
+        extrapolates = update_H and (accelerate in ("extrapolate", "both") or (
+            accelerate == "auto" and not penalized))
         return "violation|error" if rule == "violation" and extrapolates else rule
 
     def resolve_solver(self, solver):
