@@ -137,7 +137,9 @@ class NMF(_FactorizationBase):
         ``‖X − WH‖_F`` fell by less than ``tol`` times its initial value.
         The default ``cd`` (accelerated, extrapolating) stops at the first of
         the two (``mu``'s met at two checks in a row); ``accelerate=False``
-        (scikit-learn's iterates) and ``"sweeps"`` keep ``cd``'s rule alone.
+        (scikit-learn's iterates), ``"sweeps"`` and fits that never extrapolate
+        (``transform``; penalties with the default ``accelerate``) keep ``cd``'s
+        rule alone.
         ``tol=0`` runs ``max_iter`` iterations.
     max_iter : int, default=200
         Maximum number of iterations.

@@ -134,10 +134,10 @@ def _add_gram(Ft, Fg, G, scratch):
     its flops at small ranks (2 threads, the Gram's share of one sweep, float64 /
     float32: 100000×8 0.62 / 0.49 → 0.07 / 0.08 ms, ×24 1.67 / 1.12 → 1.60 /
     0.41, ×50 6.1 / 3.7 → 3.2 / 2.9, ×64 8.2 / 4.8 → 5.1 / 5.0; at ×100 BLAS is
-    level).  Summed in F's dtype, as BLAS would.  (float64 Grams for float32 factors were tried:
-    the loss formula's error did not shrink, as it comes from the float32
-    product ``A``, and on tiny data a Gram that no longer underflows with ``A``
-    made the loss rise.)
+    level).  Summed in F's dtype, as BLAS would.  (float64 Grams for float32
+    factors were tried: the loss formula's error did not shrink, as it comes
+    from the float32 product ``A``, and on tiny data a Gram that no longer
+    underflows with ``A`` made the loss rise.)
     """
     r = G.shape[0]
     if r != Ft.shape[0]:
