@@ -20,9 +20,12 @@ from __future__ import annotations
 
 import numbers
 
+import numba
 import numpy as np
 import scipy.linalg
 import scipy.sparse as sp
+
+from ._threads import thread_limits
 
 INIT_METHODS = ("random", "nndsvd", "nndsvda", "nndsvdar", "spa")
 # HALS sweeps for H once SPA has chosen W (a convex NNLS: the sweeps stop early once
@@ -260,11 +263,14 @@ def initialize(X, rank: int, init: str | None = None, random_state=None, eps: fl
     if init == "spa":
         return _spa_factors(X, rank, data)
 
-    if data is None:
+    if data is None:  # called on its own: BLAS and Numba as a fit runs them
         from ._data import make_data
 
-        data = make_data(X, sp.issparse(X), "sparse" if sp.issparse(X) else "dense")
-    U, S, V = _randomized_svd_products(data, rank, random_state)
+        with thread_limits(numba.get_num_threads(), split_blas=True):
+            data = make_data(X, sp.issparse(X), "sparse" if sp.issparse(X) else "dense")
+            U, S, V = _randomized_svd_products(data, rank, random_state)
+    else:
+        U, S, V = _randomized_svd_products(data, rank, random_state)
     W = np.zeros_like(U)
     H = np.zeros_like(V)
     # The leading singular pair of a nonnegative matrix is nonnegative.

@@ -188,6 +188,20 @@ def test_initialize_matches_sklearn(make_X, init, fmt, dtype):
     _close_factors(H, Hs, rtol)
 
 
+def test_initialize_on_its_own_runs_as_a_fit_and_restores_threads(make_X):
+    """Called on its own, the randomized SVD runs under a fit's thread limits (BLAS on
+    one thread, products split by fastnmf: 2.7 -> 1.5 s on Fashion-MNIST r=50) and
+    leaves Numba's thread count as it found it; the start is the one a fit makes."""
+    from threadpoolctl import threadpool_info
+
+    X = make_X(300, 200, seed=9)
+    before = numba.get_num_threads(), [p["num_threads"] for p in threadpool_info()]
+    W, H = fastnmf.initialize(X, 5, "nndsvda", random_state=2)
+    assert (numba.get_num_threads(), [p["num_threads"] for p in threadpool_info()]) == before
+    res = fastnmf.nmf(X, 5, init="nndsvda", random_state=2, max_iter=1, tol=0)
+    assert_allclose(res.history["loss"][0], ref.objective(X, W, H), rtol=1e-12)
+
+
 @pytest.mark.parametrize("init", INITS)
 def test_nmf_starts_from_initialize(make_X, init):
     X = make_X(40, 30, seed=6)
