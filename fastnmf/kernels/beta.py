@@ -32,7 +32,7 @@ from numba import prange
 
 from .._jit import kernel
 from ._math import pow_pos, power
-from .factor_updates import ROW_GROUP, _add_into, _symmetrize, _zero, group_dot
+from .factor_updates import ROW_GROUP, _add_rows_gram, _symmetrize, _zero, group_dot
 
 
 @kernel(parallel=False)
@@ -151,6 +151,7 @@ def online_mu_gram(F, num, WtW, A, B, l1, l2, eps, rho, bounds, G):
     for c in range(bounds.shape[0] - 1):
         start, stop = bounds[c], bounds[c + 1]
         den = np.empty((min(ROW_GROUP, stop - start), r), dtype=F.dtype)
+        Ft = np.empty((r, ROW_GROUP), dtype=F.dtype)
         for s in range(start, stop, ROW_GROUP):
             e = min(s + ROW_GROUP, stop)
             den = group_dot(F, WtW, s, e, den)
@@ -167,9 +168,7 @@ def online_mu_gram(F, num, WtW, A, B, l1, l2, eps, rho, bounds, G):
                     arow[k] = a
                     brow[k] = b
                     f[k] = a / b
-            Fg = F[s:e]
-            np.dot(Fg.T, Fg, scratch)
-            _add_into(G, scratch)
+            _add_rows_gram(F, s, e, Ft, G, scratch)
     _symmetrize(G)
     return 0.0
 

@@ -157,6 +157,21 @@ def _add_gram(Ft, Fg, G, scratch):
 
 
 @kernel(parallel=False)
+def _add_rows_gram(F, s, e, Ft, G, scratch):
+    """``G += F[s:e]ᵀ F[s:e]`` (a group of rows just updated, still in cache) by
+    :func:`_add_gram`, the group transposed into ``Ft`` (r × ROW_GROUP scratch; a
+    fresh one for a shorter group): for the updates that hold F by rows, as
+    :func:`hals_update` holds its groups transposed anyway (one compiled form, and
+    the dot products at small ranks); skipped for a 0×0 G."""
+    if G.shape[0] != F.shape[1]:
+        return
+    if e - s < Ft.shape[1]:
+        Ft = np.empty((F.shape[1], e - s), dtype=F.dtype)
+    _load_transposed(F, s, Ft)
+    _add_gram(Ft, F[s:e], G, scratch)
+
+
+@kernel(parallel=False)
 def _add_into(G, S):
     """``G += S`` for two r×r matrices.
 
@@ -308,6 +323,7 @@ def mu_update(F, A, B, l1, l2, eps, bounds, G):
     for c in range(n_chunks):
         start, stop = bounds[c], bounds[c + 1]
         den = np.empty((min(ROW_GROUP, stop - start), r), dtype=F.dtype)
+        Ft = np.empty((r, ROW_GROUP), dtype=F.dtype)
         for s in range(start, stop, ROW_GROUP):
             e = min(s + ROW_GROUP, stop)
             den = group_dot(F, B, s, e, den)
@@ -322,9 +338,7 @@ def mu_update(F, A, B, l1, l2, eps, bounds, G):
                     if dk == 0:
                         dk = eps
                     f[k] *= a[k] / dk
-            if G.shape[0] == r:
-                np.dot(Fg.T, Fg, scratch)
-                _add_into(G, scratch)
+            _add_rows_gram(F, s, e, Ft, G, scratch)
             cross += _inner_f64(Ag, Fg)
     _symmetrize(G)
     return cross
@@ -347,7 +361,7 @@ def extrapolate(F, prev, beta, bounds, G):
     scratch = np.empty_like(G)
     zero = beta - beta
     for c in range(n_chunks):
-        Ft = np.empty((r, min(ROW_GROUP, bounds[c + 1] - bounds[c])), dtype=F.dtype)
+        Ft = np.empty((r, ROW_GROUP), dtype=F.dtype)
         for s in range(bounds[c], bounds[c + 1], ROW_GROUP):
             e = min(s + ROW_GROUP, bounds[c + 1])
             for i in range(s, e):
@@ -358,10 +372,5 @@ def extrapolate(F, prev, beta, bounds, G):
                     y = v + beta * (v - p[k])
                     p[k] = v
                     f[k] = y if y > 0 else zero
-            if e - s < Ft.shape[1]:  # the chunk's last, shorter group
-                Ft = np.empty((r, e - s), dtype=F.dtype)
-            # the group transposed, as hals_update holds it: the same compiled _add_gram
-            # (a transposed view of F would compile a second one for a first fit)
-            _load_transposed(F, s, Ft)
-            _add_gram(Ft, F[s:e], G, scratch)
+            _add_rows_gram(F, s, e, Ft, G, scratch)
     _symmetrize(G)
