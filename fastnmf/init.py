@@ -49,15 +49,15 @@ def check_random_state(seed) -> np.random.RandomState:
     raise ValueError(f"{seed!r} cannot be used to seed a numpy.random.RandomState instance")
 
 
-def _svd_flip(U, Vt, u_based_decision):
-    """scikit-learn's ``svd_flip``: the largest-magnitude loading of each pair is positive."""
-    if u_based_decision:
-        signs = np.sign(U[np.argmax(np.abs(U), axis=0), np.arange(U.shape[1])])
-    else:
-        signs = np.sign(Vt[np.arange(Vt.shape[0]), np.argmax(np.abs(Vt), axis=1)])
-    U *= signs[np.newaxis, :]
+def _flip_signs(Ut, Vt, u_based_decision):
+    """scikit-learn's ``svd_flip`` on ``U`` given by its rows ``Ut = Uᵀ``: the
+    largest-magnitude loading of each singular pair (in U, or in ``Vt``) is made positive.
+    Both are C-ordered with one singular vector a row, so every pass is along rows."""
+    F = Ut if u_based_decision else Vt
+    signs = np.sign(F[np.arange(F.shape[0]), np.argmax(np.abs(F), axis=1)])
+    Ut *= signs[:, np.newaxis]
     Vt *= signs[:, np.newaxis]
-    return U, Vt
+    return Ut, Vt
 
 
 def default_init(rank: int, shape) -> str:
@@ -101,6 +101,10 @@ def _randomized_svd_products(data, rank: int, random_state, n_oversamples: int =
     Numba kernels instead of scipy's single-threaded ones, and dense X by BLAS
     in the layout measured fastest.  Same random numbers as scikit-learn, so
     the same ``random_state`` gives the same factors (to round-off).
+
+    Returns ``(Ut, s, Vt)``: the leading ``rank`` left singular vectors as the rows
+    of ``Ut`` (``Uᵀ``, rank×m), the singular values, and the right ones as the rows of
+    ``Vt`` (rank×n), both C-ordered so each vector is contiguous.
     """
     m, n = data.shape
     k = rank + n_oversamples
@@ -116,21 +120,25 @@ def _randomized_svd_products(data, rank: int, random_state, n_oversamples: int =
         out = np.empty((n_rows, F.shape[1]), dtype=data.dtype)
         return data.product(np.ascontiguousarray(F, dtype=data.dtype), side, out)
 
-    def lu(A):
-        return scipy.linalg.lu(A, permute_l=True, check_finite=False)[0]
+    def lu(A):  # (A is a product made here: LU in place, no copy)
+        return scipy.linalg.lu(A, permute_l=True, overwrite_a=True, check_finite=False)[0]
 
     normalize = lu if n_iter > 2 else (lambda A: A)
     for _ in range(n_iter):
         Q = normalize(prod(Q, fwd, rows))
         Q = normalize(prod(Q, back, cols))
     Q, _ = scipy.linalg.qr(prod(Q, fwd, rows), mode="economic", check_finite=False)
-    B = prod(Q, back, cols).T  # Qᵀ M
-    Uhat, s, Vt = scipy.linalg.svd(B, full_matrices=False, lapack_driver="gesdd")
-    U = Q @ Uhat
-    U, Vt = _svd_flip(U, Vt, u_based_decision=not transpose)
+    # B = Qᵀ M, the small wide matrix whose SVD gives M's.  LAPACK's gesdd on its
+    # transpose C = Mᵀ Q (tall, as the product comes) is ~2x faster than on B itself
+    # (86567x60: 0.17 vs 0.32 s); C = P S Rt gives B = Rtᵀ S Pᵀ (to round-off: singular
+    # values agree with B's own SVD to 1e-15 relative).
+    P, s, Rt = scipy.linalg.svd(prod(Q, back, cols), full_matrices=False,
+                                lapack_driver="gesdd", check_finite=False)
+    Ut = Rt @ Q.T  # (Q Uhat)ᵀ with Uhat = Rtᵀ: M's left singular vectors as rows
+    Ut, Vt = _flip_signs(Ut, P.T, u_based_decision=not transpose)
     if transpose:
-        return Vt[:rank].T, s[:rank], U[:, :rank].T
-    return U[:, :rank], s[:rank], Vt[:rank]
+        return np.ascontiguousarray(Vt[:rank]), s[:rank], Ut[:rank]
+    return Ut[:rank], s[:rank], np.ascontiguousarray(Vt[:rank])
 
 
 def _column_sqnorms(X) -> np.ndarray:
@@ -268,16 +276,17 @@ def initialize(X, rank: int, init: str | None = None, random_state=None, eps: fl
 
         with thread_limits(numba.get_num_threads(), split_blas=True):
             data = make_data(X, sp.issparse(X), "sparse" if sp.issparse(X) else "dense")
-            U, S, V = _randomized_svd_products(data, rank, random_state)
+            Ut, S, V = _randomized_svd_products(data, rank, random_state)
     else:
-        U, S, V = _randomized_svd_products(data, rank, random_state)
-    W = np.zeros_like(U)
+        Ut, S, V = _randomized_svd_products(data, rank, random_state)
+    # W is built by rows of Wᵀ (each column of W contiguous), then transposed once.
+    Wt = np.zeros_like(Ut)
     H = np.zeros_like(V)
     # The leading singular pair of a nonnegative matrix is nonnegative.
-    W[:, 0] = np.sqrt(S[0]) * np.abs(U[:, 0])
-    H[0, :] = np.sqrt(S[0]) * np.abs(V[0, :])
+    Wt[0] = np.sqrt(S[0]) * np.abs(Ut[0])
+    H[0] = np.sqrt(S[0]) * np.abs(V[0])
     for j in range(1, rank):
-        x, y = U[:, j], V[j, :]
+        x, y = Ut[j], V[j]
         x_p, y_p = np.maximum(x, 0), np.maximum(y, 0)
         x_n, y_n = np.abs(np.minimum(x, 0)), np.abs(np.minimum(y, 0))
         x_p_nrm, y_p_nrm = np.sqrt(x_p @ x_p), np.sqrt(y_p @ y_p)
@@ -291,8 +300,9 @@ def initialize(X, rank: int, init: str | None = None, random_state=None, eps: fl
         else:  # a singular pair with no mass on either sign pattern: leave it zero
             continue
         lbd = np.sqrt(S[j] * sigma)
-        W[:, j] = lbd * u
-        H[j, :] = lbd * v
+        Wt[j] = lbd * u
+        H[j] = lbd * v
+    W = Wt.T.copy()
     W[W < eps] = 0
     H[H < eps] = 0
 

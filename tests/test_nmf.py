@@ -177,12 +177,14 @@ def test_mu_matches_sklearn_mu(problem, reg, fmt, n_iter):
 @pytest.mark.parametrize("init", [*INITS, None])
 @pytest.mark.parametrize("fmt", ["dense", "csr"])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_initialize_matches_sklearn(make_X, init, fmt, dtype):
-    X = _to_format(make_X(50, 35, seed=5, density=0.6, dtype=dtype), fmt)
+@pytest.mark.parametrize("shape", [(50, 35), (35, 50)])  # tall; wide: the SVD of Xᵀ
+def test_initialize_matches_sklearn(make_X, init, fmt, dtype, shape):
+    X = _to_format(make_X(*shape, seed=5, density=0.6, dtype=dtype), fmt)
     W, H = fastnmf.initialize(X, 6, init, random_state=7)
     Ws, Hs = _initialize_nmf(X, 6, init=init, random_state=7)
     assert W.dtype == dtype and H.dtype == dtype
-    assert W.shape == (50, 6) and H.shape == (6, 35)
+    assert W.shape == (shape[0], 6) and H.shape == (6, shape[1])
+    assert W.flags.c_contiguous and H.flags.c_contiguous
     rtol = 1e-10 if dtype == np.float64 else 1e-5
     _close_factors(W, Ws, rtol)
     _close_factors(H, Hs, rtol)
