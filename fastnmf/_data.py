@@ -118,11 +118,15 @@ class DenseData:
     def product(self, F: np.ndarray, side: int, out: np.ndarray) -> np.ndarray:
         return self._product_in(self._layout(F, side, out), F, side, out)
 
-    def add_product(self, F: np.ndarray, side: int, out: np.ndarray, scratch) -> np.ndarray:
+    def add_product(self, F: np.ndarray, side: int, out: np.ndarray, scratch,
+                    changed: bool = False) -> np.ndarray:
         """``out += X @ F`` (side 0) or ``out += Xᵀ @ F`` (side 1): the BLAS product into
         ``scratch()`` (an array shaped as ``out``, the caller's to reuse), then one add.
-        Returns ``out``."""
-        return np.add(out, self.product(F, side, scratch()), out=out)
+        Returns ``out``; with ``changed``, the rows of ``out`` the product changed (its
+        nonzero rows, as :meth:`SparseData.add_product` finds them)."""
+        P = self.product(F, side, scratch())
+        np.add(out, P, out=out)
+        return np.flatnonzero(P.any(axis=1)) if changed else out
 
     def product_then(self, F: np.ndarray, side: int, out: np.ndarray, then) -> list:
         """:meth:`product`, and ``then(a, b)`` on rows ``a:b`` of ``out`` as soon as they
@@ -166,7 +170,7 @@ def product_then(data, F: np.ndarray, side: int, out: np.ndarray, then) -> list:
 
 def gram_f64(F: np.ndarray) -> np.ndarray:
     """``Fᵀ F`` in float64 (r×r), for the directly computed error of sparse X."""
-    return F.T.astype(np.float64) @ F
+    return F.T.astype(np.float64, copy=False) @ F
 
 
 def gram(F: np.ndarray) -> np.ndarray:
@@ -367,17 +371,22 @@ class SparseData:
         bounds, partial = self._scatter_scratch(side, out)
         return kernels.csr_matmul_t(indptr, indices, data, F, bounds, partial, out)
 
-    def add_product(self, F: np.ndarray, side: int, out: np.ndarray, scratch=None) -> np.ndarray:
+    def add_product(self, F: np.ndarray, side: int, out: np.ndarray, scratch=None,
+                    changed: bool = False) -> np.ndarray:
         """``out += X @ F`` (side 0) or ``out += Xᵀ @ F`` (side 1), on only the rows of
         ``out`` that X's nonzeros reach (``scratch``: unused, no product is formed).
 
         A mini-batch's ``X_bᵀ W_b`` touches a few of ``out``'s rows (WordNet, 1024 rows:
         5476 of 86567): forming the n×r product and adding it costs two passes over
         ``out`` for them (:func:`fastnmf.kernels.csr_matmul_add`).  Each touched row is
-        summed as the gather kernel sums it.  Returns ``out``.
+        summed as the gather kernel sums it.  Returns ``out``; with ``changed``, the rows
+        of ``out`` the product changed (its nonzero rows: with X ≥ 0 and F ≥ 0 the same
+        rows as the dense product's, whatever the order of the sums).
         """
         indptr, indices, data, rows, bounds = self._touched(side)
-        return kernels.csr_matmul_add(indptr, indices, data, rows, F, bounds, out)
+        nonzero = np.empty(rows.size, dtype=np.bool_)
+        kernels.csr_matmul_add(indptr, indices, data, rows, F, bounds, out, nonzero)
+        return rows[nonzero] if changed else out
 
     def reached(self, side: int) -> np.ndarray:
         """The rows of side ``side``'s products that X's nonzeros reach (side 1: the

@@ -180,8 +180,8 @@ def online_hals(X, W, H, batch_size, rho, n_passes, fresh=False):
     """fastnmf's online HALS (``MiniBatchNMF(solver="hals")``, no penalties): per batch
     of rows, W_b by accelerated HALS sweeps on ``X_b Hᵀ`` (``fresh``: from zero, up to
     30 sweeps to δ = 0.01, as ``partial_fit`` does), then ``A ← ρA + X_bᵀW_b``,
-    ``B ← ρB + W_bᵀW_b`` and H by accelerated HALS sweeps on ``(A, B)``; returns new
-    ``(W, H)`` in float64."""
+    ``B ← ρB + W_bᵀW_b`` and the rows of H whose row of ``A`` the batch changed by
+    accelerated HALS sweeps on ``(A, B)``; returns new ``(W, H)`` in float64."""
     Xd = dense(X)
     W = np.array(W, dtype=np.float64)
     Ht = np.array(H, dtype=np.float64).T.copy()
@@ -199,9 +199,13 @@ def online_hals(X, W, H, batch_size, rho, n_passes, fresh=False):
             else:
                 W[rows] = hals_sweeps(W[rows], Xb @ Ht, Ht.T @ Ht,
                                       n_inner=inner_sweeps(nnz, mb, n, r))
-            A = rho * A + Xb.T @ W[rows]
+            P = Xb.T @ W[rows]
+            A = rho * A + P
             B = rho * B + W[rows].T @ W[rows]
-            Ht = hals_sweeps(Ht, A, B, n_inner=inner_sweeps(nnz, n, mb, r))
+            changed = np.flatnonzero(P.any(axis=1))  # H's rows whose row of A changed
+            if changed.size:
+                Ht[changed] = hals_sweeps(Ht[changed], A[changed], B,
+                                          n_inner=inner_sweeps(nnz, changed.size, mb, r))
     return W, Ht.T
 
 

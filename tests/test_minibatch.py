@@ -124,8 +124,10 @@ def test_matches_sklearn_minibatchnmf(beta_loss, sparse):
 
 
 @pytest.mark.parametrize("solver", ["mu", "hals"])
-def test_dense_equals_sparse(solver):
-    X = _data(130, 25, sparse=True)
+@pytest.mark.parametrize("wide", [False, True])  # wide: batches leave columns empty
+def test_dense_equals_sparse(solver, wide):
+    X = (sp.random(130, 300, density=0.03, format="csr", random_state=1) if wide
+         else _data(130, 25, sparse=True))
     kw = dict(n_components=3, random_state=0, batch_size=40, max_iter=20, solver=solver)
     Wd = fastnmf.MiniBatchNMF(**kw, backend="dense").fit_transform(X.toarray())
     dense = fastnmf.MiniBatchNMF(**kw, backend="dense").fit(X.toarray())
@@ -203,16 +205,21 @@ def test_hals_loss_decreases_over_epochs_on_planted_data(sparse):
 @pytest.mark.parametrize("sparse", [False, True])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("forget", [0.5, 1e-4])  # 1e-4: the held scale is multiplied out
-def test_online_hals_matches_reference(sparse, dtype, forget):
+@pytest.mark.parametrize("n_cols, zeros", [(14, 0.3), (120, 0.9)])
+def test_online_hals_matches_reference(sparse, dtype, forget, n_cols, zeros):
     # fit, and the same batches through partial_fit, against the plain NumPy loop (the
-    # statistics are held scaled by ρ's running product: the same iterates to round-off)
-    X = _planted(90, 14, 3, seed=3)
+    # statistics are held scaled by ρ's running product: the same iterates to round-off).
+    # 120 columns, 90 % zeros: batches leave columns empty, whose rows of H are not swept
+    X = _planted(90, n_cols, 3, seed=3)
+    X[X < np.quantile(X, zeros)] = 0
+    if zeros > 0.5:
+        empty = [(~X[a:a + 20].any(axis=0)).sum() for a in range(0, 90, 20)]
+        assert 0 < min(empty) and max(empty) < n_cols, empty
     if sparse:
-        X[X < np.quantile(X, 0.3)] = 0
         X = sp.csr_matrix(X)
     X = X.astype(dtype)
     rng = np.random.default_rng(0)
-    W0, H0 = rng.random((90, 3)), rng.random((3, 14))
+    W0, H0 = rng.random((90, 3)), rng.random((3, n_cols))
     batch, passes = 20, 4
     rho = forget ** (batch / 90)
     W_ref, H_ref = online_hals(X, W0, H0, batch, rho, passes)

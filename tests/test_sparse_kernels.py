@@ -83,18 +83,24 @@ def test_csr_matmul_t_scatter(dtype, index_dtype, shape):
 @pytest.mark.parametrize("index_dtype", INDEX_DTYPES)
 @pytest.mark.parametrize("shape", SHAPES)
 def test_csr_matmul_add_into_listed_rows(dtype, index_dtype, shape):
-    """``out[rows] += X @ B`` for X's rows listed in ``rows``; other rows untouched."""
+    """``out[rows] += X @ B`` for X's rows listed in ``rows``; other rows untouched; and
+    which rows of ``X @ B`` have a nonzero (B's every third row zero: some have none)."""
     m, n, r = shape
     X, D = _csr(m, n, dtype, index_dtype, seed=m + 2 * n + r)
     B = np.random.default_rng(3).random((n, r)).astype(dtype)
+    B[::3] = 0
     rows = np.random.default_rng(4).permutation(m + 5)[:m].astype(index_dtype)
     for bounds in _chunk_options(X.indptr):
         out = np.random.default_rng(5).random((m + 5, r)).astype(dtype)
         expected = out.astype(np.float64)
-        expected[rows] += D @ B.astype(np.float64)
-        got = kernels.csr_matmul_add(X.indptr, X.indices, X.data, rows, B, bounds, out)
+        product = D @ B.astype(np.float64)
+        expected[rows] += product
+        nonzero = np.zeros(m, dtype=np.bool_)
+        got = kernels.csr_matmul_add(X.indptr, X.indices, X.data, rows, B, bounds, out,
+                                     nonzero)
         assert got is out
         _close(out, expected, dtype)
+        assert np.array_equal(nonzero, (product != 0).any(axis=1))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -121,6 +127,10 @@ def test_add_product_touches_only_the_rows_it_reaches(dtype, index_dtype, side, 
         before = out.copy()
         got = data.add_product(F, side, out, lambda o=out: np.empty_like(o))
         assert got is out
+        # the rows the product changed: the same for both (stored zeros change nothing)
+        changed = data.add_product(F, side, np.zeros_like(out),
+                                   lambda o=out: np.empty_like(o), changed=True)
+        assert np.array_equal(changed, np.flatnonzero((Dx @ F != 0).any(axis=1)))
         if data.is_sparse:
             gathered = data.product(F, side, np.empty_like(out), "gather")
             assert np.array_equal(out[reached], before[reached] + gathered[reached])

@@ -87,9 +87,10 @@ def csr_matmul(indptr, indices, data, B, bounds, out):
 
 
 @kernel(chunks="rows")
-def csr_matmul_add(indptr, indices, data, rows, B, bounds, out):
+def csr_matmul_add(indptr, indices, data, rows, B, bounds, out, nonzero):
     """``out[rows] += X @ B`` for CSR ``X`` whose row ``t`` is row ``rows[t]`` of the whole
-    product (``rows`` distinct: its chunks write disjoint rows of ``out``).
+    product (``rows`` distinct: its chunks write disjoint rows of ``out``), and
+    ``nonzero[t]``: whether that row of the product has a nonzero entry.
 
     For ``A += X_bᵀ W_b`` on a mini-batch: ``X`` is the CSR of ``X_bᵀ`` without its
     empty rows, so only the rows of ``out`` that the batch touches are read and
@@ -101,6 +102,10 @@ def csr_matmul_add(indptr, indices, data, rows, B, bounds, out):
         acc = np.empty(B.shape[1], dtype=out.dtype)
         for t in range(bounds[c], bounds[c + 1]):
             _gather_row(indptr, indices, data, t, B, acc, out[rows[t]], True)
+            nz = False
+            for k in range(acc.shape[0]):
+                nz = nz or acc[k] != 0
+            nonzero[t] = nz
     return out
 
 
