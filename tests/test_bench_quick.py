@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 pytest.importorskip("matplotlib")
@@ -36,13 +37,19 @@ def test_json_is_complete(quick_run):
     runs = [r for r in res["runs"] if r.get("role") in ("reference", "method")]
     assert not [r for r in res["runs"] if "error" in r]
     methods = {(r["workload"], r["method"]) for r in runs}
+    # RcppML where R has it, else a note saying how to get it
+    rcppml = () if "rcppml" in res["skipped_methods"] else ("rcppml",)
+    assert rcppml or "r-cran-rcppml" in res["skipped_methods"]["rcppml"]
     for wl in ("D1", "S1"):
         for meth in ("fastnmf-hals", "fastnmf-hals1", "fastnmf-mu", "sklearn-cd", "sklearn-mu",
-                     "sklearn-minibatch", "scipy-hals", "scipy-mu"):
+                     "sklearn-minibatch", "scipy-hals", "scipy-mu", *rcppml):
             assert (wl, meth) in methods
     for r in runs:
         c = r["curve"]
-        assert len(c["iteration"]) == len(c["time"]) == len(c["loss"]) >= 2
+        assert len(c["iteration"]) == len(c["time"]) >= 2 and len(c["loss"]) >= 2
+        if r["method"] == "rcppml":  # separate fits from its own start: no iteration 0
+            assert c["iteration"][0] == 1 and min(c["time"]) > 0
+            continue
         assert c["time"][0] == 0 and min(c["time"][1:]) > 0
         if r["method"] != "sklearn-minibatch":  # its points are separate fits
             assert c["time"] == sorted(c["time"])
@@ -362,6 +369,51 @@ def test_real_workloads_skip_cleanly_without_data(tmp_path, monkeypatch):
     assert all("apt-get" in r for r in res["skipped"].values())
     md = (tmp_path / "o" / "benchmarks.md").read_text()
     assert "### WN50" in md and "Skipped: " in md
+
+
+def test_rcppml_is_skipped_with_a_note_where_r_lacks_it(tmp_path, monkeypatch):
+    """Without Rscript the RcppML peer is not run and the report says how to get it; the
+    other methods run as usual."""
+    from fastnmf.bench import peers
+    from fastnmf.cli import main
+
+    monkeypatch.setattr(peers.shutil, "which", lambda name: None)
+    assert main(["bench", "--quick", "--no-compile", "--workloads", "D1", "--dtypes",
+                 "float64", "--threads", "1", "--isolate", "--methods",
+                 "fastnmf-hals1,sklearn-cd,rcppml", "--out", str(tmp_path / "o")]) == 0
+    with open(tmp_path / "o" / "results.json") as f:
+        res = json.load(f)
+    assert res["skipped_methods"] == {"rcppml": "Rscript not found (Debian: apt-get install "
+                                                "r-cran-rcppml)"}
+    assert {r.get("method") for r in res["runs"]} == {None, "sklearn-cd", "fastnmf-hals1"}
+    md = (tmp_path / "o" / "benchmarks.md").read_text()
+    assert "RcppML (R), own random start: not run, Rscript not found" in md
+
+
+@pytest.mark.skipif(__import__("fastnmf.bench.peers", fromlist=["x"]).rcppml_missing()
+                    is not None, reason="RcppML (Rscript and r-cran-rcppml) not installed")
+@pytest.mark.parametrize("sparse", [False, True])
+def test_rcppml_peer_fits_the_matrix_it_is_given(sparse):
+    """RcppML's model w·diag(d)·h read back in the right orientation: on a planted rank-3
+    matrix its fits of 1, 2, 4, … iterations reach a small error, measured by the bench's
+    own evaluator, and each point is a separate fit's own time."""
+    import scipy.sparse as sp
+
+    from fastnmf.bench import metrics, peers
+
+    rng = np.random.default_rng(0)
+    X = rng.random((60, 3)) @ rng.random((3, 45))
+    if sparse:
+        X[X < np.quantile(X, 0.2)] = 0
+        X = sp.csr_matrix(X)
+    W0, H0 = np.ones((60, 3)), np.ones((3, 45))  # (not used: RcppML starts on its own)
+    evaluate = metrics.evaluator(X, "frobenius")
+    curve, notes = peers.METHODS["rcppml"](X, W0, H0, peers.Stop(max_iter=32), evaluate, 1)
+    assert curve["iteration"] == [1, 2, 4, 8, 16, 32]
+    assert min(curve["time"]) > 0 and notes["iteration_unit"] == "fit"
+    assert curve["loss"][-1] <= curve["loss"][0]
+    assert curve["loss"][-1] < 0.05 * evaluate(np.zeros((60, 3)), np.zeros((3, 45)))
+    assert notes["peak_beyond_x_bytes"] >= 0
 
 
 def _real_data_missing():

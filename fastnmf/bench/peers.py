@@ -25,6 +25,13 @@ the method's own work:
   fits together take about the cap.
 * **scipy baseline** runs :mod:`.baseline` one iteration at a time, timed like
   sklearn.
+* **RcppML** (R's fastest NMF, where ``Rscript`` and the R package are installed:
+  Debian ``r-cran-rcppml``) runs ``RcppML::nmf(A, k, maxit=…, seed=0)`` in one R
+  process that holds X, with 1, 2, 4, … iterations, each a fresh fit, timed in R
+  around the call, like MiniBatchNMF's epochs; its model ``w·diag(d)·h`` is
+  evaluated here as ``W = w·diag(d)``, ``H = h``.  RcppML takes no given start:
+  its own random start (seed 0) replaces the shared one, and it computes in
+  double precision whatever the workload's dtype.
 
 Kullback–Leibler workloads have their own methods (:data:`LOSS` says which
 loss each method minimizes): fastnmf CCD and MU with
@@ -37,6 +44,10 @@ the KL target.
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import tempfile
 import time
 from dataclasses import dataclass
 
@@ -44,7 +55,7 @@ import numpy as np
 
 import fastnmf
 
-from . import baseline
+from . import baseline, metrics
 
 
 @dataclass
@@ -234,34 +245,145 @@ def _minibatch(X, W0, H0, stop, evaluate, threads):
         W = est.fit_transform(X, W=W.copy(), H=H.copy())
         return W, est.components_
 
-    Xs = _warm_rows(X, 2048)
-    fit(Xs, W0[: Xs.shape[0]], H0, 1)
-    iters, times, losses = [0], [0.0], [evaluate(W0, H0)]
-    epochs, spent, final = 1, 0.0, False
-    while True:
+    def timed(epochs):
         t0 = time.perf_counter()
         W, H = fit(X, W0, H0, epochs)
-        elapsed = time.perf_counter() - t0
+        return time.perf_counter() - t0, evaluate(W, H)
+
+    Xs = _warm_rows(X, 2048)
+    fit(Xs, W0[: Xs.shape[0]], H0, 1)
+    return _doubling(timed, stop, first_loss=evaluate(W0, H0)), {"iteration_unit": "epoch"}
+
+
+def _doubling(fit, stop: Stop, first_loss=None):
+    """Fresh fits of 1, 2, 4, … iterations (``fit(n) -> (seconds, loss)``) until the
+    iteration cap, the target, or out of reach; then one last fit as long as the rest of
+    the time cap allows (all fits together ≈ the cap).  Returns the curve: a point per
+    fit, its own time."""
+    iters, times, losses = ([0], [0.0], [first_loss]) if first_loss is not None else ([], [], [])
+    n, spent, final = 1, 0.0, False
+    while True:
+        elapsed, loss = fit(n)
         spent += elapsed
-        loss = evaluate(W, H)
-        iters.append(epochs)
+        iters.append(n)
         times.append(elapsed)
         losses.append(loss)
-        # each point is a fresh fit: stop on the iteration cap, the target, or out of reach
-        if (final or epochs >= stop.max_iter
+        if (final or n >= stop.max_iter
                 or (stop.target is not None and loss <= stop.target * (1 + stop.rtol))
                 or stop.give_up(elapsed, loss)):
-            return _curve(iters, times, losses), {"iteration_unit": "epoch"}
-        # double the epochs while the fits so far and the next stay within the time cap;
-        # then one last fit as long as what is left allows (all fits together ≈ the cap)
-        nxt = 2 * epochs
+            return _curve(iters, times, losses)
+        nxt = 2 * n
         if stop.max_time is not None:
-            left, per_epoch = stop.max_time - spent, elapsed / epochs
-            if nxt * per_epoch > left:
-                nxt, final = int(left / per_epoch), True
-                if nxt <= epochs:
-                    return _curve(iters, times, losses), {"iteration_unit": "epoch"}
-        epochs = min(nxt, stop.max_iter)
+            left, per_fit_iter = stop.max_time - spent, elapsed / n
+            if nxt * per_fit_iter > left:
+                nxt, final = int(left / per_fit_iter), True
+                if nxt <= n:
+                    return _curve(iters, times, losses)
+        n = min(nxt, stop.max_iter)
+
+
+# --- RcppML (R), where installed -------------------------------------------------------
+
+# Reads X (dense: float64 column-major; sparse: CSC arrays) once, then answers each line
+# "maxit" on stdin with a fresh RcppML::nmf fit: its w, d, h into files and
+# "seconds iterations" on stdout (the time of the call alone, measured in R).
+RCPPML_SCRIPT = r"""
+args <- commandArgs(trailingOnly = TRUE)
+dir <- args[1]; kind <- args[2]
+m <- as.integer(args[3]); n <- as.integer(args[4]); k <- as.integer(args[5])
+suppressMessages({library(Matrix); library(RcppML)})
+setRcppMLthreads(as.integer(args[6]))
+f <- function(name) file.path(dir, name)
+if (kind == "dense") {
+  A <- matrix(readBin(f("x.bin"), "double", m * n), m, n)
+} else {
+  p <- readBin(f("indptr.bin"), "integer", n + 1)
+  A <- sparseMatrix(i = readBin(f("indices.bin"), "integer", p[n + 1]), p = p,
+                    x = readBin(f("data.bin"), "double", p[n + 1]), dims = c(m, n),
+                    index1 = FALSE)
+}
+cat("ready\n"); flush(stdout())
+con <- file("stdin"); open(con)
+repeat {
+  line <- readLines(con, n = 1)
+  if (length(line) == 0 || line == "quit") break
+  t0 <- as.numeric(Sys.time())  # (microseconds; proc.time() ticks in milliseconds)
+  model <- nmf(A, k, tol = 1e-12, maxit = as.integer(line), verbose = FALSE, seed = 0)
+  t <- as.numeric(Sys.time()) - t0
+  writeBin(as.double(model$w), f("w.bin")); writeBin(as.double(model$d), f("d.bin"))
+  writeBin(as.double(model$h), f("h.bin"))
+  cat(sprintf("%.6f %d\n", t, as.integer(model$iter))); flush(stdout())
+}
+"""
+
+
+def rcppml_missing() -> str | None:
+    """Why the RcppML peer cannot run here, or None when it can."""
+    rscript = shutil.which("Rscript")
+    hint = "Debian: apt-get install r-cran-rcppml"
+    if rscript is None:
+        return f"Rscript not found ({hint})"
+    proc = subprocess.run([rscript, "-e", "cat(format(packageVersion('RcppML')))"],
+                          capture_output=True, text=True, timeout=120)
+    if proc.returncode != 0:
+        return f"the R package RcppML is not installed ({hint})"
+    return None
+
+
+def _write_for_r(X, folder: str) -> str:
+    """X in the files :data:`RCPPML_SCRIPT` reads; returns its kind."""
+    if hasattr(X, "tocsc"):
+        Xc = X.tocsc()
+        Xc.sort_indices()
+        for name, a, dt in (("indptr", Xc.indptr, np.int32), ("indices", Xc.indices, np.int32),
+                            ("data", Xc.data, np.float64)):
+            np.ascontiguousarray(a, dtype=dt).tofile(os.path.join(folder, f"{name}.bin"))
+        return "sparse"
+    np.ascontiguousarray(np.asarray(X).T, dtype=np.float64).tofile(os.path.join(folder, "x.bin"))
+    return "dense"
+
+
+def _rcppml(X, W0, H0, stop, evaluate, threads):
+    reason = rcppml_missing()
+    if reason is not None:
+        raise RuntimeError(f"RcppML unavailable: {reason}")
+    (m, n), k = X.shape, W0.shape[1]
+    with tempfile.TemporaryDirectory(prefix="fastnmf-rcppml-") as folder:
+        script = os.path.join(folder, "fit.R")
+        with open(script, "w") as f:
+            f.write(RCPPML_SCRIPT)
+        kind = _write_for_r(X, folder)
+        proc = subprocess.Popen([shutil.which("Rscript"), script, folder, kind, str(m), str(n),
+                                 str(k), str(threads)], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            if proc.stdout.readline().strip() != "ready":
+                raise RuntimeError(f"RcppML did not start: {proc.stderr.read()[-300:]}")
+            rss0 = metrics._status_kib("VmRSS", proc.pid)  # R holding X
+
+            def fit(maxit):
+                proc.stdin.write(f"{maxit}\n")
+                proc.stdin.flush()
+                answer = proc.stdout.readline().split()
+                if len(answer) != 2:
+                    raise RuntimeError(f"RcppML failed: {proc.stderr.read()[-300:]}")
+                w, d, h = (np.fromfile(os.path.join(folder, f"{v}.bin"))
+                           for v in ("w", "d", "h"))
+                W = (w.reshape(k, m).T * d).astype(X.dtype)
+                H = np.ascontiguousarray(h.reshape(n, k).T, dtype=X.dtype)
+                return float(answer[0]), evaluate(W, H)
+
+            curve = _doubling(fit, stop)
+            peak = metrics._status_kib("VmHWM", proc.pid)
+        finally:
+            if proc.poll() is None:
+                proc.stdin.write("quit\n")
+                proc.stdin.close()
+                proc.wait(timeout=60)
+    notes = {"iteration_unit": "fit", "start": "RcppML's own random start (seed 0)"}
+    if rss0 is not None and peak is not None:  # the R process's, above it holding X
+        notes["peak_beyond_x_bytes"] = max(peak - rss0, 0) * 1024
+    return curve, notes
 
 
 # --- the scipy baseline ----------------------------------------------------------------
@@ -295,7 +417,10 @@ METHODS = {
     "fastnmf-ccd": _fastnmf("ccd", "kullback-leibler"),
     "fastnmf-mu-kl": _fastnmf("mu", "kullback-leibler"),
     "sklearn-mu-kl": _sklearn_mu_kl,
+    "rcppml": _rcppml,
 }
+# the methods that need something outside Python, and what says whether it is there
+MISSING = {"rcppml": rcppml_missing}
 KL_METHODS = ("fastnmf-ccd", "fastnmf-mu-kl", "sklearn-mu-kl")
 # the loss each method minimizes: it runs only on workloads with that loss
 LOSS = {m: "kullback-leibler" if m in KL_METHODS else "frobenius" for m in METHODS}
@@ -318,6 +443,7 @@ LABELS = {
     "fastnmf-ccd": "fastnmf CCD (KL)",
     "fastnmf-mu-kl": "fastnmf MU (KL)",
     "sklearn-mu-kl": "scikit-learn NMF mu (KL)",
+    "rcppml": "RcppML (R), own random start",
 }
 SHORT = {REFERENCE: "sklearn cd", REFERENCE_KL: "sklearn mu-kl"}
 

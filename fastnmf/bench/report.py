@@ -394,7 +394,12 @@ METHOD_NOTES = """\
   baseline (`fastnmf/bench/baseline.py`) is timed the same way. MiniBatchNMF
   runs through its public `fit_transform` with 1, 2, 4, … epochs, each a fresh
   fit, then one last fit as long as the rest of the time cap allows; its
-  "iteration" is an epoch.
+  "iteration" is an epoch. RcppML (R's fastest NMF, `RcppML::nmf`, run where
+  `Rscript` and the package are installed: Debian `r-cran-rcppml`) is timed the
+  same way with 1, 2, 4, … iterations, each a fresh fit in one R process that
+  holds X, the call alone timed in R; it takes no given start (its own random
+  start, seed 0) and computes in double precision; its model `w·diag(d)·h` is
+  evaluated as `W = w·diag(d)`, `H = h`.
 - **Own product kernels** (`floor` in the JSON): the data products of one
   iteration alone, timed in each fastnmf process with the same threads (the lowest
   of these measurements is used). Dense: `X Hᵀ` and `Xᵀ W`, each at the fastest of
@@ -510,6 +515,8 @@ def write(results, md_path: str, img_dir: str, json_path: str) -> None:
         lines += detail(wl, dt, runs, meta.get((wl, dt)), rel)
     for wl, reason in results.get("skipped", {}).items():
         lines += [f"### {wl}", "", f"Skipped: {reason}.", ""]
+    for m, reason in results.get("skipped_methods", {}).items():
+        lines += [f"{LABELS.get(m, m)}: not run, {reason}.", ""]
     lines += ["## Against the machine's limit", "",
               "Each workload's time per iteration (fastnmf HALS with one sweep per product; "
               "MU on KL workloads) against the time a machine-bound iteration would take, "

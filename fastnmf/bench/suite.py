@@ -217,6 +217,10 @@ def bench_command(args) -> int:
     if bad:
         raise SystemExit(f"fastnmf bench: unknown method(s) {bad}; choose among "
                          f"{list(peers.METHODS)}")
+    # peers outside Python (RcppML through Rscript) run where installed, else a note
+    skipped_methods = {m: why for m in methods if m in peers.MISSING
+                       for why in [peers.MISSING[m]()] if why}
+    methods = [m for m in methods if m not in skipped_methods]
     dtypes = [d.strip() for d in args.dtypes.split(",") if d.strip()]
     if any(d not in ("float64", "float32") for d in dtypes):
         raise SystemExit("fastnmf bench: --dtypes takes float64 and/or float32")
@@ -240,6 +244,7 @@ def bench_command(args) -> int:
                          command=" ".join(["fastnmf", "bench", *sys.argv[2:]])
                          if sys.argv[1:2] == ["bench"] else "fastnmf bench"),
         "skipped": {},
+        "skipped_methods": skipped_methods,
         "runs": [],
     }
     groups = []

@@ -110,7 +110,7 @@ def run_method(task: dict) -> dict:
                       target=task.get("target"), rtol=rtol)
     out = peers.run_method(name, X, W0, H0, stop, evaluate, threads)
     peak = metrics.peak_bytes()
-    out["peak_beyond_x_bytes"] = max(peak - rss0, 0)
+    out.setdefault("peak_beyond_x_bytes", max(peak - rss0, 0))  # (a peer's own process: its)
     out["rss_after_load_bytes"] = rss0
     out["peak_reset"] = can_reset
     out["load_s"] = load_s
@@ -157,7 +157,7 @@ def _per_iteration(curve: dict, unit: str | None) -> float | None:
     t, it = np.asarray(curve["time"]), np.asarray(curve["iteration"])
     if len(t) < 2:
         return None
-    if unit == "epoch":  # points are separate fits: the longest one's time per epoch
+    if unit in ("epoch", "fit"):  # points are separate fits: the longest one's time per unit
         # (the slope between the last two fits went negative when the machine was busy)
         return float(t[-1] / it[-1])
     return float(np.median(np.diff(t) / np.diff(it)))  # the loss may skip iterations
