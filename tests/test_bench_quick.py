@@ -416,6 +416,20 @@ def test_rcppml_peer_fits_the_matrix_it_is_given(sparse):
     assert notes["peak_beyond_x_bytes"] >= 0
 
 
+@pytest.mark.skipif(__import__("fastnmf.bench.peers", fromlist=["x"]).rcppml_missing()
+                    is not None, reason="RcppML (Rscript and r-cran-rcppml) not installed")
+def test_rcppml_failure_is_an_error_with_rs_message(monkeypatch):
+    """An R error ends the run with R's own message (the configuration fails; it does not
+    hang waiting for an answer)."""
+    from fastnmf.bench import metrics, peers
+
+    X = np.random.default_rng(0).random((6, 5))
+    monkeypatch.setattr(peers, "_write_for_r", lambda X, folder: "sparse")  # no files: fails
+    with pytest.raises(RuntimeError, match=r"RcppML did not start: (.|\n)*cannot open"):
+        peers.METHODS["rcppml"](X, np.ones((6, 2)), np.ones((2, 5)), peers.Stop(max_iter=4),
+                                metrics.evaluator(X, "frobenius"), 1)
+
+
 def _real_data_missing():
     from fastnmf import datasets
 

@@ -45,6 +45,7 @@ the KL target.
 from __future__ import annotations
 
 import os
+import select
 import shutil
 import subprocess
 import tempfile
@@ -343,30 +344,47 @@ def _write_for_r(X, folder: str) -> str:
     return "dense"
 
 
+# The longest the R process may stay silent: loading X, or one fit (a hung process must
+# not hang the suite).
+RCPPML_WAIT_S = 1800.0
+
+
+def _line_from(proc, errors: str, what: str) -> str:
+    """The next line R prints, within :data:`RCPPML_WAIT_S`; else an error with the end of
+    its stderr (``errors``: the file it goes to)."""
+    ready, _, _ = select.select([proc.stdout], [], [], RCPPML_WAIT_S)
+    line = proc.stdout.readline() if ready else ""
+    if not line:
+        with open(errors) as f:
+            tail = f.read()[-300:].strip()
+        raise RuntimeError(f"RcppML {what}: {tail or 'no answer in time'}")
+    return line
+
+
 def _rcppml(X, W0, H0, stop, evaluate, threads):
     reason = rcppml_missing()
     if reason is not None:
         raise RuntimeError(f"RcppML unavailable: {reason}")
     (m, n), k = X.shape, W0.shape[1]
+    rss0 = peak = None
     with tempfile.TemporaryDirectory(prefix="fastnmf-rcppml-") as folder:
-        script = os.path.join(folder, "fit.R")
+        script, errors = os.path.join(folder, "fit.R"), os.path.join(folder, "stderr.txt")
         with open(script, "w") as f:
             f.write(RCPPML_SCRIPT)
         kind = _write_for_r(X, folder)
-        proc = subprocess.Popen([shutil.which("Rscript"), script, folder, kind, str(m), str(n),
-                                 str(k), str(threads)], stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        with open(errors, "w") as err:
+            proc = subprocess.Popen([shutil.which("Rscript"), script, folder, kind, str(m),
+                                     str(n), str(k), str(threads)], stdin=subprocess.PIPE,
+                                    stdout=subprocess.PIPE, stderr=err, text=True)
         try:
-            if proc.stdout.readline().strip() != "ready":
-                raise RuntimeError(f"RcppML did not start: {proc.stderr.read()[-300:]}")
+            if _line_from(proc, errors, "did not start").strip() != "ready":
+                raise RuntimeError("RcppML did not start: unexpected output")
             rss0 = metrics._status_kib("VmRSS", proc.pid)  # R holding X
 
             def fit(maxit):
                 proc.stdin.write(f"{maxit}\n")
                 proc.stdin.flush()
-                answer = proc.stdout.readline().split()
-                if len(answer) != 2:
-                    raise RuntimeError(f"RcppML failed: {proc.stderr.read()[-300:]}")
+                answer = _line_from(proc, errors, "failed").split()
                 w, d, h = (np.fromfile(os.path.join(folder, f"{v}.bin"))
                            for v in ("w", "d", "h"))
                 W = (w.reshape(k, m).T * d).astype(X.dtype)
@@ -376,10 +394,13 @@ def _rcppml(X, W0, H0, stop, evaluate, threads):
             curve = _doubling(fit, stop)
             peak = metrics._status_kib("VmHWM", proc.pid)
         finally:
-            if proc.poll() is None:
+            try:
                 proc.stdin.write("quit\n")
                 proc.stdin.close()
-                proc.wait(timeout=60)
+                proc.wait(timeout=30)
+            except (OSError, subprocess.TimeoutExpired):
+                proc.kill()
+                proc.wait()
     notes = {"iteration_unit": "fit", "start": "RcppML's own random start (seed 0)"}
     if rss0 is not None and peak is not None:  # the R process's, above it holding X
         notes["peak_beyond_x_bytes"] = max(peak - rss0, 0) * 1024
