@@ -308,12 +308,11 @@ class SparseData:
     over the 60 products against the faster kernel each time (27 cases more than
     5 % slow), this one 49 ms (6); WordNet r = 20 ``Xᵀ W`` 42 → 12 ms (float64),
     20 → 12 (float32).  On one thread the rule holds below 2^20 nonzeros too
-    (December's tenth session): gather pays a fixed cost per output row, and small
-    sparse fits, which run on one thread, have short rows. Seven matrices from
-    2000×800 (2·10⁴ nonzeros) to 100000×2000 (9·10⁵) and NEWS, r = 2, 5, 10 and 20,
-    float32 and float64, both sides: gather 280 ms over the 112 products, scatter
-    129 ms, the faster of the two each time 128.5 ms (e.g. 20000×5000 with 5·10⁵
-    nonzeros, ``X Hᵀ`` at r = 5: 3.0 against 1.0 ms; 100000×2000: 11.5 against 2.5).
+    (December's tenth session; on one thread both kernels add each row's terms in the
+    same order, so the choice changes no result).  Seven matrices from 2000×800 (2·10⁴
+    nonzeros) to 100000×2000 (9·10⁵) and NEWS, r = 2, 5, 10 and 20, float32 and
+    float64, both sides: scatter 129 ms over the 112 products, gather 280 ms before
+    its per-row slices went (:func:`fastnmf.kernels.sparse._gather_rows`), 128 ms after.
     """
 
     is_sparse = True
