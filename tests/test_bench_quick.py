@@ -46,10 +46,11 @@ def test_json_is_complete(quick_run):
             assert (wl, meth) in methods
     for r in runs:
         c = r["curve"]
-        assert len(c["iteration"]) == len(c["time"]) >= 2 and len(c["loss"]) >= 2
+        assert len(c["iteration"]) == len(c["time"]) == len(c["loss"]) >= 1
         if r["method"] == "rcppml":  # separate fits from its own start: no iteration 0
-            assert c["iteration"][0] == 1 and min(c["time"]) > 0
+            assert c["iteration"][0] == 1 and min(c["time"]) > 0 and r["per_iter_s"] > 0
             continue
+        assert len(c["iteration"]) >= 2
         assert c["time"][0] == 0 and min(c["time"][1:]) > 0
         if r["method"] != "sklearn-minibatch":  # its points are separate fits
             assert c["time"] == sorted(c["time"])
@@ -548,3 +549,21 @@ def test_sparse_floor_times_the_products_a_fit_runs(monkeypatch):
     monkeypatch.setattr(_data, "_SCATTER_MIN_OPERAND_BYTES", 1 << 62)
     kept = metrics.sparse_floor(X, W, H, 1e10)
     assert set(kept["layouts"]) == {"X@Ht (CSR)", "X.T@W (gather from the CSR of X.T)"}
+
+
+def test_a_single_separate_fit_has_a_time_per_iteration():
+    """A peer timed by separate fits (RcppML) may fit once within a short cap: its one
+    point still gives the time per iteration (the fit's time over its iterations)."""
+    from fastnmf.bench import peers
+    from fastnmf.bench.worker import _per_iteration
+
+    calls = []
+
+    def fit(n):
+        calls.append(n)
+        return 0.06, 1.0  # one iteration already takes more than half the cap
+
+    curve = peers._doubling(fit, peers.Stop(max_iter=100, max_time=0.1))
+    assert calls == [1] and curve["iteration"] == [1]
+    assert _per_iteration(curve, "fit") == pytest.approx(0.06)
+    assert _per_iteration(curve, None) is None  # an iteration-by-iteration curve needs two

@@ -20,7 +20,7 @@ OPENBLAS_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 
 # --- memory ---------------------------------------------------------------------------
 
-def _status_kib(field: str, pid: int | str = "self") -> int | None:
+def proc_status_kib(field: str, pid: int | str = "self") -> int | None:
     """A field of ``/proc/PID/status`` in KiB (None where there is none)."""
     try:
         with open(f"/proc/{pid}/status") as f:
@@ -34,7 +34,7 @@ def _status_kib(field: str, pid: int | str = "self") -> int | None:
 
 def rss_bytes() -> int:
     """Resident memory now."""
-    kib = _status_kib("VmRSS")
+    kib = proc_status_kib("VmRSS")
     if kib is None:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     return kib * 1024
@@ -52,7 +52,7 @@ def reset_peak() -> bool:
 
 def peak_bytes() -> int:
     """Peak resident memory since the last :func:`reset_peak` (or since start)."""
-    kib = _status_kib("VmHWM")
+    kib = proc_status_kib("VmHWM")
     if kib is None:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     return kib * 1024

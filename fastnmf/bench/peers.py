@@ -379,7 +379,7 @@ def _rcppml(X, W0, H0, stop, evaluate, threads):
         try:
             if _line_from(proc, errors, "did not start").strip() != "ready":
                 raise RuntimeError("RcppML did not start: unexpected output")
-            rss0 = metrics._status_kib("VmRSS", proc.pid)  # R holding X
+            rss0 = metrics.proc_status_kib("VmRSS", proc.pid)  # R holding X
 
             def fit(maxit):
                 proc.stdin.write(f"{maxit}\n")
@@ -392,7 +392,7 @@ def _rcppml(X, W0, H0, stop, evaluate, threads):
                 return float(answer[0]), evaluate(W, H)
 
             curve = _doubling(fit, stop)
-            peak = metrics._status_kib("VmHWM", proc.pid)
+            peak = metrics.proc_status_kib("VmHWM", proc.pid)
         finally:
             try:
                 proc.stdin.write("quit\n")

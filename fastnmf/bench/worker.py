@@ -155,11 +155,11 @@ def thin(curve: dict, keep: int = 100) -> dict:
 
 def _per_iteration(curve: dict, unit: str | None) -> float | None:
     t, it = np.asarray(curve["time"]), np.asarray(curve["iteration"])
-    if len(t) < 2:
-        return None
     if unit in ("epoch", "fit"):  # points are separate fits: the longest one's time per unit
         # (the slope between the last two fits went negative when the machine was busy)
-        return float(t[-1] / it[-1])
+        return float(t[-1] / it[-1]) if len(t) and it[-1] > 0 else None
+    if len(t) < 2:
+        return None
     return float(np.median(np.diff(t) / np.diff(it)))  # the loss may skip iterations
 
 
