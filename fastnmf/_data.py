@@ -307,12 +307,13 @@ class SparseData:
     50 (60 cases, 1 thread, December's eighth session): the old rule lost 263 ms
     over the 60 products against the faster kernel each time (27 cases more than
     5 % slow), this one 49 ms (6); WordNet r = 20 ``Xᵀ W`` 42 → 12 ms (float64),
-    20 → 12 (float32).  On one thread the rule holds below 2^20 nonzeros too
-    (December's tenth session; on one thread both kernels add each row's terms in the
-    same order, so the choice changes no result).  Seven matrices from 2000×800 (2·10⁴
-    nonzeros) to 100000×2000 (9·10⁵) and NEWS, r = 2, 5, 10 and 20, float32 and
-    float64, both sides: scatter 129 ms over the 112 products, gather 280 ms before
-    its per-row slices went (:func:`fastnmf.kernels.sparse._gather_rows`), 128 ms after.
+    20 → 12 (float32).  Below 2^20 nonzeros gather serves both sides on one thread
+    too: seven matrices from 2000×800 (2·10⁴ nonzeros) to 100000×2000 (9·10⁵) and
+    NEWS, r = 2, 5, 10 and 20, float32 and float64, both sides: gather 128 ms over the
+    112 products, scatter 129 ms (December's tenth session, after the gather lost its
+    per-row slices, :func:`fastnmf.kernels.sparse._gather_rows`: it took 280 ms), and
+    small fits then never compile the scatter kernel (its ``prange`` costs a first
+    sparse fit ~0.7 s of compilation).
     """
 
     is_sparse = True
@@ -452,8 +453,8 @@ class SparseData:
         return float(res + np.vdot(WtW, HHt) - fit)
 
 
-# Two threads or more: below this many nonzeros a product takes about a millisecond:
-# gather, no private copies.
+# Below this many nonzeros a product takes about a millisecond: gather (no private
+# copies, and small fits never compile the scatter kernel).
 _SCATTER_MIN_NNZ = 1 << 20
 _SCATTER_MIN_OPERAND_BYTES = 14 << 20
 # One thread: scatter writes into the output itself (no private copies, no sum of them),
@@ -468,16 +469,16 @@ def scatter_pays(nnz: int, out_rows: int, operand_rows: int, row_bytes: int,
     per operand row, and per output row) runs by scatter rather than gather
     (:meth:`SparseData._choose`).
 
-    Two threads or more: X large, and the per-thread copies small beside the operand
-    that scatter spares from random access, and that operand too big for cache.  One
-    thread: the output's size alone decides, whatever the size of X (see
+    Small X (any thread count): gather.  Two threads or more: the per-thread copies
+    must be small beside the operand that scatter spares from random access, and that
+    operand too big for cache.  One thread: the output's size alone decides (see
     :class:`SparseData`)."""
+    if nnz < _SCATTER_MIN_NNZ:
+        return False
     if threads == 1:
         out_bytes = out_rows * row_bytes
         return (out_bytes <= _SCATTER_1T_SMALL_OUT_BYTES
                 or (out_rows <= operand_rows and out_bytes <= _SCATTER_1T_OUT_BYTES))
-    if nnz < _SCATTER_MIN_NNZ:
-        return False
     return (threads * out_rows <= 2 * operand_rows
             and operand_rows * row_bytes >= _SCATTER_MIN_OPERAND_BYTES)
 
