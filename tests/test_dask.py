@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
+import time
 import warnings
 
 import numpy as np
@@ -405,6 +407,74 @@ def test_worker_killed_mid_fit(client):
     assert got.stop_reason == "max_iter" and got.n_iter == 10
     _same_fit(ref, got, np.float64)
     client.wait_for_workers(2, timeout=60)  # the nanny restarts it for the next tests
+
+
+# Run on the workers (client.run(exec, ...): code, not a function of this module, which the
+# workers cannot import): the worker that first reaches its third W half-step of a block
+# writes its pid into FLAG and sleeps in the middle of that task; any other worker goes on.
+_STALL_ONE_TASK = """
+import os, time
+from fastnmf.solvers import frobenius as _fr
+_original = _fr.FrobeniusRows.update
+_calls = []
+def _update(self, *args, **kwargs):
+    _calls.append(None)
+    if len(_calls) == 3:
+        try:
+            fd = os.open(FLAG, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            pass
+        else:
+            os.write(fd, str(os.getpid()).encode())
+            os.close(fd)
+            time.sleep(60)
+    return _original(self, *args, **kwargs)
+_update.original = _original
+_fr.FrobeniusRows.update = _update
+"""
+_UNSTALL = """
+from fastnmf.solvers import frobenius as _fr
+_fr.FrobeniusRows.update = getattr(_fr.FrobeniusRows.update, "original",
+                                   _fr.FrobeniusRows.update)
+"""
+
+
+def _kill_when_flagged(flag, killed, timeout=60.0):
+    """Wait for a worker to write its pid into ``flag``, then SIGKILL that process."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with open(flag) as f:
+                pid = int(f.read())
+        except (FileNotFoundError, ValueError):  # not yet, or its pid not yet written
+            time.sleep(0.01)
+            continue
+        os.kill(pid, 9)
+        killed.append(pid)
+        return
+
+
+def test_worker_killed_while_its_task_runs(client, tmp_path):
+    """A worker killed in the middle of a block task (its W half-step running, not between
+    iterations as above): Dask runs the task again on another worker, from inputs no task
+    modified (_rows_call works on its own copies), and the answer does not change."""
+    X = _data(True, np.float64, seed=11)
+    kw = dict(init="random", random_state=3, max_iter=6, tol=0, accelerate="sweeps")
+    ref = fastnmf.nmf(X, R, **kw)
+    flag = str(tmp_path / "running")
+    killed = []
+    client.run(exec, _STALL_ONE_TASK, {"FLAG": flag})
+    watcher = threading.Thread(target=_kill_when_flagged, args=(flag, killed))
+    watcher.start()
+    try:
+        got = fastnmf.nmf(_dask(X), R, **kw)
+    finally:
+        watcher.join()
+        client.wait_for_workers(2, timeout=60)  # the nanny restarts the killed one
+        client.run(exec, _UNSTALL, {})
+    assert killed  # the fit waited on the stalled task until its worker died
+    assert got.stop_reason == "max_iter" and got.n_iter == 6
+    _same_fit(ref, got, np.float64)
 
 
 @pytest.mark.parametrize("fit", ["kl-mu", "kl-ccd", "beta-0.5", "hals-both"])
