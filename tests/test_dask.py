@@ -556,6 +556,39 @@ def test_block_tasks_are_placed_where_X_is(client):
     assert all(len(w) == 1 for w in client.who_has(blocks.data).values())
 
 
+def test_streamed_blocks_are_read_where_planned(client, tmp_path):
+    """persist=False reads every block from its file at each iteration: each block's own
+    tasks (its file's, its preparation) run on one planned worker (_plan_homes: balanced
+    by rows), the same every time, where its block task then finds W's rows (before, the
+    scheduler read each block wherever it chose and W's row states followed it around)."""
+    X = _data(True, np.float64, seed=12)
+    edges = np.cumsum((0,) + ROW_CHUNKS)
+    paths = []
+    for i, (a, b) in enumerate(zip(edges[:-1], edges[1:], strict=True)):
+        paths.append(str(tmp_path / f"block{i}.npz"))
+        sp.save_npz(paths[-1], X[a:b])
+    Xd = fdask.from_npz_blocks(paths)
+    blocks = fdask.data._Blocks(Xd, np.dtype(np.float64), "auto", False, client, 1,
+                                streamed=True)
+    homes = blocks._homes()
+    assert sorted(set(homes)) == sorted(client.scheduler_info()["workers"])
+    own = [set(d.__dask_graph__().layers[f"fastnmf-streamed-{b}"].keys())
+           for b, d in enumerate(blocks.data)]
+    with distributed.get_task_stream(client) as stream:
+        for _ in range(2):
+            blocks.reduce(fdask.data._block_stats)
+    ran = {}
+    for task in stream.data:
+        ran.setdefault(task["key"], set()).add(task["worker"])
+    for b, keys in enumerate(own):
+        assert blocks.data[b].key in keys and len(keys) >= 2  # its file's tasks too
+        assert all(ran[key] == {homes[b]} for key in keys & ran.keys()), b
+        assert blocks.data[b].key in ran
+    kw = dict(init="random", random_state=0, max_iter=5, tol=0, accelerate=False)
+    _same_fit(fastnmf.nmf(X, R, **kw), fdask.nmf_dask(Xd, R, persist=False, **kw),
+              np.float64)
+
+
 def test_return_dask_keeps_row_chunks(client):
     X = _data(False, np.float64, seed=7)
     Xd = _dask(X)
