@@ -8,6 +8,7 @@ reproduce the local fits for the same seeds.
 
 from __future__ import annotations
 
+import itertools
 import os
 import subprocess
 import sys
@@ -562,9 +563,9 @@ def test_streamed_blocks_are_read_where_planned(client, tmp_path):
     by rows), the same every time, where its block task then finds W's rows (before, the
     scheduler read each block wherever it chose and W's row states followed it around)."""
     X = _data(True, np.float64, seed=12)
-    edges = np.cumsum((0,) + ROW_CHUNKS)
+    edges = np.cumsum((0, *ROW_CHUNKS))
     paths = []
-    for i, (a, b) in enumerate(zip(edges[:-1], edges[1:], strict=True)):
+    for i, (a, b) in enumerate(itertools.pairwise(edges)):
         paths.append(str(tmp_path / f"block{i}.npz"))
         sp.save_npz(paths[-1], X[a:b])
     Xd = fdask.from_npz_blocks(paths)
