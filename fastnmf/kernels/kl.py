@@ -180,87 +180,100 @@ def _projected_newton(fk, grad, hess, zero):
 
 
 @kernel(parallel=False)
-def _ccd_row(cols, vals, nz, f, G, Gl, wh, Gsum, l1, l2, n_newton, newton_tol, eps,
-             with_loss):
-    """Cyclic coordinate descent with Newton steps on one row ``f`` of a factor.
+def _ccd_rows(indptr, indices, data, F, first, stop, G, Gl, wh, Gsum, l1, l2, n_newton,
+              newton_tol, eps, with_loss):
+    """Cyclic coordinate descent with Newton steps on rows ``first:stop`` of ``F``
+    against CSR ``Y``; returns the sum of their losses (with ``with_loss``).
 
-    Minimizes ``Σ_j (f·G[j]) − y_j log(f·G[j]) + l1·Σf + ½l2‖f‖²`` over
-    ``f ≥ 0``, where ``y`` has nonzeros ``vals[:nz]`` at ``cols[:nz]``; the
-    zeros of ``y`` only add the linear term ``Σ_j G[j, k] = Gsum[k]``.
-    ``Gl`` (r×nz) gathers ``G[cols]`` transposed so every pass over the
-    nonzeros of one component is contiguous; ``wh`` holds ``f·G[j]`` at the
-    nonzeros and is kept current after each change of ``f[k]``.
+    On each row ``f = F[i]``, with ``y`` row ``i`` of ``Y`` (nonzeros ``vals`` at
+    ``cols``, ``nz`` of them), minimizes ``Σ_j (f·G[j]) − y_j log(f·G[j]) + l1·Σf +
+    ½l2‖f‖²`` over ``f ≥ 0``; the zeros of ``y`` only add the linear term
+    ``Σ_j G[j, k] = Gsum[k]``.  ``Gl`` (r×nz) gathers ``G[cols]`` transposed so every
+    pass over the nonzeros of one component is contiguous; ``wh`` holds ``f·G[j]`` at
+    the nonzeros and is kept current after each change of ``f[k]``.
 
     Per component, up to ``n_newton`` projected Newton steps
     ``f_k ← max(0, f_k − g/h)``, stopping early when the step is below
-    ``newton_tol·f_k``.  Returns ``Σ_{y>eps} y log(y/max(wh, eps)) − y`` at the
-    final ``f`` (with ``with_loss``).
+    ``newton_tol·f_k``.  The loss of a row is ``Σ_{y>eps} y log(y/max(wh, eps)) − y``
+    at its final ``f``.
+
+    One call per chunk of rows, not per row: a call per row took slices of ``Y``'s row
+    and of ``F`` across the call, a fixed cost per row in their reference counting (as
+    the sparse gather measured, :func:`fastnmf.kernels.sparse._gather_rows`).  The same
+    steps and sums in the same order as one call per row, bit for bit.
     """
-    r = f.shape[0]
+    r = F.shape[1]
     zero = eps - eps
     one = eps / eps  # literals would make every float32 loop float64
     half = one / (one + one)
-    for q in range(nz):
-        g = G[cols[q]]
-        s = zero
-        for k in range(r):
-            gk = g[k]
-            Gl[k, q] = gk
-            s += f[k] * gk
-        wh[q] = s
-    for k in range(r):
-        gk = Gl[k]
-        lin = Gsum[k] + l1
-        for _ in range(n_newton):
-            fk = f[k]
-            grad = lin + l2 * fk
-            hess = l2
-            for q in range(nz):
-                v = wh[q]
-                if v < eps:
-                    v = eps
-                inv = one / v
-                t = vals[q] * gk[q] * inv
-                grad -= t
-                hess += t * gk[q] * inv
-            new = _projected_newton(fk, grad, hess, zero)
-            d = new - fk
-            if d == 0:
-                break
-            if d < 0:
-                # A Newton step downwards can overshoot towards the pole of
-                # −y·log(wh) and blow the loss up (measured: KL 2788 → 4062 in
-                # one sweep from NNDSVDA).  Never let a model value at a
-                # nonzero fall below half of what it was.
-                for q in range(nz):
-                    dg = d * gk[q]
-                    if wh[q] + dg < half * wh[q]:
-                        d = -half * wh[q] / gk[q]
-                new = fk + d
-                if new < 0:
-                    new = zero
-                d = new - fk
-            f[k] = new
-            for q in range(nz):
-                wh[q] += d * gk[q]
-            if abs(d) <= newton_tol * new:
-                break
     s64 = 0.0
-    if with_loss:
+    for i in range(first, stop):
+        cols = indices[indptr[i]:indptr[i + 1]]
+        vals = data[indptr[i]:indptr[i + 1]]
+        nz = cols.size
+        f = F[i]
         for q in range(nz):
-            y = vals[q]
-            if y > eps:
-                v = wh[q]
-                if v < eps:
-                    v = eps
-                s64 += _kl_term(y, v)
+            g = G[cols[q]]
+            s = zero
+            for k in range(r):
+                gk = g[k]
+                Gl[k, q] = gk
+                s += f[k] * gk
+            wh[q] = s
+        for k in range(r):
+            gk = Gl[k]
+            lin = Gsum[k] + l1
+            for _ in range(n_newton):
+                fk = f[k]
+                grad = lin + l2 * fk
+                hess = l2
+                for q in range(nz):
+                    v = wh[q]
+                    if v < eps:
+                        v = eps
+                    inv = one / v
+                    t = vals[q] * gk[q] * inv
+                    grad -= t
+                    hess += t * gk[q] * inv
+                new = _projected_newton(fk, grad, hess, zero)
+                d = new - fk
+                if d == 0:
+                    break
+                if d < 0:
+                    # A Newton step downwards can overshoot towards the pole of
+                    # −y·log(wh) and blow the loss up (measured: KL 2788 → 4062 in
+                    # one sweep from NNDSVDA).  Never let a model value at a
+                    # nonzero fall below half of what it was.
+                    for q in range(nz):
+                        dg = d * gk[q]
+                        if wh[q] + dg < half * wh[q]:
+                            d = -half * wh[q] / gk[q]
+                    new = fk + d
+                    if new < 0:
+                        new = zero
+                    d = new - fk
+                f[k] = new
+                for q in range(nz):
+                    wh[q] += d * gk[q]
+                if abs(d) <= newton_tol * new:
+                    break
+        if with_loss:
+            row = 0.0  # (summed per row, then over rows: the order of one call per row)
+            for q in range(nz):
+                y = vals[q]
+                if y > eps:
+                    v = wh[q]
+                    if v < eps:
+                        v = eps
+                    row += _kl_term(y, v)
+            s64 += row
     return s64
 
 
 @kernel(chunks="partials")
 def kl_ccd_sparse(indptr, indices, data, F, G, Gsum, l1, l2, n_newton, newton_tol, eps,
                   with_loss, bounds):
-    """One CCD sweep over the rows of ``F`` for CSR ``Y ≈ F Gᵀ`` (see ``_ccd_row``).
+    """One CCD sweep over the rows of ``F`` for CSR ``Y ≈ F Gᵀ`` (see ``_ccd_rows``).
 
     Row ``i`` of ``F`` touches only row ``i`` of ``Y`` and the rows of ``G``
     at its nonzeros, so rows run in parallel with no approximation; ``f·G[j]``
@@ -277,21 +290,16 @@ def kl_ccd_sparse(indptr, indices, data, F, G, Gsum, l1, l2, n_newton, newton_to
             longest = max(longest, indptr[i + 1] - indptr[i])
         Gl = np.empty((r, longest), dtype=F.dtype)
         wh = np.empty(longest, dtype=F.dtype)
-        s = 0.0
-        for i in range(bounds[c], bounds[c + 1]):
-            cols = indices[indptr[i]:indptr[i + 1]]
-            vals = data[indptr[i]:indptr[i + 1]]
-            s += _ccd_row(cols, vals, cols.size, F[i], G, Gl, wh, Gsum, l1, l2, n_newton,
-                          newton_tol, eps, with_loss)
-        partial[c] = s
+        partial[c] = _ccd_rows(indptr, indices, data, F, bounds[c], bounds[c + 1], G, Gl,
+                               wh, Gsum, l1, l2, n_newton, newton_tol, eps, with_loss)
     return partial
 
 
 @kernel(parallel=False)
 def _ccd_dense_row(y, f, GT, wh, Gsum, l1, l2, n_newton, newton_tol, eps):
-    """CCD with Newton steps on one row ``f`` against a dense row ``y`` (see ``_ccd_row``).
+    """CCD with Newton steps on one row ``f`` against a dense row ``y`` (see ``_ccd_rows``).
 
-    Same steps as ``_ccd_row``, arranged so that every loop over the row's
+    Same steps as ``_ccd_rows``, arranged so that every loop over the row's
     ``q`` entries is a contiguous, branch-free, vectorized loop (this is
     where all the time goes: one division per entry per component):
 
@@ -362,7 +370,7 @@ def _ccd_dense_row(y, f, GT, wh, Gsum, l1, l2, n_newton, newton_tol, eps):
             d = new - fk
             if d == 0:
                 break
-            # The safeguard of _ccd_row: no model value at a nonzero may fall
+            # The safeguard of _ccd_rows: no model value at a nonzero may fall
             # below half of what it was, i.e. −d·g/wh ≤ ½ everywhere.  The Newton
             # pass measured max g/wh, so the exact (dividing) pass below only
             # runs when the step comes within round-off of the limit.
