@@ -95,6 +95,8 @@ class DenseData:
         Xs = self.X if side == 0 else self.X.T
         # bounds on whole HALS row groups, so `then` may update the factor's rows a:b
         bounds = split_bounds(Xs.shape[0], self.X.size >= _SPLIT_MIN_ELEMENTS, ROW_GROUP)
+        if layout == "small" and Xs.flags.c_contiguous:  # the dot form reads F's columns
+            F = np.ascontiguousarray(F.T)
 
         def part(a, b):
             self._rows(layout, Xs, F, side, out, a, b)
@@ -104,14 +106,22 @@ class DenseData:
         return results if then is not None else out
 
     def _rows(self, layout, Xs, F, side, out, a, b):
-        """Rows ``a:b`` of ``Xs @ F`` into ``out[a:b]`` in one BLAS call."""
+        """Rows ``a:b`` of ``Xs @ F`` into ``out[a:b]``: one BLAS call ("tall", "wide"),
+        or ("small") a Numba loop over Xs's rows (F given as its C-contiguous r×n
+        transpose) or, where Xs is a transposed view, over the rows of X."""
+        zero = self.dtype.type(0)
+        if layout == "small" and Xs.flags.c_contiguous:
+            return kernels.rows_times(Xs, F, a, b, out, zero)
         if layout == "tall":
             return np.matmul(Xs[a:b], F, out=out[a:b])
         key = (side, a, b)
         buf = self._wide_out.get(key)
         if buf is None or buf.shape != (F.shape[1], b - a):
             buf = self._wide_out[key] = np.empty((F.shape[1], b - a), dtype=self.dtype)
-        np.matmul(F.T, Xs[a:b].T, out=buf)
+        if layout == "small":
+            kernels.cols_times(Xs.T, F, a, b, buf, zero)
+        else:
+            np.matmul(F.T, Xs[a:b].T, out=buf)
         out[a:b] = buf.T
         return out
 
@@ -138,6 +148,9 @@ class DenseData:
         return self._product_in(self._layout(F, side, out), F, side, out, then)
 
     def _layout(self, F, side, out) -> str:
+        along = (side == 0) == bool(self.X.flags.c_contiguous)  # the dot form, else axpys
+        if F.shape[1] <= (SMALL_RANK_ROWS if along else SMALL_RANK_COLS):
+            return "small"
         return dense_layout(self.X, side)
 
     def direct_sqerr(self, W: np.ndarray, Ht: np.ndarray, HHt=None) -> float:
@@ -190,6 +203,19 @@ def gram(F: np.ndarray) -> np.ndarray:
 # Grams under this many multiply-adds are not worth a hand-off to other threads.
 _GRAM_SPLIT_FLOPS = 1 << 22
 
+
+# Products with F of at most this many columns run as Numba loops, not BLAS
+# (fastnmf.kernels.dense).  Split over 2 threads as a fit splits them, ms, OpenBLAS
+# (Haswell kernels) → the loops, `X @ F` / `Xᵀ W`: 5000×2000 float64 r = 2 3.47 → 2.00 /
+# 3.91 → 1.68, r = 6 4.74 → 2.83 / 5.07 → 2.55, r = 8 3.62 → 3.86 / 4.24 → 2.88;
+# float32 r = 6 2.14 → 1.79 / 1.87 → 1.42, r = 8 1.60 → 2.05 / 1.67 → 1.50; 1000×500
+# float64 r = 6 0.206 → 0.161 / 0.287 → 0.159.  One thread (a sweep's concurrent fits),
+# float64: 1000×500 r = 8 0.242 → 0.257 / 0.332 → 0.207, r = 10 0.294 → 0.267 / 0.285
+# → 0.236, r = 20 0.403 → 0.622 / 0.395 → 0.458.  BLAS's GEMM gets faster at 8
+# columns, so the dot form (`X @ F` along X's rows) stops at 6, the axpy form (`Xᵀ W`
+# across them) at 10.
+SMALL_RANK_ROWS = 6
+SMALL_RANK_COLS = 10
 
 # Below this many elements of X a product takes microseconds: one BLAS call, "tall".
 _SPLIT_MIN_ELEMENTS = 1 << 18

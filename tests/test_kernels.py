@@ -255,6 +255,59 @@ def test_dense_data(dtype, shape, order):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(1, 1, 1), (7, 5, 3), (9, 13, 8), (64, 33, 2), (5, 70, 6)])
+def test_small_rank_dense_kernels(dtype, shape):
+    """kernels.rows_times / cols_times (the "small" layout of DenseData) on row or column
+    ranges, against NumPy; m not a multiple of the four rows cols_times takes at once."""
+    m, n, r = shape
+    rng = np.random.default_rng(m * n + r)
+    X = rng.random((m, n)).astype(dtype)
+    F = rng.random((n, r)).astype(dtype)
+    W = rng.random((m, r)).astype(dtype)
+    zero = dtype(0)
+    for a, b in [(0, m), (m // 3, m), (0, (m + 1) // 2)]:
+        out = np.full((m, r), np.nan, dtype=dtype)
+        kernels.rows_times(X, np.ascontiguousarray(F.T), a, b, out, zero)
+        _close(out[a:b], ref.product(X, F, 0)[a:b], dtype)
+        assert np.isnan(out[:a]).all() and np.isnan(out[b:]).all()  # only rows a:b
+    for a, b in [(0, n), (n // 3, n), (0, (n + 1) // 2)]:
+        out_t = np.full((r, b - a), np.nan, dtype=dtype)
+        kernels.cols_times(X, W, a, b, out_t, zero)
+        _close(out_t.T, ref.product(X, W, 1)[a:b], dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("order", ["C", "F"])
+@pytest.mark.parametrize("r", [3, 6, 7, 10, 11])
+def test_dense_products_split_over_threads(dtype, order, r):
+    """A dense X large enough that each product is split over the threads: the small-rank
+    loops (the dot form up to SMALL_RANK_ROWS columns, the axpy form up to
+    SMALL_RANK_COLS) and BLAS (above) give X's products, and the same bits on one thread
+    and on two."""
+    from fastnmf import thread_limits
+    from fastnmf._data import SMALL_RANK_COLS, SMALL_RANK_ROWS
+
+    m, n = 700, 450  # 315000 entries: split (≥ 2^18)
+    rng = np.random.default_rng(r)
+    X = np.asarray(rng.random((m, n)), dtype=dtype, order=order)
+    data = DenseData(X)
+    small = [r <= SMALL_RANK_ROWS, r <= SMALL_RANK_COLS][::1 if order == "C" else -1]
+    assert [data._layout(np.empty((n, r)), side, None) == "small" for side in (0, 1)] == small
+    F = rng.random((n, r)).astype(dtype)
+    W = rng.random((m, r)).astype(dtype)
+    got = []
+    for threads in (1, 2):
+        with thread_limits(threads):
+            got.append((data.product(F, 0, np.empty((m, r), dtype)),
+                        data.product(W, 1, np.empty((n, r), dtype))))
+    _close(got[0][0], ref.product(X, F, 0), dtype)
+    _close(got[0][1], ref.product(X, W, 1), dtype)
+    for side in (0, 1):  # the loops sum every entry in one order whatever the split
+        if small[side]:
+            assert np.array_equal(got[0][side], got[1][side])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", PRODUCT_SHAPES)
 @pytest.mark.parametrize(
     "index_dtype",

@@ -10,6 +10,7 @@ runs of chunks (``@kernel(chunks=...)``, :class:`fastnmf._jit.ChunkedKernel`):
 it compiles several times faster than Numba's ``prange``.
 """
 
+from .dense import cols_times, rows_times
 from .factor_updates import ROW_GROUP, extrapolate, hals_update, mu_update
 from .factor_updates import _inner_f64 as inner_f64_serial
 from .masked import sampled_matmul_add, sampled_ratio_add
@@ -20,6 +21,7 @@ from .sparseness import project_sparseness
 __all__ = [
     "ROW_GROUP",
     "change_f64",
+    "cols_times",
     "csr_matmul",
     "csr_matmul_add",
     "csr_matmul_t",
@@ -30,6 +32,7 @@ __all__ = [
     "inner_f64_serial",
     "mu_update",
     "project_sparseness",
+    "rows_times",
     "sampled_matmul_add",
     "sampled_moments",
     "sampled_ratio_add",
