@@ -95,7 +95,7 @@ class DenseData:
         Xs = self.X if side == 0 else self.X.T
         # bounds on whole HALS row groups, so `then` may update the factor's rows a:b
         bounds = split_bounds(Xs.shape[0], self.X.size >= _SPLIT_MIN_ELEMENTS, ROW_GROUP)
-        if layout == "small" and Xs.flags.c_contiguous:  # the dot form reads F's columns
+        if layout == "dot":  # reads F's columns
             F = np.ascontiguousarray(F.T)
 
         def part(a, b):
@@ -107,19 +107,19 @@ class DenseData:
 
     def _rows(self, layout, Xs, F, side, out, a, b):
         """Rows ``a:b`` of ``Xs @ F`` into ``out[a:b]``: one BLAS call ("tall", "wide"),
-        or ("small") a Numba loop over Xs's rows (F given as its C-contiguous r×n
-        transpose) or, where Xs is a transposed view, over the rows of X."""
-        zero = self.dtype.type(0)
-        if layout == "small" and Xs.flags.c_contiguous:
-            return kernels.rows_times(Xs, F, a, b, out, zero)
+        or a Numba loop at small rank (:mod:`fastnmf.kernels.dense`): "dot" along the
+        C-contiguous Xs's rows (F given as its C-contiguous r×n transpose), "axpy" along
+        the rows of the C-contiguous ``Xs.T``."""
+        if layout == "dot":
+            return kernels.rows_times(Xs, F, a, b, out, self.dtype.type(0))
         if layout == "tall":
             return np.matmul(Xs[a:b], F, out=out[a:b])
         key = (side, a, b)
         buf = self._wide_out.get(key)
         if buf is None or buf.shape != (F.shape[1], b - a):
             buf = self._wide_out[key] = np.empty((F.shape[1], b - a), dtype=self.dtype)
-        if layout == "small":
-            kernels.cols_times(Xs.T, F, a, b, buf, zero)
+        if layout == "axpy":
+            kernels.cols_times(Xs.T, F, a, b, buf, self.dtype.type(0))
         else:
             np.matmul(F.T, Xs[a:b].T, out=buf)
         out[a:b] = buf.T
@@ -148,9 +148,10 @@ class DenseData:
         return self._product_in(self._layout(F, side, out), F, side, out, then)
 
     def _layout(self, F, side, out) -> str:
-        along = (side == 0) == bool(self.X.flags.c_contiguous)  # the dot form, else axpys
+        # Xs (X or Xᵀ) C-contiguous: dot products along its rows, else axpys across them
+        along = (side == 0) == bool(self.X.flags.c_contiguous)
         if F.shape[1] <= (SMALL_RANK_ROWS if along else SMALL_RANK_COLS):
-            return "small"
+            return "dot" if along else "axpy"
         return dense_layout(self.X, side)
 
     def direct_sqerr(self, W: np.ndarray, Ht: np.ndarray, HHt=None) -> float:
