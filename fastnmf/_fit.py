@@ -9,7 +9,7 @@ import numpy as np
 
 from . import _validation as v
 from ._data import OriginalColumns, in_x_order, make_data, reorders
-from ._masked import PreparedX
+from ._masked import PreparedX, masked_solver
 from ._options import (
     check_accelerate,
     check_loop_options,
@@ -86,14 +86,6 @@ def _in_columns_of_X(callback, order):
         return callback(_InColumnsOfX(info, order))
 
     return in_x_order
-
-
-def _masked_kl_solver(resolved, given):
-    """KL with missing values runs MU (the EM step); CCD only when not asked for by name."""
-    if resolved == "mu" or given is None:
-        return "mu"
-    raise ValueError(f"Missing values (mask/missing) with the KL loss need solver='mu' "
-                     f"(the EM/MU step), got solver={given!r}.")
 
 
 def nmf(X, rank, *, beta_loss="frobenius", solver=None, init=None, max_iter=200, tol=1e-4,
@@ -260,8 +252,6 @@ def nmf(X, rank, *, beta_loss="frobenius", solver=None, init=None, max_iter=200,
     if is_dask(X):  # a row-partitioned dask array: the distributed fit (fastnmf/dask/)
         if sparseness_W is not None or sparseness_H is not None:
             raise ValueError("sparseness_W/sparseness_H are not supported for dask arrays.")
-        if mask is not None or missing is not None:
-            raise ValueError("Missing values (mask/missing) are not supported for dask arrays.")
         from .dask.fit import nmf_dask
 
         return nmf_dask(X, rank, beta_loss=beta_loss, solver=solver, init=init,
@@ -269,7 +259,7 @@ def nmf(X, rank, *, beta_loss="frobenius", solver=None, init=None, max_iter=200,
                         alpha_H=alpha_H, l1_ratio=l1_ratio, W=W, H=H, update_H=update_H,
                         n_threads=n_threads, backend=backend, max_time=max_time,
                         callback=callback, progress=progress, verbose=verbose,
-                        accelerate=accelerate)
+                        accelerate=accelerate, mask=mask, missing=missing)
     t0 = time.perf_counter()
     row_names, column_names = frame_labels(X)  # a DataFrame's labels, for W_frame/H_frame
     if isinstance(X, PreparedX):  # from fit_many: validated once for many fits
@@ -281,14 +271,9 @@ def nmf(X, rank, *, beta_loss="frobenius", solver=None, init=None, max_iter=200,
     X = prepared.X
     rank = v.check_rank(rank)
     objective = objective_for(beta_loss)
-    if prepared.masked and objective.name == "kullback-leibler":
-        solver = _masked_kl_solver(objective.resolve_solver(solver), solver)
+    if prepared.masked:
+        solver = masked_solver(objective, solver, update_H)
     solver = objective.resolve_solver(solver)
-    if prepared.masked and objective.name not in ("frobenius", "kullback-leibler"):
-        raise ValueError("Missing values (mask/missing) are supported with beta_loss "
-                         "'frobenius' and 'kullback-leibler', not yet with other β.")
-    if prepared.masked and not update_H:
-        raise ValueError("Missing values (mask/missing) need update_H=True.")
     max_iter, tol, max_time = check_loop_options(backend, max_iter, tol, max_time, callback)
     accelerate = check_accelerate(accelerate)
     reg = regularization(X.shape, alpha_W, alpha_H, l1_ratio)

@@ -183,21 +183,71 @@ NAN_HINT = (" To fit X with missing values, pass missing='nan': the NaN entries 
             "left out of the fit.")
 
 
-def _warn_if_swapped(pattern: Pattern, given: str) -> None:
-    """Warn when a user's ``mask`` or ``missing`` leaves more than half of X missing.
+def check_missing_counts(n_missing: int, shape, given: dict) -> None:
+    """Refuse a missing set that is all of X; warn when a user's ``mask`` or ``missing``
+    (``given``: name -> its count of missing entries) leaves more than half of X missing.
 
     The two take boolean arrays of opposite meaning (``mask``: True = observed,
     ``missing``: True = missing), so one passed for the other leaves out most
-    of X; a genuine fit with most entries missing is rare.
+    of X; a genuine fit with most entries missing is rare.  Counts, not patterns: a
+    Dask fit sums them over its row blocks (:mod:`fastnmf.dask.data`).
     """
-    m, n = pattern.shape
-    fraction = pattern.nnz / (m * n)
-    if fraction > 0.5:
-        own, other, meant = (("observed", "missing", "missing") if given == "mask"
-                             else ("missing", "mask", "observed"))
-        v.warn(
-            f"{given} (True = {own}) leaves {fraction:.0%} of X's entries missing. If True "
-            f"marks the {meant} entries, pass it as {other}= instead.")
+    m, n = shape
+    if n_missing == m * n:
+        raise ValueError("Every entry of X is missing: nothing to fit.")
+    for name, count in given.items():
+        fraction = count / (m * n)
+        if fraction > 0.5:
+            own, other, meant = (("observed", "missing", "missing") if name == "mask"
+                                 else ("missing", "mask", "observed"))
+            v.warn(
+                f"{name} (True = {own}) leaves {fraction:.0%} of X's entries missing. If "
+                f"True marks the {meant} entries, pass it as {other}= instead.")
+
+
+def missing_set(X, is_sparse, mask=None, missing=None):
+    """The missing set of a validated X (``v.check_X(X, values=False)``) and X with it
+    zeroed, validated: ``(X0, is_sparse, pattern, given)``, ``given`` the count of
+    missing entries of each of the user's sets by parameter name (for
+    :func:`check_missing_counts`, which this does not call: a Dask fit calls this on each
+    row block and checks the sums)."""
+    patterns, given = [], {}
+    if isinstance(missing, str):
+        if missing != "nan":
+            raise ValueError(f"missing must be 'nan', a scipy sparse matrix or a boolean "
+                             f"array, got {missing!r}.")
+        patterns.append(_nan_pattern(X, is_sparse))
+    elif isinstance(missing, Pattern):  # select_rank's held-out set: no swap check
+        patterns.append(missing)
+    elif missing is not None:
+        patterns.append(pattern_of(missing, X.shape))
+        given["missing"] = patterns[-1].nnz
+    if mask is not None:
+        patterns.append(_mask_pattern(mask, X.shape))
+        given["mask"] = patterns[-1].nnz
+    pattern = _union(patterns, X.shape)
+    X0, is_sparse = v.check_X(_zero_missing(X, is_sparse, pattern))
+    return X0, is_sparse, pattern, given
+
+
+def masked_solver(objective, solver, update_H=True) -> str:
+    """The solver of a fit with missing values (``objective``: an objective of
+    :mod:`fastnmf.solvers`, ``solver`` as the user gave it), or a clear error: the
+    Frobenius loss takes every solver; KL takes MU (the EM step), the default there, and
+    refuses CCD asked for by name (its sweeps change the model within a sweep); other β
+    and ``update_H=False`` are refused.  The same for in-memory and Dask fits."""
+    resolved = objective.resolve_solver(solver)
+    if objective.name == "kullback-leibler":
+        if resolved != "mu" and solver is not None:
+            raise ValueError(f"Missing values (mask/missing) with the KL loss need "
+                             f"solver='mu' (the EM/MU step), got solver={solver!r}.")
+        resolved = objective.resolve_solver("mu")
+    elif objective.name != "frobenius":
+        raise ValueError("Missing values (mask/missing) are supported with beta_loss "
+                         "'frobenius' and 'kullback-leibler', not yet with other β.")
+    if not update_H:
+        raise ValueError("Missing values (mask/missing) need update_H=True.")
+    return resolved
 
 
 def check_data(X, mask=None, missing=None):
@@ -216,28 +266,24 @@ def check_data(X, mask=None, missing=None):
         X, is_sparse = v.check_X(X, nan_hint=NAN_HINT)
         return X, is_sparse, None
     X, is_sparse = v.check_X(X, values=False)
-    patterns, users = [], []  # users: the user's boolean sets, by parameter name
-    if isinstance(missing, str):
-        if missing != "nan":
-            raise ValueError(f"missing must be 'nan', a scipy sparse matrix or a boolean "
-                             f"array, got {missing!r}.")
-        patterns.append(_nan_pattern(X, is_sparse))
-    elif isinstance(missing, Pattern):  # select_rank's held-out set: no swap check
-        patterns.append(missing)
-    elif missing is not None:
-        patterns.append(pattern_of(missing, X.shape))
-        users.append((patterns[-1], "missing"))
-    if mask is not None:
-        patterns.append(_mask_pattern(mask, X.shape))
-        users.append((patterns[-1], "mask"))
-    pattern = _union(patterns, X.shape)
-    m, n = X.shape
-    if pattern.nnz == m * n:
-        raise ValueError("Every entry of X is missing: nothing to fit.")
-    for p, given in users:
-        _warn_if_swapped(p, given)
-    X0, is_sparse = v.check_X(_zero_missing(X, is_sparse, pattern))
+    X0, is_sparse, pattern, given = missing_set(X, is_sparse, mask, missing)
+    check_missing_counts(pattern.nnz, X.shape, given)
     return X0, is_sparse, pattern
+
+
+def missing_terms(patterns, side: int, S: np.ndarray, W: np.ndarray, Ht: np.ndarray,
+                  bounds=None) -> float:
+    """``2 Σ_missing S∘(WH) − Σ_missing (WH)²`` (float64), what
+    :meth:`MaskedData.correct_sqerr` adds to the cheap formula, for the ``S`` a product
+    of ``side`` was made with (in the order of ``patterns[side]``: the missing set's
+    pattern and its transpose)."""
+    pattern = patterns[side]
+    if bounds is None:
+        bounds = nnz_bounds(pattern.indptr)
+    P, Q = (W, Ht) if side == 0 else (Ht, W)
+    _, sq, cross, _ = kernels.sampled_moments(pattern.indptr, pattern.indices, S, P, Q,
+                                              bounds).sum(0)
+    return float(2.0 * cross - sq)
 
 
 class MaskedData:
@@ -260,14 +306,14 @@ class MaskedData:
         self.dtype = base.dtype
         self.nnz = base.nnz + pattern.nnz  # entries a product touches
         self.sqnorm = base.sqnorm
-        self.pattern = pattern
+        self.pattern, self.pattern_t = pattern, pattern_t
         self._patterns = ((pattern.indptr, pattern.indices),
                           (pattern_t.indptr, pattern_t.indices))
         self._bounds = (nnz_bounds(pattern.indptr), nnz_bounds(pattern_t.indptr))
         self._vals = (np.empty(pattern.nnz, dtype=base.dtype),
                       np.empty(pattern.nnz, dtype=base.dtype))
-        self._zeros = np.zeros(pattern.nnz, dtype=base.dtype)
         self._out = [None, None]
+        self._last = None  # the side of the last product (its S is in _vals[side])
         self._W = self._Ht = None
 
     @property
@@ -293,7 +339,14 @@ class MaskedData:
         kernels.sampled_matmul_add(indptr, indices, A, B, F, self._bounds[side],
                                    self._vals[side], out)
         self._out[side] = out
+        self._last = side
         return out
+
+    def last_sample(self):
+        """``(side, S)`` of the last product made (S in the pattern's order of that side:
+        X's for side 0, Xᵀ's for side 1), or None before any."""
+        return None if self._last is None else (self._last, self._vals[self._last])
+
 
     def correct_sqerr(self, err: float, A: np.ndarray, W: np.ndarray, Ht: np.ndarray) -> float:
         """The masked ``‖M∘(X − WH)‖²`` from the solver's ``‖X₀‖² − 2⟨A, F⟩ + ⟨WᵀW, HHᵀ⟩``.
@@ -307,22 +360,21 @@ class MaskedData:
         side = 0 if A is self._out[0] else 1 if A is self._out[1] else None
         if side is None:
             return self.direct_sqerr(W, Ht)
-        indptr, indices = self._patterns[side]
-        P, Q = (W, Ht) if side == 0 else (Ht, W)
-        _, sq, cross, _ = kernels.sampled_moments(indptr, indices, self._vals[side], P, Q,
-                                                  self._bounds[side]).sum(0)
-        return float(err + 2.0 * cross - sq)
+        return float(err + missing_terms((self.pattern, self.pattern_t), side,
+                                         self._vals[side], W, Ht, self._bounds[side]))
 
     def missing_sqsum(self, W: np.ndarray, Ht: np.ndarray) -> float:
         """``Σ_missing (WH)²`` in float64."""
         indptr, indices = self._patterns[0]
-        return float(kernels.sampled_moments(indptr, indices, self._zeros, W, Ht,
+        zeros = np.zeros(self.pattern.nnz, dtype=self.dtype)
+        return float(kernels.sampled_moments(indptr, indices, zeros, W, Ht,
                                              self._bounds[0]).sum(0)[1])
 
-    def direct_sqerr(self, W: np.ndarray, Ht: np.ndarray) -> float:
-        """``‖M∘(X − W Htᵀ)‖²`` evaluated directly, accumulated in float64."""
+    def direct_sqerr(self, W: np.ndarray, Ht: np.ndarray, HHt=None) -> float:
+        """``‖M∘(X − W Htᵀ)‖²`` evaluated directly, accumulated in float64 (``HHt``: Ht's
+        float64 Gram, if at hand, for sparse X's formula)."""
         if self.is_sparse:
-            return self.base.direct_sqerr(W, Ht) - self.missing_sqsum(W, Ht)
+            return self.base.direct_sqerr(W, Ht, HHt) - self.missing_sqsum(W, Ht)
         X = self.base.X
         m, n = self.shape
         indptr, indices = self._patterns[0]

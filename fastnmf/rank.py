@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import _validation as v
-from ._masked import _pattern_from_coords, _union, check_data, values_at
+from ._masked import _pattern_from_coords, _union, check_data, masked_solver, values_at
 from .init import check_random_state
 from .many import ManyFits, _check_ranks, _progress, fit_many
 
@@ -538,13 +538,11 @@ def select_rank(X, ranks, method="cv", *, n_runs=10, n_repeats=3, holdout=0.1,
 def _check_masked_options(nmf_kwargs) -> None:
     """Masked fits (cross-validation, X's own missing values): a loss and solver that take
     missing values, checked before any fit (nmf() checks the same, fit by fit)."""
-    from ._fit import _masked_kl_solver
     from .solvers import objective_for
 
     objective = objective_for(nmf_kwargs.get("beta_loss", "frobenius"))
-    solver = nmf_kwargs.get("solver")
     if objective.name == "kullback-leibler":
-        _masked_kl_solver(objective.resolve_solver(solver), solver)
+        masked_solver(objective, nmf_kwargs.get("solver"))
     elif objective.name != "frobenius":
         raise ValueError("cross-validation and missing values need beta_loss 'frobenius' or "
                          f"'kullback-leibler', got beta_loss={nmf_kwargs['beta_loss']!r}.")

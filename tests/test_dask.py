@@ -676,6 +676,31 @@ def test_npz_blocks_out_of_core_equals_in_memory(tmp_path):
     _same_fit(fastnmf.nmf(X, 3, **kw), got, np.float32)
 
 
+def test_streamed_missing_values_read_X_once_per_iteration(tmp_path, monkeypatch):
+    """persist=False with a mask: the loss's correction reads the blocks' missing sets
+    (kept), not X: one read of each block per iteration, as without a mask."""
+    from fastnmf.dask import io as fdask_io
+
+    paths = fdask.write_sparse_blocks(tmp_path, (90, 30), nnz=900, n_blocks=3, seed=2, rank=3)
+    X = sp.vstack([sp.load_npz(p) for p in paths]).tocsr()
+    held = np.random.default_rng(0).random(X.shape) < 0.15
+    reads = []
+    load = fdask_io._load_npz
+    monkeypatch.setattr(fdask_io, "_load_npz", lambda *a: reads.append(1) or load(*a))
+    Xd = fdask.from_npz_blocks(paths)
+    kw = dict(init="random", random_state=0, tol=0, accelerate=False)
+    counts = []
+    for it in (4, 9):
+        reads.clear()
+        with dask.config.set(scheduler="sync"):
+            got = fdask.nmf_dask(Xd, 3, persist=False, missing=sp.csr_matrix(held),
+                                 max_iter=it, **kw)
+        counts.append(len(reads))
+    assert counts[1] - counts[0] == 5 * len(paths)  # 5 more iterations, one read each
+    _same_fit(fastnmf.nmf(X, 3, missing=sp.csr_matrix(held), max_iter=9, **kw), got,
+              np.float32)
+
+
 def test_streamed_kl_ccd_keeps_the_column_copy_where_it_fits(client, monkeypatch, tmp_path):
     """persist=False with KL CCD: X's column copy is made once and kept on the workers
     when it is at most half of their memory limits together (a warning says so; X's row
@@ -768,10 +793,96 @@ def test_clear_errors():
     negative = da.from_array(-np.ones((10, 4)), chunks=(5, 4))
     with dask.config.set(scheduler="threads"), pytest.raises(ValueError, match="Negative"):
         fastnmf.nmf(negative, 2)
-    with pytest.raises(ValueError, match="mask"):
-        fastnmf.nmf(Xd, R, mask=np.ones(Xd.shape, bool))
     with pytest.raises(TypeError, match="compute the dask array"):
         fdask.map_fits(None, Xd, [(2, 0, 1)], {})
+
+
+def _missing_forms(X, seed=4):
+    """The same missing set in each form a dask fit takes it: (in-memory X and kwargs,
+    dask kwargs); about a fifth of the entries, one block's rows none at all."""
+    rng = np.random.default_rng(seed)
+    held = rng.random(X.shape) < 0.2
+    held[ROW_CHUNKS[0]:sum(ROW_CHUNKS[:2])] = False  # a block with no missing entry
+    dense = X.toarray() if sp.issparse(X) else X
+    with_nan = np.where(held, np.nan, dense)
+    return {
+        "mask-numpy": (X, dict(mask=~held), dict(mask=~held)),
+        "mask-dask": (X, dict(mask=~held), dict(mask=da.from_array(~held, chunks=(60, 20)))),
+        "missing-sparse": (X, dict(missing=sp.csr_matrix(held)),
+                           dict(missing=sp.csr_matrix(held))),
+        "missing-nan": (with_nan, dict(missing="nan"), dict(missing="nan")),
+    }
+
+
+@pytest.mark.parametrize("fit", ["hals", "hals-plain", "hals-both", "mu", "kl-mu"])
+@pytest.mark.parametrize("sparse, dtype, form", [
+    (False, np.float64, "mask-numpy"), (True, np.float64, "missing-sparse"),
+    (False, np.float32, "mask-dask"), (False, np.float64, "missing-nan"),
+])
+def test_missing_values_equal_single_machine(fit, sparse, dtype, form):
+    """Masked fits on Dask: the in-memory masked fit's iterates and masked loss (the row
+    blocks' masked data products; the Frobenius loss corrected block by block)."""
+    X = _data(sparse, dtype, seed=6)
+    X_in, ref_kw, dask_kw = _missing_forms(X)[form]
+    kw = dict(FITS[fit], init="random", random_state=2, max_iter=15, tol=0)
+    ref = fastnmf.nmf(X_in, R, **ref_kw, **kw)
+    Xd = da.from_array(X_in if form == "missing-nan" else X, chunks=(ROW_CHUNKS, 20),
+                       asarray=not sp.issparse(X_in))
+    with dask.config.set(scheduler="threads"):
+        got = fastnmf.nmf(Xd, R, **dask_kw, **kw)
+    _same_fit(ref, got, dtype)
+    # the loss is the masked one: the observed entries' error
+    observed = ref_kw.get("mask")
+    if observed is not None and fit.startswith(("hals", "mu")):
+        dense = X.toarray() if sp.issparse(X) else X
+        err = np.sum(((dense - got.W @ got.H) * observed) ** 2, dtype=np.float64)
+        assert got.history["loss"][-1] == pytest.approx(0.5 * err, rel=TOL[dtype] * 10)
+
+
+@pytest.mark.parametrize("persist", [True, False])
+def test_missing_values_on_the_cluster(client, persist):
+    """Two worker processes, blocks kept or read again at every iteration (the dask mask's
+    rows read with X's), sweeps then extrapolation: the in-memory masked fit."""
+    X = _data(True, np.float64, seed=7)
+    X_in, ref_kw, dask_kw = _missing_forms(X, seed=8)["mask-dask"]
+    kw = dict(init="random", random_state=1, max_iter=12, tol=0, accelerate="auto")
+    ref = fastnmf.nmf(X_in, R, **ref_kw, **kw)
+    got = fdask.nmf_dask(_dask(X), R, persist=persist, **dask_kw, **kw)
+    _same_fit(ref, got, np.float64)
+    held = ~ref_kw["mask"]
+    assert not np.isnan(got.W).any() and held.any()
+
+
+def test_missing_values_clear_errors():
+    X = _data(False, np.float64)
+    Xd = _dask(X)
+    mask = np.ones(X.shape, bool)
+    mask[0, :3] = False
+    with pytest.raises(ValueError, match="need solver='mu'"):
+        fastnmf.nmf(Xd, R, beta_loss="kullback-leibler", solver="ccd", mask=mask)
+    with pytest.raises(ValueError, match="not yet with other β"):
+        fastnmf.nmf(Xd, R, beta_loss=1.5, mask=mask)
+    with pytest.raises(ValueError, match="update_H=True"):
+        fastnmf.nmf(Xd, R, H=np.ones((R, N)), update_H=False, mask=mask)
+    with pytest.raises(ValueError, match="shape"):
+        fastnmf.nmf(Xd, R, mask=mask[1:])
+    with pytest.raises(ValueError, match="shape"):
+        fastnmf.nmf(Xd, R, mask=da.from_array(mask[:, 1:]))
+    with pytest.raises(TypeError, match="boolean"):
+        fastnmf.nmf(Xd, R, mask=mask.astype(np.float64))
+    with pytest.raises(TypeError, match="dense boolean"):
+        fastnmf.nmf(Xd, R, mask=sp.csr_matrix(mask))
+    with pytest.raises(ValueError, match="'nan'"):
+        fastnmf.nmf(Xd, R, missing="none")
+    with dask.config.set(scheduler="threads"):
+        with pytest.raises(ValueError, match="Every entry of X is missing"):
+            fastnmf.nmf(Xd, R, mask=np.zeros(X.shape, bool))
+        with pytest.warns(UserWarning, match="pass it as missing="):
+            fastnmf.nmf(Xd, R, mask=~mask, max_iter=2)
+        with_nan = X.copy()
+        with_nan[5, 5] = np.nan
+        with pytest.raises(ValueError, match="missing='nan'"):  # NaN: the hint, as in memory
+            fastnmf.nmf(_dask(with_nan), R)
 
 
 def test_import_fastnmf_does_not_import_dask():

@@ -14,13 +14,16 @@ Dask is imported inside the functions: ``import fastnmf`` never imports it.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import functools
+import itertools
 
 import numpy as np
 
 from .. import _validation as v
 from .._data import SparseData, gram_f64, make_data
+from .._masked import NAN_HINT, MaskedData, missing_set, missing_terms
 from .._threads import thread_limits
 
 # Partial sums are added this many at a time (the fan-in of the tree).
@@ -46,7 +49,9 @@ def _import_dask():
 # ---------------------------------------------------------------------------
 
 class _Block:
-    """One prepared row block of X (its ``DenseData``/``SparseData``), sized for Dask.
+    """One prepared row block of X (its ``DenseData``/``SparseData``), sized for Dask;
+    with missing values, also the block's missing set (its pattern and the pattern's
+    transpose) and the count of missing entries of each of the user's sets.
 
     Dask's scheduler places a task next to the largest inputs it knows of;
     the size of an arbitrary object defaults to its shallow ``sys.getsizeof``
@@ -55,15 +60,29 @@ class _Block:
     the worker that holds its block of X.
     """
 
-    __slots__ = ("data",)
+    __slots__ = ("data", "given", "missing")
 
-    def __init__(self, data):
+    def __init__(self, data, missing=None, given=None):
         self.data = data
+        self.missing = missing
+        self.given = given or {}
+
+    def view(self):
+        """What a task computes with: the block's data, or, with missing values, a
+        :class:`MaskedData` of it made for this task (its buffers and its binding to the
+        task's factors are the task's own: the block itself never changes)."""
+        if self.missing is None:
+            return self.data
+        return MaskedData(self.data, *self.missing)
 
     def __sizeof__(self):
         if self.data.is_sparse:
-            return sum(a.nbytes for arrays in self.data._arrays for a in arrays)  # what is held
-        return self.data.X.nbytes
+            held = sum(a.nbytes for arrays in self.data._arrays for a in arrays)
+        else:
+            held = self.data.X.nbytes
+        if self.missing is not None:
+            held += sum(p.indptr.nbytes + p.indices.nbytes for p in self.missing)
+        return held
 
 
 class _StreamedSparse(SparseData):
@@ -82,35 +101,51 @@ class _StreamedSparse(SparseData):
         return super().product(F, side, out, "gather" if side == 0 else "scatter")
 
 
-def _prepare_block(block, dtype, backend, streamed=False, transpose=False):
+def _prepare_block(block, dtype, backend, streamed=False, transpose=False, mask=None,
+                   missing=None):
     """Validate one row block and build its data products (CSR and CSR of Xᵀ, or dense).
 
     ``streamed``: the block is read again at every iteration (only the
     Frobenius products are needed): sparse blocks skip the CSR of Xᵀ.
     ``transpose``: the block is a column block of X, prepared as a row block of
     Xᵀ (dense: a view of X's block; sparse: CSR of Xᵀ, X's own block dropped).
+    ``mask``/``missing``: the block's rows of the user's sets, as :func:`fastnmf.nmf`
+    takes them (``missing="nan"``: the block's NaN); the block then holds X with its
+    missing entries zeroed and its missing set (:func:`fastnmf._masked.missing_set`;
+    the checks of the whole set are made on the sums over the blocks).
     """
-    X, is_sparse = v.check_X(block, "X (a block of the dask array)")
+    name = "X (a block of the dask array)"
+    missing_values = mask is not None or missing is not None
+    X, is_sparse = v.check_X(block, name, values=not missing_values, nan_hint=NAN_HINT)
+    pattern, given = None, None
+    if missing_values:
+        X, is_sparse, pattern, given = missing_set(X, is_sparse, mask, missing)
     if X.dtype != dtype:
         X = X.astype(dtype)
     if transpose:
         X = X.T.tocsr() if is_sparse else X.T
     if streamed and backend != "dense" and is_sparse:
-        return _Block(_StreamedSparse(X))
-    return _Block(make_data(X, is_sparse, backend))
+        data = _StreamedSparse(X)
+    else:
+        data = make_data(X, is_sparse, backend)
+    return _Block(data, None if pattern is None else (pattern, pattern.transpose()), given)
 
 
 def _block_stats(block):
-    """Sum (for the mean of X), ‖X‖², nonzeros and backend of one prepared block."""
+    """Sum (for the mean of X), ‖X‖², nonzeros and backend of one prepared block, and
+    its count of missing entries (all, and of each of the user's sets)."""
     data = block.data
     if data.is_sparse:
         total = float(data._arrays[0][2].sum(dtype=np.float64))
     else:
         total = float(data.X.sum(dtype=np.float64))
-    nonzeros = data.nonzeros if hasattr(data, "nonzeros") else data.nnz  # accelerated HALS cost
+    n_missing = 0 if block.missing is None else block.missing[0].nnz
+    # accelerated HALS's cost model counts the missing entries too (MaskedData.nonzeros)
+    nonzeros = data.nonzeros + n_missing
     # (a set: the blocks' parts are summed, and sets are united)
     return {"sum": total, "sqnorm": data.sqnorm, "nnz": nonzeros,
-            "backend": {data.backend}, "max": {data.max()}}
+            "backend": {data.backend}, "max": {data.max()}, "missing": n_missing,
+            "given": collections.Counter(block.given)}
 
 
 def _add_parts(*parts):
@@ -132,7 +167,7 @@ class _Blocks:
     blocks of Xᵀ (the column copy of :class:`DaskData`)."""
 
     def __init__(self, X, dtype, backend, persist, scheduler, n_threads, streamed=False,
-                 transpose=False):
+                 transpose=False, mask=None, missing=None):
         dask, _ = _import_dask()
         self.dask = dask
         self.scheduler = scheduler
@@ -146,12 +181,21 @@ class _Blocks:
         self.n_cols = int(X.shape[1 - axis])
         self.offsets = np.concatenate([[0], np.cumsum(self.rows)]).astype(np.int64)
         prepare = dask.delayed(_prepare_block, pure=True)
-        self.data = [prepare(blocks[i], dtype, backend, streamed, transpose) for i in keep]
+        masks, missings = _row_pieces(mask, X.chunks[axis]), _row_pieces(missing, X.chunks[axis])
+        self.data = [prepare(blocks[i], dtype, backend, streamed, transpose, masks[i],
+                             missings[i]) for i in keep]
         self._planned = None if persist else _plan_homes(self.client, self.rows)
         if self._planned is not None:  # each block read and prepared on its worker
             self.data = _placed(self.data, self._planned)
         if persist:  # X is loaded and prepared once, then stays where it is
             self.data = list(dask.persist(*self.data, scheduler=scheduler))
+        # with missing values, what the loss's correction reads: the blocks themselves, or
+        # (streamed) their missing sets, kept so the correction does not read X again
+        self.missing = self.data
+        if not persist and (mask is not None or missing is not None):
+            of = dask.delayed(_missing_of, pure=True)
+            self.missing = list(dask.persist(*[of(d) for d in self.data],
+                                             scheduler=scheduler))
 
     def _homes(self):
         """The worker holding each persisted block of X (None: not known, or no cluster);
@@ -165,7 +209,7 @@ class _Blocks:
         who = self.client.who_has(self.data)
         return [next(iter(who.get(d.key) or ()), None) for d in self.data]
 
-    def _map(self, fn, args, nout=None):
+    def _map(self, fn, args, nout=None, over=None):
         """``fn(data_b, *args_b)`` for every block, each task placed where its block of X is.
 
         A list argument gives one item per block.  Without the placement,
@@ -177,7 +221,7 @@ class _Blocks:
         task = self.dask.delayed(fn, pure=False, nout=nout)
         homes = self._homes()
         outs = []
-        for b, d in enumerate(self.data):
+        for b, d in enumerate(self.data if over is None else over):
             where = (self.dask.annotate(workers=[homes[b]], allow_other_workers=True)
                      if homes[b] is not None else contextlib.nullcontext())
             with where:
@@ -195,9 +239,10 @@ class _Blocks:
             parts = [add(*parts[i : i + SPLIT_EVERY]) for i in range(0, len(parts), SPLIT_EVERY)]
         return parts[0]
 
-    def reduce(self, fn, *args):
-        """``Σ_b fn(data_b, *args_b)``, tree-summed by Dask, returned to the client."""
-        total = self.tree_sum(self._map(fn, args))
+    def reduce(self, fn, *args, over=None):
+        """``Σ_b fn(data_b, *args_b)``, tree-summed by Dask, returned to the client
+        (``over``: one item per block to pass instead of the block)."""
+        total = self.tree_sum(self._map(fn, args, over=over))
         return self.dask.compute(total, scheduler=self.scheduler)[0]
 
     def step(self, fn, *args):
@@ -230,6 +275,20 @@ class _Blocks:
 
     def gather(self, blocks):
         return np.concatenate(self.dask.compute(*blocks, scheduler=self.scheduler))
+
+
+def _row_pieces(A, chunks):
+    """The rows of ``A`` (a user's ``mask`` or ``missing``, already checked against X's
+    shape) for each row chunk of X: a dask array's rechunked to X's row chunks, a numpy
+    array's or scipy matrix's sliced on the client (sent with their block's task);
+    ``"nan"`` and None as they are."""
+    if A is None or isinstance(A, str):
+        return [A] * len(chunks)
+    if hasattr(A, "to_delayed"):  # a dask array
+        return list(A.rechunk({0: tuple(chunks), 1: -1}).to_delayed()[:, 0])
+    A = A.tocsr() if hasattr(A, "tocsr") else A
+    edges = np.cumsum((0, *chunks))
+    return [A[a:b] for a, b in itertools.pairwise(edges)]
 
 
 def _plan_homes(client, rows):
@@ -333,8 +392,12 @@ def _rows_call(block, state, cls, method, args, n_threads):
     """
     use = getattr(getattr(cls, "func", cls), "STATE_USE", {}).get(method, {})
     state = _own_state(state, use)
+    data = block.view()
     with thread_limits(n_threads):
-        out = getattr(cls(block.data, state), method)(*args)
+        out = getattr(cls(data, state), method)(*args)
+    sample = data.last_sample() if block.missing is not None else None
+    if sample is not None:  # missing values: the S of the last product, for the loss
+        state["S_side"], state["S"] = np.array(sample[0]), sample[1]
     values = out if isinstance(out, tuple) else (out,)
     # (a set: the blocks' parts are summed, and sets are united)
     parts = {"sums": _sums(state["W"]), "form": {(isinstance(out, tuple), len(values))}}
@@ -350,7 +413,24 @@ def _block_sums(block, state):
 
 def _direct_sqerr(block, state, Ht, HHt, n_threads):
     with thread_limits(n_threads):
-        return {"sqerr": block.data.direct_sqerr(state["W"], Ht, HHt)}
+        return {"sqerr": block.view().direct_sqerr(state["W"], Ht, HHt)}
+
+
+def _missing_of(block):
+    return block.missing
+
+
+def _missing_terms(missing, state, Ht, n_threads):
+    """A block's share of a masked loss's correction (:func:`fastnmf._masked.missing_terms`)
+    for the S its last product was made with (kept in its row state by :func:`_rows_call`);
+    ``missing``: the block, or its missing set alone (streamed blocks: X not read again)."""
+    if isinstance(missing, _Block):
+        missing = missing.missing
+    if missing is None or "S" not in state:  # (no missing entry in this block)
+        return {"terms": 0.0}
+    with thread_limits(n_threads):
+        return {"terms": missing_terms(missing, int(state["S_side"]), state["S"], state["W"],
+                                       Ht)}
 
 
 class BlockRows:
@@ -524,3 +604,22 @@ class DaskData:
         constant = self.blocks.constant
         return self.blocks.reduce(_direct_sqerr, W.parts, constant(Ht.copy()),
                                   constant(gram_f64(Ht)), self.blocks.n_threads)["sqerr"]
+
+
+class MaskedDaskData(DaskData):
+    """:class:`DaskData` of X with missing values: each row block holds X with its
+    missing entries zeroed and its missing set, and its tasks compute with a
+    :class:`~fastnmf._masked.MaskedData` of it, so the solver loops are those of the
+    in-memory masked fit (the row side binds it to the block's W and the Ht it is given).
+    ``sqnorm`` is the observed entries'."""
+
+    masked = True
+
+    def correct_sqerr(self, err: float, A, W: BlockRows, Ht) -> float:
+        """:meth:`fastnmf._masked.MaskedData.correct_sqerr` summed over the blocks: each
+        corrects for the S its last product was made with (``A``, that product summed, is
+        not needed: the blocks kept their S)."""
+        blocks = self.blocks
+        terms = blocks.reduce(_missing_terms, W.parts, blocks.constant(Ht.copy()),
+                              blocks.n_threads, over=blocks.missing)["terms"]
+        return float(err + terms)

@@ -14,15 +14,17 @@ import math
 import time
 
 import numpy as np
+import scipy.sparse as sp
 
 from .. import _validation as v
+from .._masked import check_missing_counts, masked_solver
 from .._options import check_accelerate, check_loop_options, regularization
 from .._result import NMFResult, fit_result
 from .._threads import numba_threads, resolve_n_threads
 from ..init import INIT_METHODS, initialize
 from ..kernels import ROW_GROUP
 from ..solvers import Monitor, objective_for
-from .data import DaskData, _Blocks, _client_of, _import_dask
+from .data import DaskData, MaskedDaskData, _Blocks, _client_of, _import_dask
 
 __all__ = ["nmf_dask"]
 
@@ -56,6 +58,33 @@ def _check_dask_X(X):
         # The scheme partitions rows only: each task needs whole rows of X.
         X = X.rechunk({1: -1})
     return X, dtype
+
+
+def _check_missing_input(A, name, shape):
+    """A user's ``mask`` or ``missing`` for a dask X, checked before any work (its
+    entries are read block by block, with X's): ``"nan"`` (``missing`` only), a boolean
+    dask or numpy array of X's shape, or (``missing`` only) a scipy sparse matrix."""
+    if A is None:
+        return None
+    if isinstance(A, str):
+        if name == "missing" and A == "nan":
+            return A
+        kinds = ("'nan', a scipy sparse matrix or a boolean array" if name == "missing"
+                 else "a boolean array (True = observed)")
+        raise ValueError(f"{name} must be {kinds}, got {A!r}.")
+    if sp.issparse(A):
+        if name == "mask":
+            raise TypeError(
+                "mask must be a dense boolean array (True = observed); for sparse X give "
+                "the held-out entries as missing=<sparse matrix> instead.")
+    elif not hasattr(A, "to_delayed"):  # (a dask array: checked as it is, not computed)
+        A = np.asarray(A)
+    if tuple(A.shape) != tuple(shape):
+        raise ValueError(f"{name} has shape {tuple(A.shape)} but X has shape {tuple(shape)}.")
+    if not sp.issparse(A) and A.dtype != bool:
+        meaning = "True = observed" if name == "mask" else "True = missing"
+        raise TypeError(f"{name} must be a boolean array ({meaning}), got dtype {A.dtype}.")
+    return A
 
 
 # Accelerated HALS sweeps rows in groups of ROW_GROUP (64) aligned to absolute
@@ -190,7 +219,7 @@ def nmf_dask(X, rank, *, beta_loss="frobenius", solver=None, init=None, max_iter
              tol=1e-4, random_state=None, alpha_W=0.0, alpha_H="same", l1_ratio=0.0, W=None,
              H=None, update_H=True, n_threads=None, backend="auto", max_time=None,
              callback=None, progress=False, verbose=0, accelerate=True, persist=True,
-             scheduler=None, return_dask=False) -> NMFResult:
+             scheduler=None, return_dask=False, mask=None, missing=None) -> NMFResult:
     """:func:`fastnmf.nmf` for a row-partitioned ``dask.array.Array``.
 
     ``fastnmf.nmf(X, ...)`` calls this when X is a dask array; call it
@@ -208,6 +237,12 @@ def nmf_dask(X, rank, *, beta_loss="frobenius", solver=None, init=None, max_iter
       ``beta_loss`` runs its MU loop.
     * ``callback``: ``info.W`` is the current W as a dask array (compute it
       to look at it: that moves m·r numbers).
+    * ``mask`` / ``missing``: as for :func:`fastnmf.nmf` (Frobenius, any solver; KL,
+      MU), each block's rows read with the block: a boolean dask array (rechunked to
+      X's row blocks), a numpy array or scipy sparse ``missing`` (sliced on the client
+      and sent with each block's task), or ``missing="nan"`` (X's own NaN).  The
+      Frobenius loss then takes one more small pass over the blocks per iteration (the
+      correction at the missing entries, no read of X when ``persist=True``).
     * ``accelerate`` (HALS): with ``persist=True`` the row-block edges are
       first moved down to multiples of ``ROW_GROUP`` (64) rows (accelerated HALS
       groups rows by 64), so the iterates equal the single-machine ones with
@@ -248,8 +283,13 @@ def nmf_dask(X, rank, *, beta_loss="frobenius", solver=None, init=None, max_iter
     X, dtype = _check_dask_X(X)
     rank = v.check_rank(rank)
     objective = objective_for(beta_loss)
+    mask = _check_missing_input(mask, "mask", X.shape)
+    missing = _check_missing_input(missing, "missing", X.shape)
+    masked = mask is not None or missing is not None
     if objective.name == "kullback-leibler" and solver is None:
         solver = "mu"  # (CCD keeps a second copy of X, by columns: asked for, not default)
+    if masked:
+        solver = masked_solver(objective, solver, update_H)
     solver = objective.resolve_solver(solver)
     max_iter, tol, max_time = check_loop_options(backend, max_iter, tol, max_time, callback)
     accelerate = check_accelerate(accelerate)
@@ -268,8 +308,11 @@ def nmf_dask(X, rank, *, beta_loss="frobenius", solver=None, init=None, max_iter
     if persist and accelerate and solver == "hals":
         X = _align_rows(X)
     blocks = _Blocks(X, dtype, backend, persist, scheduler, n_threads,
-                     streamed=not persist and objective.name == "frobenius")
-    data = DaskData(blocks, dtype, rank)
+                     streamed=not persist and objective.name == "frobenius", mask=mask,
+                     missing=missing)
+    data = (MaskedDaskData if masked else DaskData)(blocks, dtype, rank)
+    if masked:
+        check_missing_counts(data.stats["missing"], X.shape, data.stats["given"])
     if by_columns:
         keep = persist or _keep_column_copy(scheduler, data)
         data.columns = _column_blocks(X_in, len(blocks.rows), dtype, backend, keep,

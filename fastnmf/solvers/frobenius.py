@@ -236,10 +236,16 @@ class FrobeniusRows:
         self.XHt = state.get("XHt")  # the product buffer, reused while this object lives
         r = self.W.shape[1]
         self.WtW = np.empty((r, r), dtype=self.W.dtype)
+        # missing values (fastnmf._masked): S is sampled from this W and the Ht a step is
+        # given (in memory the data is bound to them already; a Dask block's is made per
+        # step and bound here)
+        self._bind = getattr(data, "bind", None)
 
     def start(self, Ht):
         """``X Hᵀ`` at the start (kept for the first update); returns ``⟨X Hᵀ, W⟩``
         (float64) and ``Wᵀ W``."""
+        if self._bind is not None:
+            self._bind(self.W, Ht)
         if self.XHt is None:
             self.XHt = np.empty_like(self.W)
         self.state["XHt"] = self.data.product(Ht, 0, out=self.XHt)
@@ -256,6 +262,8 @@ class FrobeniusRows:
         the pushed W's (the update's own is not made) and ``⟨X Hᵀ, W⟩`` the update's.
         """
         W = self.W
+        if self._bind is not None:
+            self._bind(W, Ht)
         beta = None
         if push is not None:
             beta, restart = push
