@@ -1,4 +1,4 @@
-"""Naive NumPy twins of the kernels and of the Frobenius NMF loop.
+"""Naive NumPy twins of the kernels (Frobenius, masked, KL, β) and of the Frobenius NMF loop.
 
 Slow and obviously correct: every kernel in ``fastnmf.kernels`` and every data
 product in ``fastnmf._data`` is tested against one of these.  Factors are
@@ -293,3 +293,85 @@ def masked_kl(X, M, W, H, eps=MU_EPS):
     wh = np.maximum((np.asarray(W, np.float64) @ np.asarray(H, np.float64))[M], eps)
     pos = x > eps
     return float(np.sum(x[pos] * np.log(x[pos] / wh[pos])) - x.sum() + wh.sum())
+
+
+# ------------------------------------------------- KL and β-divergence kernels
+
+
+def kl_ratio(Y, F, G):
+    """``Y ⊘ max(F Gᵀ, eps)`` in float64 (zeros of Y give zeros)."""
+    P = np.maximum(F.astype(np.float64) @ G.T.astype(np.float64), MU_EPS)
+    return Y.astype(np.float64) / P
+
+
+def kl_nz(Y, F, G):
+    """scikit-learn's KL without ``Σ WH``: ``Σ_{y>eps} y log(y/max(wh, eps)) − y``."""
+    Y = Y.astype(np.float64)
+    P = np.maximum(F.astype(np.float64) @ G.T.astype(np.float64), MU_EPS)
+    keep = Y > MU_EPS
+    return float(np.sum(Y[keep] * np.log(Y[keep] / P[keep]) - Y[keep]))
+
+
+def kl_ylogy(Y):
+    """``Σ_{y>eps} y log y − y``: the KL at the nonzeros that does not depend on WH."""
+    y = Y[Y > MU_EPS].astype(np.float64)
+    return float(np.sum(y * np.log(y) - y))
+
+
+def kl_divergence(X, W, H):
+    return kl_nz(X, W, H.T) + float(W.sum(0, dtype=np.float64) @ H.sum(1, dtype=np.float64))
+
+
+def kl_ccd_sweep(Y, F, G, l1, l2, n_newton, newton_tol):
+    """Cyclic coordinate descent with projected Newton steps, row by row, in float64."""
+    Y, F, G = (np.asarray(a, dtype=np.float64) for a in (Y, F, G))
+    F = F.copy()
+    Gsum = G.sum(0)
+    for i in range(F.shape[0]):
+        nz = np.nonzero(Y[i])[0]
+        y, Gl = Y[i, nz], G[nz]
+        wh = Gl @ F[i]
+        for k in range(F.shape[1]):
+            for _ in range(n_newton):
+                v = np.maximum(wh, MU_EPS)
+                t = y * Gl[:, k] / v
+                grad = Gsum[k] + l1 + l2 * F[i, k] - t.sum()
+                hess = l2 + np.sum(t * Gl[:, k] / v)
+                if hess > 0:
+                    new = max(0.0, F[i, k] - grad / hess)
+                else:
+                    new = 0.0 if grad > 0 else F[i, k]
+                d = new - F[i, k]
+                if d == 0:
+                    break
+                if d < 0:  # safeguard: no model value at a nonzero falls below half
+                    g = Gl[:, k]
+                    down = g > 0
+                    if np.any(down):
+                        d = max(d, np.max(-0.5 * wh[down] / g[down]))
+                    new = max(0.0, F[i, k] + d)
+                    d = new - F[i, k]
+                F[i, k] = new
+                wh += d * Gl[:, k]
+                if abs(d) <= newton_tol * new:
+                    break
+    return F
+
+
+def beta_terms(Y, P, beta):
+    """scikit-learn's numerator and denominator factors, and its two loss sums."""
+    Y, P = Y.astype(np.float64), P.astype(np.float64)
+    Pn = np.maximum(P, MU_EPS) if beta < 2 else P
+    Pd = np.maximum(P, MU_EPS) if beta < 1 else P
+    N = Y * Pn ** (beta - 2)
+    D = Pd ** (beta - 1)
+    keep = Y > MU_EPS
+    Pl = np.maximum(P, MU_EPS)
+    if beta == 0:
+        div = Y[keep] / Pl[keep]
+        sums = (np.sum(div - np.log(div)), 0.0)
+    else:
+        # β < 0: raised to eps, where scikit-learn's Σ WH^β is infinite at WH = 0
+        Ps = Pl if beta < 0 else P
+        sums = (np.sum(Y[keep] * Pl[keep] ** (beta - 1)), np.sum(Ps ** beta))
+    return N, D, sums

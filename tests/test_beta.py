@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from reference import beta_terms
 from sklearn.decomposition import non_negative_factorization as skd_nnf
 from sklearn.decomposition._nmf import _beta_divergence, _fit_multiplicative_update
 
@@ -57,25 +58,6 @@ def run(X, W, H, beta, max_iter, tol=0.0, reg=(0.0, 0.0, 0.0, 0.0), sparse=False
 # ------------------------------------------------------------------ kernels
 
 
-def ref_terms(Y, P, beta):
-    """scikit-learn's numerator and denominator factors, and its two loss sums."""
-    Y, P = Y.astype(np.float64), P.astype(np.float64)
-    Pn = np.maximum(P, EPS) if beta < 2 else P
-    Pd = np.maximum(P, EPS) if beta < 1 else P
-    N = Y * Pn ** (beta - 2)
-    D = Pd ** (beta - 1)
-    keep = Y > EPS
-    Pl = np.maximum(P, EPS)
-    if beta == 0:
-        div = Y[keep] / Pl[keep]
-        sums = (np.sum(div - np.log(div)), 0.0)
-    else:
-        # β < 0: raised to eps, where scikit-learn's Σ WH^β is infinite at WH = 0
-        Ps = Pl if beta < 0 else P
-        sums = (np.sum(Y[keep] * Pl[keep] ** (beta - 1)), np.sum(Ps ** beta))
-    return N, D, sums
-
-
 @pytest.mark.parametrize("beta", BETAS)
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_terms_dense_and_sparse(beta, dtype):
@@ -87,7 +69,7 @@ def test_terms_dense_and_sparse(beta, dtype):
     W[2] = 0  # model values 0: the eps guards
     Ht = np.ascontiguousarray(H.T)
     P0 = (W @ H).astype(dtype)
-    N_ref, D_ref, sums_ref = ref_terms(X, P0, beta)
+    N_ref, D_ref, sums_ref = beta_terms(X, P0, beta)
     for Y in (X, np.asfortranarray(X)[:, ::-1][:, ::-1]):  # C order and a strided view
         P, N, T = P0.copy(), np.empty_like(P0), np.empty_like(P0)
         s0 = _numerator_dense(Y, P, N, T, beta, dtype(EPS), True)

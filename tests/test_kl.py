@@ -6,6 +6,7 @@ import numba
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from reference import kl_ccd_sweep, kl_divergence, kl_nz, kl_ratio, kl_ylogy
 from sklearn.decomposition._nmf import _beta_divergence, _fit_multiplicative_update
 
 import fastnmf
@@ -47,69 +48,6 @@ def csr(X, index_dtype=np.int32):
     return A.indptr.astype(index_dtype), A.indices.astype(index_dtype), A.data
 
 
-# ------------------------------------------------------------------ NumPy twins
-
-
-def ref_ratio(Y, F, G):
-    """``Y ⊘ max(F Gᵀ, eps)`` in float64 (zeros of Y give zeros)."""
-    P = np.maximum(F.astype(np.float64) @ G.T.astype(np.float64), EPS)
-    return Y.astype(np.float64) / P
-
-
-def ref_kl_nz(Y, F, G):
-    """scikit-learn's KL without ``Σ WH``: ``Σ_{y>eps} y log(y/max(wh, eps)) − y``."""
-    Y = Y.astype(np.float64)
-    P = np.maximum(F.astype(np.float64) @ G.T.astype(np.float64), EPS)
-    keep = Y > EPS
-    return float(np.sum(Y[keep] * np.log(Y[keep] / P[keep]) - Y[keep]))
-
-
-def ylogy_ref(Y):
-    """``Σ_{y>eps} y log y − y``: the KL at the nonzeros that does not depend on WH."""
-    y = Y[Y > EPS].astype(np.float64)
-    return float(np.sum(y * np.log(y) - y))
-
-
-def ref_kl(X, W, H):
-    return ref_kl_nz(X, W, H.T) + float(W.sum(0, dtype=np.float64) @ H.sum(1, dtype=np.float64))
-
-
-def ref_ccd_sweep(Y, F, G, l1, l2, n_newton, newton_tol):
-    """Cyclic coordinate descent with projected Newton steps, row by row, in float64."""
-    Y, F, G = (np.asarray(a, dtype=np.float64) for a in (Y, F, G))
-    F = F.copy()
-    Gsum = G.sum(0)
-    for i in range(F.shape[0]):
-        nz = np.nonzero(Y[i])[0]
-        y, Gl = Y[i, nz], G[nz]
-        wh = Gl @ F[i]
-        for k in range(F.shape[1]):
-            for _ in range(n_newton):
-                v = np.maximum(wh, EPS)
-                t = y * Gl[:, k] / v
-                grad = Gsum[k] + l1 + l2 * F[i, k] - t.sum()
-                hess = l2 + np.sum(t * Gl[:, k] / v)
-                if hess > 0:
-                    new = max(0.0, F[i, k] - grad / hess)
-                else:
-                    new = 0.0 if grad > 0 else F[i, k]
-                d = new - F[i, k]
-                if d == 0:
-                    break
-                if d < 0:  # safeguard: no model value at a nonzero falls below half
-                    g = Gl[:, k]
-                    down = g > 0
-                    if np.any(down):
-                        d = max(d, np.max(-0.5 * wh[down] / g[down]))
-                    new = max(0.0, F[i, k] + d)
-                    d = new - F[i, k]
-                F[i, k] = new
-                wh += d * Gl[:, k]
-                if abs(d) <= newton_tol * new:
-                    break
-    return F
-
-
 # ------------------------------------------------------------------ kernels
 
 
@@ -127,9 +65,9 @@ def test_numerator_and_loss_sparse(dtype, index_dtype, tiny):
     eps = dtype(EPS)
     out = np.empty((m, r), dtype=dtype)
     loss = klk.kl_numerator_sparse(indptr, indices, data, W, Ht, eps, True, bounds, out).sum()
-    np.testing.assert_allclose(out, ref_ratio(X, W, Ht) @ Ht, rtol=RTOL[dtype], atol=1e-30)
+    np.testing.assert_allclose(out, kl_ratio(X, W, Ht) @ Ht, rtol=RTOL[dtype], atol=1e-30)
     assert np.isfinite(out).all()
-    ref = ref_kl_nz(X, W, Ht)
+    ref = kl_nz(X, W, Ht)
     np.testing.assert_allclose(loss, ref, rtol=RTOL[dtype])
     np.testing.assert_allclose(klk.kl_loss_sparse(indptr, indices, data, W, Ht, eps, bounds).sum(),
                                ref, rtol=RTOL[dtype])
@@ -160,9 +98,9 @@ def test_numerator_dense_blocks(dtype, order, side, split, monkeypatch):
         for _ in range(2):  # the second call reuses the scratch buffers
             out = np.full_like(F, np.nan)
             loss = engine.numerator(side, F, G, dtype(EPS), True, out)
-            np.testing.assert_allclose(out, ref_ratio(Y, F, G) @ G, rtol=RTOL[dtype])
-            np.testing.assert_allclose(loss, ref_kl_nz(X, W, Ht), rtol=RTOL[dtype])
-        np.testing.assert_allclose(engine.loss_nz(W, Ht, dtype(EPS)), ref_kl_nz(X, W, Ht),
+            np.testing.assert_allclose(out, kl_ratio(Y, F, G) @ G, rtol=RTOL[dtype])
+            np.testing.assert_allclose(loss, kl_nz(X, W, Ht), rtol=RTOL[dtype])
+        np.testing.assert_allclose(engine.loss_nz(W, Ht, dtype(EPS)), kl_nz(X, W, Ht),
                                    rtol=RTOL[dtype])
 
 
@@ -191,15 +129,15 @@ def test_ccd_sweep_sparse_and_dense(dtype, reg):
     W, H = factors(m, n, r, dtype=dtype)
     Ht = np.ascontiguousarray(H.T)
     l1, l2 = (dtype(v) for v in reg)
-    expected = ref_ccd_sweep(X, W, Ht, l1, l2, 3, 1e-2)
+    expected = kl_ccd_sweep(X, W, Ht, l1, l2, 3, 1e-2)
     indptr, indices, data = csr(X)
     F = W.copy()
     loss = klk.kl_ccd_sparse(indptr, indices, data, F, Ht, Ht.sum(0), l1, l2, 3, 1e-2,
                              dtype(EPS), True, nnz_bounds(indptr, 3)).sum()
     np.testing.assert_allclose(F, expected, rtol=100 * RTOL[dtype], atol=1e-12)
-    np.testing.assert_allclose(loss, ref_kl_nz(X, F, Ht), rtol=100 * RTOL[dtype])
+    np.testing.assert_allclose(loss, kl_nz(X, F, Ht), rtol=100 * RTOL[dtype])
     assert (F[3] == 0).all()  # an empty row's optimum is zero
-    ylogy = ylogy_ref(X)
+    ylogy = kl_ylogy(X)
     # the W side on the rows of X, and on the columns of (C-ordered) Xᵀ
     for Y, by_rows in ((X, True), (np.ascontiguousarray(X.T), False)):
         F2 = W.copy()
@@ -208,7 +146,7 @@ def test_ccd_sweep_sparse_and_dense(dtype, reg):
         np.testing.assert_allclose(F2, F, rtol=RTOL[dtype], atol=1e-12)
         np.testing.assert_allclose(ylogy - S, loss, rtol=100 * RTOL[dtype])
     # the H side: columns of X in blocks (17 rows in 2 chunks: ragged blocks), and rows of Xᵀ
-    expected = ref_ccd_sweep(X.T, Ht, W, l1, l2, 3, 1e-2)
+    expected = kl_ccd_sweep(X.T, Ht, W, l1, l2, 3, 1e-2)
     for Y, by_rows in ((X, False), (np.ascontiguousarray(X.T), True)):
         G = np.ascontiguousarray(H.T)
         klk.kl_ccd_dense(Y, G, np.ascontiguousarray(W.T), W.sum(0), l1, l2, 3, 1e-2,
@@ -236,7 +174,7 @@ def test_ccd_dense_safeguard_and_tiny_model_values(dtype):
     klk.kl_ccd_dense(X, F2, H.copy(), Ht.sum(0), dtype(0), dtype(0), 2, 1e-2, dtype(EPS),
                      False, True, row_bounds(m, 2))
     np.testing.assert_allclose(F2, F, rtol=RTOL[dtype], atol=1e-12)
-    expected = ref_ccd_sweep(X, W, Ht, 0.0, 0.0, 2, 1e-2)
+    expected = kl_ccd_sweep(X, W, Ht, 0.0, 0.0, 2, 1e-2)
     np.testing.assert_allclose(F2, expected, rtol=100 * RTOL[dtype], atol=1e-12)
 
 
@@ -254,7 +192,7 @@ def test_vector_log_and_ylogy(dtype):
                                2 * np.log(np.float64(dtype(EPS))) + 3 * np.log(7.0), rtol=1e-6)
     X = counts(30, 20, dtype=dtype, tiny=True).ravel()
     np.testing.assert_allclose(klk.kl_ylogy(X, dtype(EPS), row_bounds(X.size, 3)).sum(),
-                               ylogy_ref(X), rtol=RTOL[dtype])
+                               kl_ylogy(X), rtol=RTOL[dtype])
 
 
 # ------------------------------------------------------------------ solvers
@@ -364,7 +302,7 @@ def test_loss_non_increasing_and_true(solver, kind, alpha):
     loss = history["loss"]
     assert np.all(np.diff(loss) <= 1e-10 * loss[0])
     assert loss[-1] < loss[0]
-    np.testing.assert_allclose(kl, ref_kl(X, W, H), rtol=1e-9)
+    np.testing.assert_allclose(kl, kl_divergence(X, W, H), rtol=1e-9)
     assert (W >= 0).all() and (H >= 0).all()
 
 
@@ -395,7 +333,7 @@ def test_no_nan_with_zeros_and_tiny_values(solver, kind, dtype):
     assert np.isfinite(W).all() and np.isfinite(H).all() and np.isfinite(history["loss"]).all()
     assert (W[[0, 7]] == 0).all() and (H[:, 3] == 0).all()  # empty rows/columns: zero
     if dtype == np.float64:
-        np.testing.assert_allclose(kl, ref_kl(X, W, H), rtol=1e-9, atol=1e-9)
+        np.testing.assert_allclose(kl, kl_divergence(X, W, H), rtol=1e-9, atol=1e-9)
 
 
 @pytest.mark.parametrize("solver", ["mu", "ccd"])
