@@ -613,7 +613,8 @@ class MiniBatchNMF(_FactorizationBase):
         if stats.HHt64 is None:  # from the Gram at hand (no pass over H)
             stats.HHt64 = stats.HHt.astype(np.float64)
         B = _live(stats.B)
-        G = np.empty_like(stats.HHt)  # (the kernel's Gram of the rows: unused)
+        G = np.empty((0, 0), dtype=Ht.dtype)  # 0×0: the kernel makes no Gram (the rows'
+        # shares are taken off and added back in float64 below)
         # H's rows are independent subproblems: taken a run of rows at a time (whole row
         # groups of the kernel), the copies stay small and the sweeps are the same
         for a in range(0, changed.size, H_ROWS_AT_ONCE):
