@@ -189,13 +189,21 @@ class _Blocks:
             self.data = _placed(self.data, self._planned)
         if persist:  # X is loaded and prepared once, then stays where it is
             self.data = list(dask.persist(*self.data, scheduler=scheduler))
-        # with missing values, what the loss's correction reads: the blocks themselves, or
-        # (streamed) their missing sets, kept so the correction does not read X again
-        self.missing = self.data
-        if not persist and (mask is not None or missing is not None):
-            of = dask.delayed(_missing_of, pure=True)
-            self.missing = list(dask.persist(*[of(d) for d in self.data],
-                                             scheduler=scheduler))
+        self._persisted = persist
+        self._missing_sets = None
+
+    def missing_sets(self):
+        """With missing values, what the Frobenius loss's correction reads
+        (:func:`_missing_terms`): the blocks themselves where they are kept; streamed,
+        their missing sets alone, persisted when first asked for (one more read of X),
+        so that the correction does not read X again at every iteration."""
+        if self._persisted:
+            return self.data
+        if self._missing_sets is None:
+            of = self.dask.delayed(_missing_of, pure=True)
+            self._missing_sets = list(self.dask.persist(*[of(d) for d in self.data],
+                                                        scheduler=self.scheduler))
+        return self._missing_sets
 
     def _homes(self):
         """The worker holding each persisted block of X (None: not known, or no cluster);
@@ -621,5 +629,5 @@ class MaskedDaskData(DaskData):
         not needed: the blocks kept their S)."""
         blocks = self.blocks
         terms = blocks.reduce(_missing_terms, W.parts, blocks.constant(Ht.copy()),
-                              blocks.n_threads, over=blocks.missing)["terms"]
+                              blocks.n_threads, over=blocks.missing_sets())["terms"]
         return float(err + terms)
