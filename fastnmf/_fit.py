@@ -213,7 +213,9 @@ def nmf(X, rank, *, beta_loss="frobenius", solver=None, init=None, max_iter=200,
         entries of X are missing (without it, NaN in X is an error).  With
         both ``mask`` and ``missing``, an entry is missing if either says so.
         A ``mask`` or ``missing`` that leaves more than half of X missing
-        gives a warning: the two are easily swapped.
+        gives a warning: the two are easily swapped.  For a dask X either may
+        also be a boolean dask array, read block by block with X
+        (:func:`fastnmf.dask.nmf_dask`).
         Masked fits need ``update_H=True``; other β-divergences do not
         support missing values yet.  The missing entries are imputed by the current
         ``WH`` before every data product (a majorize–minimize step for the

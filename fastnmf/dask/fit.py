@@ -241,8 +241,8 @@ def nmf_dask(X, rank, *, beta_loss="frobenius", solver=None, init=None, max_iter
       MU), each block's rows read with the block: a boolean dask array (rechunked to
       X's row blocks), a numpy array or scipy sparse ``missing`` (sliced on the client
       and sent with each block's task), or ``missing="nan"`` (X's own NaN).  The
-      Frobenius loss then takes one more small pass over the blocks per iteration (the
-      correction at the missing entries, no read of X when ``persist=True``).
+      Frobenius loss then takes one more small task per block per iteration (its
+      correction at the missing entries, which reads the blocks' missing sets, not X).
     * ``accelerate`` (HALS): with ``persist=True`` the row-block edges are
       first moved down to multiples of ``ROW_GROUP`` (64) rows (accelerated HALS
       groups rows by 64), so the iterates equal the single-machine ones with
