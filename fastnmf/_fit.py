@@ -298,8 +298,6 @@ def nmf(X, rank, *, beta_loss="frobenius", solver=None, init=None, max_iter=200,
                                 data=base if order is None else OriginalColumns(base))
         W0 = np.ascontiguousarray(W0)
         Ht = np.ascontiguousarray(H0.T) if order is None else H0.T[order]
-        if prepared.masked:
-            data.bind(W0, Ht)
         if order is not None and callback is not None:
             callback = _in_columns_of_X(callback, order)
         rule = "error" if sparse_fit else objective.stop_rule(

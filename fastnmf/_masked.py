@@ -12,9 +12,10 @@ at least the masked loss and equal to it at the current factors ``W', H'``,
 so any step that lowers it (a HALS sweep, several of them, an MU step) lowers
 the masked loss: the masked loss never increases.  :class:`MaskedData` is a
 data object like :class:`~fastnmf._data.DenseData` whose ``product`` returns
-``X̃ F``; it is bound to the fit's factors, so ``S`` is always taken from the
-factors as they are when the product is asked for, and the solvers need no
-change.  The loss is exact: the solver's cheap formula
+``X̃ F``; the Frobenius loop's row side binds it to the fit's factors
+(:class:`fastnmf.solvers.frobenius.FrobeniusRows`, in memory and on each Dask
+block), so ``S`` is always taken from the factors as they are when the product is
+asked for; the KL products take the factors as arguments and need no binding.  The loss is exact: the solver's cheap formula
 ``‖X₀‖² − 2⟨X̃ᵀW, Ht⟩ + ⟨WᵀW, HHᵀ⟩`` is corrected by
 ``2 Σ_missing S∘(WH) − Σ_missing (WH)²`` (:meth:`MaskedData.correct_sqerr`).
 
@@ -80,43 +81,50 @@ def _pattern_from_coords(rows, cols, shape, canonical=False) -> Pattern:
     return Pattern(indptr, np.ascontiguousarray(cols), (int(m), int(n)))
 
 
+def check_missing_input(A, name: str, shape):
+    """A user's boolean ``mask`` (True = observed) or ``missing`` (True = missing, also
+    a scipy sparse matrix) checked against X's ``shape``, before any pattern is made;
+    returns it as an array (numpy, scipy sparse, or an array that converts itself
+    lazily, such as a dask array: checked by its dtype and shape, not computed)."""
+    if sp.issparse(A):
+        if name == "mask":
+            raise TypeError(
+                "mask must be a dense boolean array (True = observed); for sparse X give the "
+                "held-out entries as missing=<sparse matrix> instead.")
+    else:
+        arr = A if hasattr(A, "to_delayed") else np.asarray(A)
+        if arr.dtype != bool:
+            if name == "mask":
+                raise TypeError(
+                    f"mask must be a boolean array (True = observed), got dtype {arr.dtype}; "
+                    "convert it with mask.astype(bool) if that is meant.")
+            raise TypeError(
+                f"missing must be 'nan', a scipy sparse matrix or a boolean array (True = "
+                f"missing), got an array of dtype {arr.dtype}.")
+        A = arr
+    if tuple(A.shape) != tuple(shape):
+        raise ValueError(f"{name} has shape {tuple(A.shape)} but X has shape {tuple(shape)}.")
+    return A
+
+
 def pattern_of(missing, shape) -> Pattern:
     """The pattern of a user's ``missing``: a sparse matrix or a boolean array.
 
     Sparse: the stored entries with a nonzero value (NaN counts) are missing.
     Dense: must be boolean, True = missing.
     """
+    missing = check_missing_input(missing, "missing", shape)
     if sp.issparse(missing):
-        if tuple(missing.shape) != tuple(shape):
-            raise ValueError(f"missing has shape {tuple(missing.shape)} but X has shape "
-                             f"{tuple(shape)}.")
         coo = missing.tocoo()
         keep = coo.data != 0
         return _pattern_from_coords(coo.row[keep], coo.col[keep], shape)
-    arr = np.asarray(missing)
-    if arr.dtype != bool:
-        raise TypeError(
-            f"missing must be 'nan', a scipy sparse matrix or a boolean array (True = "
-            f"missing), got an array of dtype {arr.dtype}.")
-    if arr.shape != tuple(shape):
-        raise ValueError(f"missing has shape {arr.shape} but X has shape {tuple(shape)}.")
-    rows, cols = np.nonzero(arr)
+    rows, cols = np.nonzero(missing)
     return _pattern_from_coords(rows, cols, shape, canonical=True)
 
 
 def _mask_pattern(mask, shape) -> Pattern:
     """The missing positions of a boolean mask of *observed* entries."""
-    if sp.issparse(mask):
-        raise TypeError(
-            "mask must be a dense boolean array (True = observed); for sparse X give the "
-            "held-out entries as missing=<sparse matrix> instead.")
-    arr = np.asarray(mask)
-    if arr.dtype != bool:
-        raise TypeError(f"mask must be a boolean array (True = observed), got dtype "
-                        f"{arr.dtype}; convert it with mask.astype(bool) if that is meant.")
-    if arr.shape != tuple(shape):
-        raise ValueError(f"mask has shape {arr.shape} but X has shape {tuple(shape)}.")
-    rows, cols = np.nonzero(~arr)
+    rows, cols = np.nonzero(~check_missing_input(mask, "mask", shape))
     return _pattern_from_coords(rows, cols, shape, canonical=True)
 
 
@@ -346,7 +354,6 @@ class MaskedData:
         """``(side, S)`` of the last product made (S in the pattern's order of that side:
         X's for side 0, Xᵀ's for side 1), or None before any."""
         return None if self._last is None else (self._last, self._vals[self._last])
-
 
     def correct_sqerr(self, err: float, A: np.ndarray, W: np.ndarray, Ht: np.ndarray) -> float:
         """The masked ``‖M∘(X − WH)‖²`` from the solver's ``‖X₀‖² − 2⟨A, F⟩ + ⟨WᵀW, HHᵀ⟩``.

@@ -14,10 +14,9 @@ import math
 import time
 
 import numpy as np
-import scipy.sparse as sp
 
 from .. import _validation as v
-from .._masked import check_missing_counts, masked_solver
+from .._masked import check_missing_counts, check_missing_input, masked_solver
 from .._options import check_accelerate, check_loop_options, regularization
 from .._result import NMFResult, fit_result
 from .._threads import numba_threads, resolve_n_threads
@@ -62,29 +61,14 @@ def _check_dask_X(X):
 
 def _check_missing_input(A, name, shape):
     """A user's ``mask`` or ``missing`` for a dask X, checked before any work (its
-    entries are read block by block, with X's): ``"nan"`` (``missing`` only), a boolean
-    dask or numpy array of X's shape, or (``missing`` only) a scipy sparse matrix."""
-    if A is None:
-        return None
-    if isinstance(A, str):
-        if name == "missing" and A == "nan":
-            return A
-        kinds = ("'nan', a scipy sparse matrix or a boolean array" if name == "missing"
-                 else "a boolean array (True = observed)")
-        raise ValueError(f"{name} must be {kinds}, got {A!r}.")
-    if sp.issparse(A):
-        if name == "mask":
-            raise TypeError(
-                "mask must be a dense boolean array (True = observed); for sparse X give "
-                "the held-out entries as missing=<sparse matrix> instead.")
-    elif not hasattr(A, "to_delayed"):  # (a dask array: checked as it is, not computed)
-        A = np.asarray(A)
-    if tuple(A.shape) != tuple(shape):
-        raise ValueError(f"{name} has shape {tuple(A.shape)} but X has shape {tuple(shape)}.")
-    if not sp.issparse(A) and A.dtype != bool:
-        meaning = "True = observed" if name == "mask" else "True = missing"
-        raise TypeError(f"{name} must be a boolean array ({meaning}), got dtype {A.dtype}.")
-    return A
+    entries are read block by block, with X's): ``"nan"`` (``missing`` only), or what
+    :func:`fastnmf._masked.check_missing_input` takes (a boolean dask array included)."""
+    if A is None or (name == "missing" and isinstance(A, str) and A == "nan"):
+        return A
+    if isinstance(A, str) and name == "missing":
+        raise ValueError(f"missing must be 'nan', a scipy sparse matrix or a boolean "
+                         f"array, got {A!r}.")
+    return check_missing_input(A, name, shape)
 
 
 # Accelerated HALS sweeps rows in groups of ROW_GROUP (64) aligned to absolute
