@@ -15,7 +15,8 @@ data object like :class:`~fastnmf._data.DenseData` whose ``product`` returns
 ``X̃ F``; the Frobenius loop's row side binds it to the fit's factors
 (:class:`fastnmf.solvers.frobenius.FrobeniusRows`, in memory and on each Dask
 block), so ``S`` is always taken from the factors as they are when the product is
-asked for; the KL products take the factors as arguments and need no binding.  The loss is exact: the solver's cheap formula
+asked for; the KL products take the factors as arguments and need no binding.  The
+loss is exact: the solver's cheap formula
 ``‖X₀‖² − 2⟨X̃ᵀW, Ht⟩ + ⟨WᵀW, HHᵀ⟩`` is corrected by
 ``2 Σ_missing S∘(WH) − Σ_missing (WH)²`` (:meth:`MaskedData.correct_sqerr`).
 

@@ -231,6 +231,14 @@ def thread_limits(n_threads: int | None, *, split_blas: bool = False):
             _BLAS.enter(blas)
             try:
                 yield n
+            except SystemError as error:
+                # Ctrl-C while a compiled kernel's wrapper is calling back into Python
+                # (Numba unpickling a global it needs) comes out of the call as
+                # "returned a result with an exception set", caused by the
+                # KeyboardInterrupt: the user pressed Ctrl-C, so that is what is raised.
+                if isinstance(error.__cause__, KeyboardInterrupt):
+                    raise error.__cause__ from None
+                raise
             finally:
                 _BLAS.leave(blas)
     finally:

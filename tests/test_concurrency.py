@@ -226,9 +226,32 @@ def test_keyboard_interrupt_from_callback_restores_threads():
     assert_array_equal(_fit(_X()).W, _fit(_X()).W)
 
 
+def test_ctrl_c_inside_a_kernel_call_comes_out_as_keyboard_interrupt():
+    # Ctrl-C while a compiled kernel's wrapper calls back into Python: Numba raises
+    # SystemError("... returned a result with an exception set") from the
+    # KeyboardInterrupt (seen in test_ctrl_c_stops_a_long_fit_quickly, 1 run in ~4)
+    numba_before = numba.get_num_threads()
+
+    def kernel_call():
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt as interrupt:
+            raise SystemError("CPUDispatcher(...) returned a result with an exception "
+                              "set") from interrupt
+
+    with pytest.raises(KeyboardInterrupt), _threads.thread_limits(1, split_blas=True):
+        kernel_call()
+    with pytest.raises(SystemError, match="other"), _threads.thread_limits(1):
+        raise SystemError("other")  # any other SystemError stays one
+    assert numba.get_num_threads() == numba_before
+
+
 def test_ctrl_c_stops_a_long_fit_quickly():
     numba_before, blas_before = numba.get_num_threads(), _blas_threads()
     X = _X(200, 150)
+    # compiled (or loaded from the cache) first, so that the interrupt reaches the
+    # iterations and not Numba's compiler (whose cache files it could leave half written)
+    fastnmf.nmf(X, 5, max_iter=2, tol=0, random_state=0, n_threads=1)
     timer = threading.Timer(0.3, _thread.interrupt_main)
     timer.start()
     try:
