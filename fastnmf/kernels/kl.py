@@ -26,9 +26,13 @@ from .._jit import kernel
 from ._math import float_bits, from_bits, log_pos
 from .beta import beta_mu_apply
 
-# Relative margin below the safeguard's limit at which the dense CCD checks a
-# step exactly (its estimate of max g/wh is off by a few ulps).
-_SAFEGUARD_SLACK = 1e-6
+# The CCD's safeguard keeps every model value at a nonzero of Y above half of what
+# it was.  A model value is a sum of nonnegative terms, wh_j = Σ_k f_k·g_kj ≥ f_k·g_kj,
+# so a step d ≥ −f_k/2 of component k changes it by d·g_kj ≥ −wh_j/2: only a step
+# that more than halves f_k can cross the limit, and only those are checked against
+# the model values.  The margin covers the round-off of model values kept up to date
+# through a row's steps (they are summed afresh for each row).
+_SAFEGUARD_MARGIN = 1e-3
 
 
 @kernel(parallel=False)
@@ -168,6 +172,13 @@ def kl_mu_apply(F, num, den0, l1, l2, eps, clip, bounds):
 
 
 @kernel(parallel=False)
+def _may_overshoot(fk, d, half):
+    """Whether the step ``d`` of a component now ``fk`` can take a model value at a
+    nonzero below half of what it is (see :data:`_SAFEGUARD_MARGIN`)."""
+    return d < 0 and -d > half * fk * (1.0 - _SAFEGUARD_MARGIN)
+
+
+@kernel(parallel=False)
 def _projected_newton(fk, grad, hess, zero):
     """The Newton step ``fk − grad/hess`` kept ≥ 0; without curvature, 0 if the
     gradient points down, else no move."""
@@ -239,7 +250,7 @@ def _ccd_rows(indptr, indices, data, F, first, stop, G, Gl, wh, Gsum, l1, l2, n_
                 d = new - fk
                 if d == 0:
                     break
-                if d < 0:
+                if _may_overshoot(fk, d, half):
                     # A Newton step downwards can overshoot towards the pole of
                     # −y·log(wh) and blow the loss up (measured: KL 2788 → 4062 in
                     # one sweep from NNDSVDA).  Never let a model value at a
@@ -309,9 +320,9 @@ def _ccd_dense_row(y, f, GT, wh, Gsum, l1, l2, n_newton, newton_tol, eps):
       gradient and Hessian (``y·g/wh = 0``), instead of a compressed copy;
     * the change of ``wh`` by component ``k``'s step is applied inside the
       next Newton pass (one pass over ``wh`` per step instead of two);
-    * the safeguard only runs its (dividing) pass when a step comes within
-      round-off of halving some model value at a nonzero: the Newton pass
-      tracks ``max g/wh`` there for free.
+    * the safeguard only runs its (dividing) pass for a step that more than
+      halves ``f[k]``, the only steps that can halve a model value
+      (:data:`_SAFEGUARD_MARGIN`).
 
     ``wh`` (length q) receives ``f·GT`` and holds it, current, on return.
     """
@@ -344,25 +355,15 @@ def _ccd_dense_row(y, f, GT, wh, Gsum, l1, l2, n_newton, newton_tol, eps):
             fk = f[k]
             a = zero
             b = zero
-            # max g/wh over the nonzeros (how far a step down may go; +inf where
-            # wh < eps, whose 1/wh is not computed), as the bits of a positive
-            # float of the data's width (float_bits: an integer max vectorizes)
-            steepest_bits = float_bits(zero)
-            inf = one / zero
             for j in range(q):
                 w = wh[j] + d_prev * g_prev[j]
                 wh[j] = w
                 v = w if w > eps else eps
                 inv = one / v
                 gj = g[j]
-                yj = y[j]
-                t = yj * gj * inv
+                t = y[j] * gj * inv
                 a += t
                 b += t * gj * inv
-                ratio = gj * inv if w >= eps else inf
-                ratio_nz = ratio if yj != 0 else zero
-                steepest_bits = max(steepest_bits, float_bits(ratio_nz))
-            steepest = from_bits(steepest_bits)
             d_prev = zero
             grad = lin + l2 * fk - a
             hess = l2 + b
@@ -371,10 +372,10 @@ def _ccd_dense_row(y, f, GT, wh, Gsum, l1, l2, n_newton, newton_tol, eps):
             if d == 0:
                 break
             # The safeguard of _ccd_rows: no model value at a nonzero may fall
-            # below half of what it was, i.e. −d·g/wh ≤ ½ everywhere.  The Newton
-            # pass measured max g/wh, so the exact (dividing) pass below only
-            # runs when the step comes within round-off of the limit.
-            if d < 0 and -d * steepest > half * (one - _SAFEGUARD_SLACK):
+            # below half of what it was, i.e. −d·g/wh ≤ ½ everywhere; only a step
+            # that more than halves f[k] can break it (the exact pass divides).
+            if _may_overshoot(fk, d, half):
+                inf = one / zero
                 lowest_bits = float_bits(inf)  # min wh/g over the nonzeros with g > 0
                 for j in range(q):
                     gj = g[j]
