@@ -426,3 +426,19 @@ def test_kl_products_made_once_per_data_object(monkeypatch):
         alone = fastnmf.nmf(X, r, random_state=r, **kw)
         np.testing.assert_array_equal(res.W, alone.W)
         np.testing.assert_array_equal(res.history["loss"], alone.history["loss"])
+
+
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_ccd_transposed_copy_of_small_x_gives_the_same_fit(order, monkeypatch):
+    """Small dense X gets a C-ordered copy of its transpose for the CCD side that pairs
+    with Y's columns; the block-copy path that large X takes gives the same fit."""
+    from fastnmf import _kl_products
+
+    X = np.asarray(counts(40, 30, dtype=np.float64, scale=3.0), order=order)
+    kw = dict(beta_loss="kullback-leibler", solver="cd", init="random", random_state=3,
+              max_iter=15, tol=0, n_threads=2)
+    with_copy = fastnmf.nmf(X, 4, **kw)
+    monkeypatch.setattr(_kl_products, "_TRANSPOSED_COPY_MAX_BYTES", 0)
+    blocks = fastnmf.nmf(X, 4, **kw)
+    np.testing.assert_array_equal(with_copy.W, blocks.W)
+    np.testing.assert_array_equal(with_copy.H, blocks.H)
