@@ -123,16 +123,17 @@ def test_mu_apply(dtype):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("reg", [(0.0, 0.0), (0.5, 0.3)])
-def test_ccd_sweep_sparse_and_dense(dtype, reg):
-    m, n, r = 29, 17, 4
+@pytest.mark.parametrize("n_newton", [1, 3])  # 1: the dense kernel takes rows in pairs
+def test_ccd_sweep_sparse_and_dense(dtype, reg, n_newton):
+    m, n, r = 29, 17, 5  # odd counts of rows and columns: pairs and a row left over
     X = counts(m, n, dtype=dtype, zero_rows=(3,), zero_cols=(4,))
     W, H = factors(m, n, r, dtype=dtype)
     Ht = np.ascontiguousarray(H.T)
     l1, l2 = (dtype(v) for v in reg)
-    expected = kl_ccd_sweep(X, W, Ht, l1, l2, 3, 1e-2)
+    expected = kl_ccd_sweep(X, W, Ht, l1, l2, n_newton, 1e-2)
     indptr, indices, data = csr(X)
     F = W.copy()
-    loss = klk.kl_ccd_sparse(indptr, indices, data, F, Ht, Ht.sum(0), l1, l2, 3, 1e-2,
+    loss = klk.kl_ccd_sparse(indptr, indices, data, F, Ht, Ht.sum(0), l1, l2, n_newton, 1e-2,
                              dtype(EPS), True, nnz_bounds(indptr, 3)).sum()
     np.testing.assert_allclose(F, expected, rtol=100 * RTOL[dtype], atol=1e-12)
     np.testing.assert_allclose(loss, kl_nz(X, F, Ht), rtol=100 * RTOL[dtype])
@@ -141,21 +142,22 @@ def test_ccd_sweep_sparse_and_dense(dtype, reg):
     # the W side on the rows of X, and on the columns of (C-ordered) Xᵀ
     for Y, by_rows in ((X, True), (np.ascontiguousarray(X.T), False)):
         F2 = W.copy()
-        S = klk.kl_ccd_dense(Y, F2, H.copy(), Ht.sum(0), l1, l2, 3, 1e-2, dtype(EPS), True,
+        S = klk.kl_ccd_dense(Y, F2, H.copy(), Ht.sum(0), l1, l2, n_newton, 1e-2, dtype(EPS), True,
                              by_rows, row_bounds(m, 3)).sum()
         np.testing.assert_allclose(F2, F, rtol=RTOL[dtype], atol=1e-12)
         np.testing.assert_allclose(ylogy - S, loss, rtol=100 * RTOL[dtype])
     # the H side: columns of X in blocks (17 rows in 2 chunks: ragged blocks), and rows of Xᵀ
-    expected = kl_ccd_sweep(X.T, Ht, W, l1, l2, 3, 1e-2)
+    expected = kl_ccd_sweep(X.T, Ht, W, l1, l2, n_newton, 1e-2)
     for Y, by_rows in ((X, False), (np.ascontiguousarray(X.T), True)):
         G = np.ascontiguousarray(H.T)
-        klk.kl_ccd_dense(Y, G, np.ascontiguousarray(W.T), W.sum(0), l1, l2, 3, 1e-2,
+        klk.kl_ccd_dense(Y, G, np.ascontiguousarray(W.T), W.sum(0), l1, l2, n_newton, 1e-2,
                          dtype(EPS), False, by_rows, row_bounds(n, 2))
         np.testing.assert_allclose(G, expected, rtol=100 * RTOL[dtype], atol=1e-12)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_ccd_dense_safeguard_and_tiny_model_values(dtype):
+@pytest.mark.parametrize("n_newton", [1, 2])
+def test_ccd_dense_safeguard_and_tiny_model_values(dtype, n_newton):
     """Steps that would halve a model value are cut exactly as in the sparse kernel,
     including where ``wh < eps`` (there the kernel's cheap bound is not defined)."""
     m, n, r = 21, 34, 3
@@ -167,14 +169,14 @@ def test_ccd_dense_safeguard_and_tiny_model_values(dtype):
     Ht = np.ascontiguousarray(H.T)
     indptr, indices, data = csr(X)
     F = W.copy()
-    klk.kl_ccd_sparse(indptr, indices, data, F, Ht, Ht.sum(0), dtype(0), dtype(0), 2, 1e-2,
+    klk.kl_ccd_sparse(indptr, indices, data, F, Ht, Ht.sum(0), dtype(0), dtype(0), n_newton, 1e-2,
                       dtype(EPS), False, nnz_bounds(indptr, 2))
     assert not np.array_equal(F, W)
     F2 = W.copy()
-    klk.kl_ccd_dense(X, F2, H.copy(), Ht.sum(0), dtype(0), dtype(0), 2, 1e-2, dtype(EPS),
+    klk.kl_ccd_dense(X, F2, H.copy(), Ht.sum(0), dtype(0), dtype(0), n_newton, 1e-2, dtype(EPS),
                      False, True, row_bounds(m, 2))
     np.testing.assert_allclose(F2, F, rtol=RTOL[dtype], atol=1e-12)
-    expected = kl_ccd_sweep(X, W, Ht, 0.0, 0.0, 2, 1e-2)
+    expected = kl_ccd_sweep(X, W, Ht, 0.0, 0.0, n_newton, 1e-2)
     np.testing.assert_allclose(F2, expected, rtol=100 * RTOL[dtype], atol=1e-12)
 
 

@@ -371,24 +371,8 @@ def _ccd_dense_row(y, f, GT, wh, Gsum, l1, l2, n_newton, newton_tol, eps):
             d = new - fk
             if d == 0:
                 break
-            # The safeguard of _ccd_rows: no model value at a nonzero may fall
-            # below half of what it was, i.e. −d·g/wh ≤ ½ everywhere; only a step
-            # that more than halves f[k] can break it (the exact pass divides).
             if _may_overshoot(fk, d, half):
-                inf = one / zero
-                lowest_bits = float_bits(inf)  # min wh/g over the nonzeros with g > 0
-                for j in range(q):
-                    gj = g[j]
-                    w = wh[j]
-                    ratio = (w if w > 0 else zero) / gj
-                    ok = (y[j] != 0) & (gj > 0)
-                    ratio_ok = ratio if ok else inf
-                    lowest_bits = min(lowest_bits, float_bits(ratio_ok))
-                lowest = from_bits(lowest_bits)
-                d = max(d, -half * lowest)
-                new = fk + d
-                if new < 0:
-                    new = zero
+                new = _safeguarded(y, g, wh, fk, new, half)
                 d = new - fk
             f[k] = new
             d_prev = d
@@ -398,6 +382,107 @@ def _ccd_dense_row(y, f, GT, wh, Gsum, l1, l2, n_newton, newton_tol, eps):
     if d_prev != 0:
         for j in range(q):
             wh[j] += d_prev * g_prev[j]
+
+
+@kernel(parallel=False)
+def _safeguarded(y, g, wh, fk, new, half):
+    """The safeguard of ``_ccd_rows`` for a dense row: the step ``fk → new`` cut so
+    that no model value at a nonzero of ``y`` falls below half of what it is
+    (``−d·g/wh ≤ ½``), by an exact (dividing) pass over the row; returns the new
+    value.  Only for steps :func:`_may_overshoot` lets through."""
+    zero = half - half
+    inf = (half + half) / zero
+    lowest_bits = float_bits(inf)  # min wh/g over the nonzeros with g > 0
+    for j in range(y.shape[0]):
+        gj = g[j]
+        w = wh[j]
+        ratio = (w if w > 0 else zero) / gj
+        ok = (y[j] != 0) & (gj > 0)
+        ratio_ok = ratio if ok else inf
+        lowest_bits = min(lowest_bits, float_bits(ratio_ok))
+    d = max(new - fk, -half * from_bits(lowest_bits))
+    new = fk + d
+    return zero if new < 0 else new
+
+
+@kernel(parallel=False)
+def _ccd_dense_row_pair(ya, yb, fa, fb, GT, wha, whb, Gsum, l1, l2, eps):
+    """:func:`_ccd_dense_row` with one Newton step per component (the solvers'
+    setting) on two rows at once, each with its own model values (``wha``,
+    ``whb``): the same steps and sums as two calls (the vectorizer may split a
+    pass's sums into other partial sums, so the last bits can differ).
+
+    One pass over ``GT[k]`` serves both rows, and the two rows' chains (a pass,
+    its reductions, the Newton step's division, then the next component's pass,
+    which needs the step) overlap: 1000×500, one thread, a sweep 0.38 → 0.31 ms
+    at r = 2, 1.03 → 0.86 at r = 6, 3.97 → 3.46 at r = 20.
+    """
+    r = fa.shape[0]
+    q = ya.shape[0]
+    zero = eps - eps
+    one = eps / eps
+    half = one / (one + one)
+    for j in range(q):
+        wha[j] = zero
+        whb[j] = zero
+    k = 0
+    while k + 4 <= r:  # four components per pass, as _ccd_dense_row
+        a0, a1, a2, a3 = fa[k], fa[k + 1], fa[k + 2], fa[k + 3]
+        b0, b1, b2, b3 = fb[k], fb[k + 1], fb[k + 2], fb[k + 3]
+        g0, g1, g2, g3 = GT[k], GT[k + 1], GT[k + 2], GT[k + 3]
+        for j in range(q):
+            wha[j] += a0 * g0[j] + a1 * g1[j] + a2 * g2[j] + a3 * g3[j]
+            whb[j] += b0 * g0[j] + b1 * g1[j] + b2 * g2[j] + b3 * g3[j]
+        k += 4
+    while k < r:
+        ak = fa[k]
+        bk = fb[k]
+        g = GT[k]
+        for j in range(q):
+            wha[j] += ak * g[j]
+            whb[j] += bk * g[j]
+        k += 1
+    da = zero  # the rows' steps not yet added to their model values, along g_prev
+    db = zero
+    g_prev = GT[0]
+    for k in range(r):
+        g = GT[k]
+        lin = Gsum[k] + l1
+        fka = fa[k]
+        fkb = fb[k]
+        grad_a = zero
+        hess_a = zero
+        grad_b = zero
+        hess_b = zero
+        for j in range(q):
+            gj = g[j]
+            gp = g_prev[j]
+            w = wha[j] + da * gp
+            wha[j] = w
+            inv = one / (w if w > eps else eps)
+            t = ya[j] * gj * inv
+            grad_a += t
+            hess_a += t * gj * inv
+            w = whb[j] + db * gp
+            whb[j] = w
+            inv = one / (w if w > eps else eps)
+            t = yb[j] * gj * inv
+            grad_b += t
+            hess_b += t * gj * inv
+        new = _projected_newton(fka, lin + l2 * fka - grad_a, l2 + hess_a, zero)
+        if _may_overshoot(fka, new - fka, half):
+            new = _safeguarded(ya, g, wha, fka, new, half)
+        fa[k] = new
+        da = new - fka
+        new = _projected_newton(fkb, lin + l2 * fkb - grad_b, l2 + hess_b, zero)
+        if _may_overshoot(fkb, new - fkb, half):
+            new = _safeguarded(yb, g, whb, fkb, new, half)
+        fb[k] = new
+        db = new - fkb
+        g_prev = g
+    for j in range(q):
+        wha[j] += da * g_prev[j]
+        whb[j] += db * g_prev[j]
 
 
 # Columns of a C-ordered Y copied at a time into a contiguous block when the
@@ -427,13 +512,11 @@ def kl_ccd_dense(Y, F, GT, Gsum, l1, l2, n_newton, newton_tol, eps, with_loss, b
     partial = np.zeros(n_chunks, dtype=np.float64)
     for c in range(n_chunks):
         wh = np.empty(q, dtype=F.dtype)
+        wh2 = np.empty(q, dtype=F.dtype)
         s = 0.0
         if by_rows:
-            for i in range(bounds[c], bounds[c + 1]):
-                y = Y[i]
-                _ccd_dense_row(y, F[i], GT, wh, Gsum, l1, l2, n_newton, newton_tol, eps)
-                if with_loss:
-                    s += _ylogv_sum(y, wh, q, eps)
+            s = _ccd_dense_rows(Y, 0, F, bounds[c], bounds[c + 1], GT, wh, wh2, Gsum, l1, l2,
+                                n_newton, newton_tol, eps, with_loss)
         else:
             block = np.empty((_COLUMN_BLOCK, q), dtype=Y.dtype)
             for i0 in range(bounds[c], bounds[c + 1], _COLUMN_BLOCK):
@@ -442,11 +525,34 @@ def kl_ccd_dense(Y, F, GT, Gsum, l1, l2, n_newton, newton_tol, eps, with_loss, b
                     row = Y[a, i0:i0 + nb]
                     for b in range(nb):
                         block[b, a] = row[b]
-                for b in range(nb):
-                    y = block[b]
-                    _ccd_dense_row(y, F[i0 + b], GT, wh, Gsum, l1, l2, n_newton, newton_tol,
-                                   eps)
-                    if with_loss:
-                        s += _ylogv_sum(y, wh, q, eps)
+                s += _ccd_dense_rows(block, i0, F, i0, i0 + nb, GT, wh, wh2, Gsum, l1, l2,
+                                     n_newton, newton_tol, eps, with_loss)
         partial[c] = s
     return partial
+
+
+@kernel(parallel=False)
+def _ccd_dense_rows(Y, y0, F, first, stop, GT, wh, wh2, Gsum, l1, l2, n_newton, newton_tol,
+                    eps, with_loss):
+    """Rows ``first:stop`` of ``F`` against rows ``first − y0 …`` of ``Y``, in pairs
+    (:func:`_ccd_dense_row_pair`) with one Newton step per component; returns their
+    summed ``Σ y·log(max(wh, eps))`` (row by row, in order) with ``with_loss``."""
+    q = GT.shape[1]
+    s = 0.0
+    i = first
+    if n_newton == 1:
+        while i + 2 <= stop:
+            ya = Y[i - y0]
+            yb = Y[i + 1 - y0]
+            _ccd_dense_row_pair(ya, yb, F[i], F[i + 1], GT, wh, wh2, Gsum, l1, l2, eps)
+            if with_loss:
+                s += _ylogv_sum(ya, wh, q, eps)
+                s += _ylogv_sum(yb, wh2, q, eps)
+            i += 2
+    while i < stop:
+        y = Y[i - y0]
+        _ccd_dense_row(y, F[i], GT, wh, Gsum, l1, l2, n_newton, newton_tol, eps)
+        if with_loss:
+            s += _ylogv_sum(y, wh, q, eps)
+        i += 1
+    return s
