@@ -166,6 +166,16 @@ def _smallest_to_stability(sel):
     return sel.suggested("combined")
 
 
+def _smallest_unstable_to_stability(sel, threshold=0.75):
+    """As :func:`_smallest_to_stability`, but only where the smallest rank's parts do
+    not reproduce either (silhouette below ``threshold``): right on the default draws
+    (thresholds 0.6-0.9 alike), not better on fresh ones (docs/rank-selection.md)."""
+    ranks, score = _ordered(sel, "silhouette")
+    if _cv_mask(sel)[0] and score[0] < threshold:
+        return int(ranks[_before_drop(score)])
+    return sel.suggested("combined")
+
+
 def _cv_mask(sel):
     from fastnmf.rank import _cv_good
 
@@ -192,6 +202,8 @@ RULES = {
     "combined (default)": lambda sel: sel.suggested("combined"),
     "combined, stability's rule where cv says the smallest rank tried (rejected)":
         lambda sel: _smallest_to_stability(sel),
+    "combined, the same only where that rank's silhouette is below 0.75 (rejected)":
+        lambda sel: _smallest_unstable_to_stability(sel),
     "cophenetic, before the largest drop": lambda sel: _drop(sel, "cophenetic"),
     "dispersion, before the largest drop": lambda sel: _drop(sel, "dispersion"),
     "cv candidates, best dispersion": lambda sel: _combined(sel, "dispersion"),
@@ -266,6 +278,12 @@ def main(argv=None):
     size.add_argument("--quick", action="store_true", help="one case per kind")
     size.add_argument("--full", action="store_true", help="add the large shapes")
     parser.add_argument("--seeds", type=int, default=2, help="draws of every case")
+    parser.add_argument("--first-draw", type=int, default=0,
+                        help="the first draw (seed 1000·draw + case): a fresh panel for "
+                             "checking a rule chosen on the default draws 0 and 1")
+    parser.add_argument("--lowest", choices=("first", "all"), default="first",
+                        help="rank k … k+4 (the planted rank the smallest tried) for the "
+                             "first draw of each case only (default), or for every draw")
     parser.add_argument("--no-golub", action="store_true")
     parser.add_argument("--out", default="rank_recovery.json", help="raw results (JSON)")
     args = parser.parse_args(argv)
@@ -278,11 +296,11 @@ def main(argv=None):
     records = []
     t_start = time.perf_counter()
     for i, (name, k, m, n, make, kwargs) in enumerate(cases):
-        for s in range(args.seeds):
+        for s in range(args.first_draw, args.first_draw + args.seeds):
             seed = 1000 * s + i
             X = make(seed)
             ranges = [("around", range(max(2, k - 3), k + 4))]
-            if s == 0:
+            if s == args.first_draw or args.lowest == "all":
                 ranges.append(("lowest", range(k, k + 5)))
             for where, ranks in ranges:
                 sel, t_cv, t_clu = run_case(X, ranks, kwargs, seed)
