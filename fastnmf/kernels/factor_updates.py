@@ -76,7 +76,10 @@ def _sweep_group(Ft, At, T, d, panels, B, l1, l2, zero):
     change = 0.0
     for P in range(panels.shape[0]):
         k0 = P * width
-        np.dot(panels[P], Ft, T)  # the panel's B·F at the current F
+        if r <= _LOOP_PANEL_MAX:
+            _panel_loop(panels[P], Ft, T)
+        else:
+            np.dot(panels[P], Ft, T)  # the panel's B·F at the current F
         for kk in range(min(width, r - k0)):
             k = k0 + kk
             f = Ft[k]
@@ -102,6 +105,31 @@ def _sweep_group(Ft, At, T, d, panels, B, l1, l2, zero):
                 for i in range(rows):
                     tj[i] += d[i] * bj
     return violation, change
+
+
+# Up to this rank the panel product is made by _panel_loop, above it by BLAS.  One
+# call of the whole update (`hals_update`, 1000×r, up to 20 sweeps, 2 threads), µs,
+# loops against BLAS: float64 r = 2 53 / 66, 4 56 / 73, 6 87 / 95, 8 90 / 104, and
+# r = 10 154 / 121, 12 184 / 132 (loops lose); float32 r = 2 69 / 78, 6 76 / 101, 8
+# 88 / 124.  (At 100000×8 the two were level, December's ninth session.)
+_LOOP_PANEL_MAX = 8
+
+
+@kernel(parallel=False)
+def _panel_loop(Pn, Ft, T):
+    """``T = Pn @ Ft`` as loops: at small ranks a BLAS call costs more than its flops."""
+    w, r = Pn.shape
+    rows = Ft.shape[1]
+    for kk in range(w):
+        t = T[kk]
+        p = Pn[kk]
+        for i in range(rows):
+            t[i] = p[0] * Ft[0, i]
+        for j in range(1, r):
+            pj = p[j]
+            fj = Ft[j]
+            for i in range(rows):
+                t[i] += pj * fj[i]
 
 
 @kernel(parallel=False)
