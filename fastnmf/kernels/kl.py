@@ -422,6 +422,9 @@ def _ccd_dense_row_pair(ya, yb, fa, fb, GT, wha, whb, Gsum, l1, l2, eps):
     zero = eps - eps
     one = eps / eps
     half = one / (one + one)
+    # Written out rather than shared with _ccd_dense_row through helpers: Numba left
+    # such calls out of line, and they cost the dense KL many-fits sweep 10 % (this
+    # initial fill, one helper per row) and 25 % (the two Newton steps below).
     for j in range(q):
         wha[j] = zero
         whb[j] = zero
@@ -469,8 +472,7 @@ def _ccd_dense_row_pair(ya, yb, fa, fb, GT, wha, whb, Gsum, l1, l2, eps):
             t = yb[j] * gj * inv
             grad_b += t
             hess_b += t * gj * inv
-        # (the two rows' steps written out: one helper for both, a call Numba left
-        # out of line, made the dense KL many-fits sweep 5.2 → 6.5 s)
+        # (the two rows' steps written out, see above: one helper, 5.2 → 6.5 s)
         new = _projected_newton(fka, lin + l2 * fka - grad_a, l2 + hess_a, zero)
         if _may_overshoot(fka, new - fka, half):
             new = _safeguarded(ya, g, wha, fka, new, half)
