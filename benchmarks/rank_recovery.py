@@ -72,11 +72,22 @@ def gauss(seed, m, n, k, noise):
     return np.maximum(X + noise * X.std() * rng.standard_normal(X.shape), 0.0)
 
 
-def poisson(seed, m, n, k, mean):
+POISSON_MEAN = {"poisson": 5.0, "poisson-sparse": 0.15}  # counts per entry
+
+
+def poisson_rates(seed, m, n, k, mean):
+    """The generator after the planted factors, the Poisson rates, and the factors
+    scaled so that ``W @ H`` is those rates (up to rounding)."""
     rng = np.random.default_rng(seed)
     W, H = _parts(rng, m, n, k)
     L = W @ H
-    return rng.poisson(L * (mean / L.mean())).astype(np.float64)
+    scale = mean / L.mean()
+    return rng, L * scale, W * scale, H
+
+
+def poisson(seed, m, n, k, mean):
+    rng, rates, _, _ = poisson_rates(seed, m, n, k, mean)
+    return rng.poisson(rates).astype(np.float64)
 
 
 def clustered(seed, m, n, k):
@@ -110,9 +121,10 @@ def panel(kind="default"):
     kl = {"beta_loss": "kullback-leibler"}
     for k in ((4,) if quick else (3, 6, 10)):
         cases.append(("poisson", k, 300, 200,
-                      lambda s, k=k: poisson(s, 300, 200, k, 5.0), kl))
+                      lambda s, k=k: poisson(s, 300, 200, k, POISSON_MEAN["poisson"]), kl))
         cases.append(("poisson-sparse", k, 600, 400,
-                      lambda s, k=k: sp.csr_matrix(poisson(s, 600, 400, k, 0.15)), kl))
+                      lambda s, k=k: sp.csr_matrix(
+                          poisson(s, 600, 400, k, POISSON_MEAN["poisson-sparse"])), kl))
     for k in ((4,) if quick else (3, 5, 8, 12)):
         cases.append(("clustered", k, 200, 150, lambda s, k=k: clustered(s, 200, 150, k), {}))
     for k in ((6,) if quick else (4, 8, 12)):
