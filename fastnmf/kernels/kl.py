@@ -255,13 +255,7 @@ def _ccd_rows(indptr, indices, data, F, first, stop, G, Gl, wh, Gsum, l1, l2, n_
                     # −y·log(wh) and blow the loss up (measured: KL 2788 → 4062 in
                     # one sweep from NNDSVDA).  Never let a model value at a
                     # nonzero fall below half of what it was.
-                    for q in range(nz):
-                        dg = d * gk[q]
-                        if wh[q] + dg < half * wh[q]:
-                            d = -half * wh[q] / gk[q]
-                    new = fk + d
-                    if new < 0:
-                        new = zero
+                    new = _safeguarded(vals, gk[:nz], wh[:nz], fk, new, half)
                     d = new - fk
                 f[k] = new
                 for q in range(nz):
@@ -386,10 +380,11 @@ def _ccd_dense_row(y, f, GT, wh, Gsum, l1, l2, n_newton, newton_tol, eps):
 
 @kernel(parallel=False)
 def _safeguarded(y, g, wh, fk, new, half):
-    """The safeguard of ``_ccd_rows`` for a dense row: the step ``fk → new`` cut so
-    that no model value at a nonzero of ``y`` falls below half of what it is
-    (``−d·g/wh ≤ ½``), by an exact (dividing) pass over the row; returns the new
-    value.  Only for steps :func:`_may_overshoot` lets through."""
+    """The CCD safeguard: the step ``fk → new`` of one component cut so that no model
+    value ``wh`` at a nonzero of ``y`` falls below half of what it is
+    (``−d·g/wh ≤ ½``), by an exact (dividing) pass over the row's values ``y``, the
+    component's column ``g`` and ``wh`` (a dense row, or a sparse row's nonzeros);
+    returns the new value.  Only for steps :func:`_may_overshoot` lets through."""
     zero = half - half
     inf = (half + half) / zero
     lowest_bits = float_bits(inf)  # min wh/g over the nonzeros with g > 0
