@@ -155,6 +155,18 @@ def test_ccd_sweep_sparse_and_dense(dtype, reg, n_newton):
         np.testing.assert_allclose(G, expected, rtol=100 * RTOL[dtype], atol=1e-12)
 
 
+@pytest.mark.parametrize("itemsize", [4, 8])
+def test_scratch_stride_spreads_rows_over_cache_sets(itemsize):
+    """The sparse CCD's r×length scratch is written a column at a time: its rows are an
+    odd number of 64-byte lines long, so one column's entries never share an L1 set
+    (rows of 512 float64 nonzeros, 4 KiB, used to put them all in one)."""
+    for length in range(1, 2100):
+        stride = klk._scratch_stride(length, itemsize)
+        lines, rest = divmod(stride * itemsize, 64)
+        assert stride >= length and rest == 0 and lines % 2 == 1
+        assert stride < length + 2 * 64 // itemsize  # at most two lines more
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("n_newton", [1, 2])
 def test_ccd_dense_safeguard_and_tiny_model_values(dtype, n_newton):
