@@ -461,7 +461,7 @@ def kl_ccd_sparse(indptr, indices, data, F, G, Gsum, l1, l2, n_newton, newton_to
     n_chunks = bounds.shape[0] - 1
     partial = np.zeros(n_chunks, dtype=np.float64)
     for c in range(n_chunks):
-        longest = 0
+        longest = indptr[0] - indptr[0]  # an int64 0: a literal 0 compiled a second _scratch_stride
         for i in range(bounds[c], bounds[c + 1]):
             longest = max(longest, indptr[i + 1] - indptr[i])
         stride = _scratch_stride(longest, F.itemsize)
