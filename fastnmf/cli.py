@@ -12,6 +12,7 @@ import argparse
 import os
 import sys
 import time
+import warnings
 
 import numpy as np
 
@@ -209,11 +210,13 @@ def _rank_command(args) -> int:
     X = _load(args.input, np.float32 if args.dtype == "float32" else None)
     print(f"data     {args.input}: {_describe(X)}")
     _check_rank(max(args.ranks), X.shape)
-    sel = select_rank(X, args.ranks, method=args.method or ["cv"], n_runs=args.runs,
-                      n_repeats=args.repeats, holdout=args.holdout, samples=args.samples,
-                      random_state=args.seed, n_jobs=args.jobs, progress=not args.quiet,
-                      beta_loss=args.beta_loss, solver=args.solver, max_iter=args.max_iter,
-                      tol=args.tol, n_threads=args.threads)
+    with warnings.catch_warnings():  # its range note is printed below, as a line
+        warnings.filterwarnings("ignore", message="select_rank: ", category=UserWarning)
+        sel = select_rank(X, args.ranks, method=args.method or ["cv"], n_runs=args.runs,
+                          n_repeats=args.repeats, holdout=args.holdout, samples=args.samples,
+                          random_state=args.seed, n_jobs=args.jobs, progress=not args.quiet,
+                          beta_loss=args.beta_loss, solver=args.solver,
+                          max_iter=args.max_iter, tol=args.tol, n_threads=args.threads)
     columns = list(sel.table[0])
     print("  ".join(f"{c:>14s}" for c in columns))
     for row in sel.table:
@@ -239,6 +242,9 @@ def _print_suggestions(sel) -> None:
     default = sel.default_method()
     how = ("cv and stability combined" if default == "combined" else default)
     print(f"suggested rank: {sel.suggested()} (the default rule, {how}: {sel.rule()})")
+    note = sel.range_note()
+    if note is not None:
+        print(f"note     {note}")
 
 
 def _add_counts(p, *options) -> None:

@@ -38,6 +38,7 @@ has the table).
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -312,6 +313,29 @@ class RankSelection:
             return int(ranks[np.nanargmax(score)])
         return int(ranks[_before_drop(score)])
 
+    def range_note(self) -> str | None:
+        """A note when the ranks tried may not reach far enough for cross-validation: the
+        lowest mean held-out error is at the smallest rank tried (a smaller rank may
+        predict better still; on counts with few per entry the rank the data can
+        estimate may lie below the one that made them, docs/rank-selection.md) or at
+        the largest (the error may still fall past it).  None when the lowest error
+        lies inside the range, or without cross-validation or a second rank;
+        :func:`select_rank` warns with it."""
+        if "cv" not in self.methods or len(self.ranks) < 2:
+            return None
+        ranks = np.array(self.ranks)
+        order = np.argsort(ranks)
+        ranks = ranks[order]
+        err = self.column("test_error")[order]
+        lowest = int(np.argmin(err))
+        if lowest == 0 and ranks[0] > 1:
+            return (f"the held-out error is lowest at the smallest rank tried ({ranks[0]}): "
+                    f"a smaller rank may predict better; try ranks below {ranks[0]}.")
+        if lowest == ranks.size - 1:
+            return (f"the held-out error is lowest at the largest rank tried ({ranks[-1]}) "
+                    f"and may still fall; try ranks above {ranks[-1]}.")
+        return None
+
     def _n_repeats(self) -> int:
         return max(1, len({row["repeat"] for row in self.cv_folds}))
 
@@ -457,6 +481,13 @@ def select_rank(X, ranks, method="cv", *, n_runs=10, n_repeats=3, holdout=0.1,
         a row or column of X with no observed entry, or too many samples for
         a consensus matrix.
 
+    Warns
+    -----
+    UserWarning
+        When cross-validation's lowest mean held-out error is at the smallest or
+        the largest rank tried (:meth:`RankSelection.range_note`): the range may
+        not reach the best rank.
+
     Examples
     --------
     >>> import numpy as np
@@ -532,6 +563,9 @@ def select_rank(X, ranks, method="cv", *, n_runs=10, n_repeats=3, holdout=0.1,
         if own_bar:
             bar.close()
     result.table = [rows[rank] for rank in ranks]
+    note = result.range_note()
+    if note is not None:
+        warnings.warn(f"select_rank: {note}", UserWarning, stacklevel=2)
     return result
 
 

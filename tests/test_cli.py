@@ -174,6 +174,7 @@ def _suggestion_lines(out):
     return [line for line in out.splitlines() if line.startswith("suggested rank")]
 
 
+@pytest.mark.filterwarnings("ignore:select_rank")  # ranks 2-3 only: the range note
 def test_rank_kl_prints_the_rule(capsys, counts):
     """`fastnmf rank --beta-loss kl`: select_rank's KL cross-validation, its numbers and its
     suggestion, and the line that says which rule made the suggestion."""

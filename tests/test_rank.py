@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -89,7 +91,10 @@ def test_component_silhouette():
 def test_cross_validation_is_minimal_at_the_planted_rank(sparse):
     X = planted_low_rank(seed=0, rank=4, noise=0.3)
     X = sp.csr_matrix(X) if sparse else X
-    sel = select_rank(X, range(2, 8), method="cv", n_repeats=2, random_state=0, max_iter=300)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the lowest error inside the range: no note
+        sel = select_rank(X, range(2, 8), method="cv", n_repeats=2, random_state=0,
+                          max_iter=300)
     test = sel.column("test_error")
     train = sel.column("train_error")
     assert sel.suggested() == 4, test
@@ -131,6 +136,7 @@ def test_samples_axis_rows_clusters_rows():
     np.testing.assert_array_equal(cols.consensus[3], groups[:, None] == groups[None, :])
 
 
+@pytest.mark.filterwarnings("ignore:select_rank")  # ranks 2-3 only: the range note
 def test_table_records_plot_and_progress():
     import matplotlib
 
@@ -255,6 +261,21 @@ def test_cv_rule_smallest_rank_as_good_as_the_best():
     assert _selection([0.5, 0.45, 0.303, 0.30]).suggested() == 4  # within 2 % of the fall
 
 
+def test_range_note_when_the_lowest_error_is_at_an_end():
+    assert _selection([0.5, 0.3, 0.2, 0.25]).range_note() is None
+    note = _selection([0.2, 0.3, 0.4], ranks=[7, 8, 9]).range_note()
+    assert "smallest rank tried (7)" in note and "below 7" in note
+    note = _selection([0.5, 0.4, 0.3]).range_note()
+    assert "largest rank tried (4)" in note and "above 4" in note
+    assert "smallest" in _selection([0.3, 0.2, 0.4], ranks=[4, 3, 5]).range_note()  # order
+    assert _selection([0.2, 0.3], ranks=[1, 2]).range_note() is None  # nothing below 1
+    assert _selection([0.2], ranks=[3]).range_note() is None
+    # select_rank warns with it: ranks 2-3 below a planted rank 4
+    with pytest.warns(UserWarning, match="largest rank tried .3."):
+        select_rank(planted_low_rank(seed=0, rank=4, noise=0.3), [2, 3], n_repeats=1,
+                    random_state=0, max_iter=100)
+
+
 def test_consensus_stability_and_combined_rules():
     from fastnmf.rank import _before_drop
 
@@ -322,6 +343,13 @@ def test_console_command(tmp_path, capsys, fmt):
     assert "test_error" in text and "suggested rank (cv): 3" in text
     assert out_png.stat().st_size > 0
     np.testing.assert_array_equal(np.load(out_npy, allow_pickle=False)["rank"], [2, 3, 4])
+    assert "note" not in text
+    if fmt == "npy":  # ranks that stop at the planted one: the note, as a line of output
+        cli.main(["rank", str(path), "--ranks", "2-3", "--method", "cv", "--repeats", "1",
+                  "--max-iter", "100", "--quiet"])
+        out, err = capsys.readouterr()
+        assert "note     the held-out error is lowest at the largest rank tried (3)" in out
+        assert "Warning" not in err
 
 
 def test_docstring_examples():
