@@ -155,6 +155,26 @@ def test_ccd_sweep_sparse_and_dense(dtype, reg, n_newton):
         np.testing.assert_allclose(G, expected, rtol=100 * RTOL[dtype], atol=1e-12)
 
 
+def test_ccd_sparse_pairs_around_rows_longer_than_the_pair_scratch():
+    """A row longer than the pairs' second scratch (``_PAIR_MAX_NNZ``) is never the
+    second of a pair: the rows around it are swept alone or paired otherwise, with the
+    same result as the reference."""
+    m, n, r = 7, klk._PAIR_MAX_NNZ + 300, 3
+    rng = np.random.default_rng(4)
+    X = np.zeros((m, n))
+    X[[1, 4]] = rng.poisson(1.0, size=(2, n)) + 1.0  # longer than the cap
+    for i in (0, 2, 3, 5, 6):
+        X[i, rng.choice(n, 12, replace=False)] = rng.poisson(2.0, size=12) + 1.0
+    W, H = factors(m, n, r)
+    Ht = np.ascontiguousarray(H.T)
+    indptr, indices, data = csr(X)
+    F = W.copy()
+    klk.kl_ccd_sparse(indptr, indices, data, F, Ht, Ht.sum(0), 0.0, 0.0, 1, 1e-2, EPS, False,
+                      nnz_bounds(indptr, 1))
+    expected = kl_ccd_sweep(X, W, Ht, 0.0, 0.0, 1, 1e-2)
+    np.testing.assert_allclose(F, expected, rtol=1e-10, atol=1e-12)
+
+
 @pytest.mark.parametrize("itemsize", [4, 8])
 def test_scratch_stride_spreads_rows_over_cache_sets(itemsize):
     """The sparse CCD's r×length scratch is written a column at a time: its rows are an

@@ -252,13 +252,14 @@ def _ccd_rows(indptr, indices, data, F, first, stop, G, Gl, wh, Gl2, wh2, Gsum, 
     at its final ``f``.
 
     With one Newton step per component (the solvers' setting) rows go in pairs
-    (:func:`_ccd_row_pair`; ``Gl2``, ``wh2`` the second row's scratch), else one at a
-    time (:func:`_ccd_row`).  The sums of a chunk are per row, then over rows in order.
+    (:func:`_ccd_row_pair`; ``Gl2``, ``wh2`` the second row's scratch, for a second row
+    of up to ``wh2.shape[0]`` nonzeros), else one at a time (:func:`_ccd_row`).  The
+    sums of a chunk are per row, then over rows in order.
     """
     s64 = 0.0
     i = first
     while i < stop:
-        if n_newton == 1 and i + 1 < stop:
+        if n_newton == 1 and i + 1 < stop and indptr[i + 2] - indptr[i + 1] <= wh2.shape[0]:
             loss_a, loss_b = _ccd_row_pair(indptr, indices, data, F, i, G, Gl, wh, Gl2, wh2,
                                            Gsum, l1, l2, eps, with_loss)
             s64 += loss_a
@@ -272,6 +273,12 @@ def _ccd_rows(indptr, indices, data, F, first, stop, G, Gl, wh, Gl2, wh2, Gsum, 
     return s64
 
 
+
+
+# The second row of a pair has at most this many nonzeros, so the pairs' second scratch
+# (r × this, per thread) stays small where the longest row is huge (a word in 10⁶
+# documents: 400 MB at rank 50 for the first scratch already); pairs pay on short rows.
+_PAIR_MAX_NNZ = 4096
 
 
 @kernel(parallel=False)
@@ -507,11 +514,11 @@ def kl_ccd_sparse(indptr, indices, data, F, G, Gsum, l1, l2, n_newton, newton_to
         longest = indptr[0] - indptr[0]  # an int64 0: a literal 0 compiled a second _scratch_stride
         for i in range(bounds[c], bounds[c + 1]):
             longest = max(longest, indptr[i + 1] - indptr[i])
-        stride = _scratch_stride(longest, F.itemsize)
-        Gl = np.empty((r, stride), dtype=F.dtype)
-        Gl2 = np.empty((r, stride), dtype=F.dtype)
+        Gl = np.empty((r, _scratch_stride(longest, F.itemsize)), dtype=F.dtype)
         wh = np.empty(longest, dtype=F.dtype)
-        wh2 = np.empty(longest, dtype=F.dtype)
+        second = min(longest, _PAIR_MAX_NNZ)  # the second row of a pair
+        Gl2 = np.empty((r, _scratch_stride(second, F.itemsize)), dtype=F.dtype)
+        wh2 = np.empty(second, dtype=F.dtype)
         partial[c] = _ccd_rows(indptr, indices, data, F, bounds[c], bounds[c + 1], G, Gl,
                                wh, Gl2, wh2, Gsum, l1, l2, n_newton, newton_tol, eps,
                                with_loss)
