@@ -233,48 +233,6 @@ def _projected_newton(fk, grad, hess, zero):
     return fk
 
 
-@kernel(parallel=False)
-def _ccd_rows(indptr, indices, data, F, first, stop, G, Gl, wh, Gl2, wh2, Gsum, l1, l2,
-              n_newton, newton_tol, eps, with_loss):
-    """Cyclic coordinate descent with Newton steps on rows ``first:stop`` of ``F``
-    against CSR ``Y``; returns the sum of their losses (with ``with_loss``).
-
-    On each row ``f = F[i]``, with ``y`` row ``i`` of ``Y`` (nonzeros ``vals`` at
-    ``cols``, ``nz`` of them), minimizes ``Σ_j (f·G[j]) − y_j log(f·G[j]) + l1·Σf +
-    ½l2‖f‖²`` over ``f ≥ 0``; the zeros of ``y`` only add the linear term
-    ``Σ_j G[j, k] = Gsum[k]``.  ``Gl`` (r×nz) gathers ``G[cols]`` transposed so every
-    pass over the nonzeros of one component is contiguous; ``wh`` holds ``f·G[j]`` at
-    the nonzeros and is kept current after each change of ``f[k]``.
-
-    Per component, up to ``n_newton`` projected Newton steps
-    ``f_k ← max(0, f_k − g/h)``, stopping early when the step is below
-    ``newton_tol·f_k``.  The loss of a row is ``Σ_{y>eps} y log(y/max(wh, eps)) − y``
-    at its final ``f``.
-
-    With one Newton step per component (the solvers' setting) rows go in pairs
-    (:func:`_ccd_row_pair`; ``Gl2``, ``wh2`` the second row's scratch, for a second row
-    of up to ``wh2.shape[0]`` nonzeros), else one at a time (:func:`_ccd_row`).  The
-    sums of a chunk are per row, then over rows in order.
-    """
-    s64 = 0.0
-    i = first
-    while i < stop:
-        if n_newton == 1 and i + 1 < stop and indptr[i + 2] - indptr[i + 1] <= wh2.shape[0]:
-            loss_a, loss_b = _ccd_row_pair(indptr, indices, data, F, i, G, Gl, wh, Gl2, wh2,
-                                           Gsum, l1, l2, eps, with_loss)
-            s64 += loss_a
-            s64 += loss_b
-            i += 2
-        else:
-            s64 += _ccd_row(indices[indptr[i]:indptr[i + 1]], data[indptr[i]:indptr[i + 1]],
-                            F[i], G, Gl, wh, Gsum, l1, l2, n_newton, newton_tol, eps,
-                            with_loss)
-            i += 1
-    return s64
-
-
-
-
 # The second row of a pair has at most this many nonzeros, so the pairs' second scratch
 # (r × this, per thread) stays small where the longest row is huge (a word in 10⁶
 # documents: 400 MB at rank 50 for the first scratch already); pairs pay on short rows.
@@ -283,8 +241,19 @@ _PAIR_MAX_NNZ = 4096
 
 @kernel(parallel=False)
 def _ccd_row(cols, vals, f, G, Gl, wh, Gsum, l1, l2, n_newton, newton_tol, eps, with_loss):
-    """One row of :func:`_ccd_rows` (nonzeros ``vals`` at ``cols``, its factor row
-    ``f``); returns its loss (with ``with_loss``, else 0)."""
+    """Cyclic coordinate descent with Newton steps on one row ``f`` of ``F`` against its
+    row of CSR ``Y`` (nonzeros ``vals`` at ``cols``); returns its loss (with
+    ``with_loss``, else 0).
+
+    Minimizes ``Σ_j (f·G[j]) − y_j log(f·G[j]) + l1·Σf + ½l2‖f‖²`` over ``f ≥ 0``;
+    the zeros of ``y`` only add the linear term ``Σ_j G[j, k] = Gsum[k]``.  ``Gl``
+    (r×nz) gathers ``G[cols]`` transposed so every pass over the nonzeros of one
+    component is contiguous (:func:`_gather_transposed`); ``wh`` holds ``f·G[j]`` at
+    the nonzeros and is kept current after each change of ``f[k]``.  Per component,
+    up to ``n_newton`` projected Newton steps ``f_k ← max(0, f_k − g/h)``, stopping
+    early when the step is below ``newton_tol·f_k``.  The loss of a row is
+    ``Σ_{y>eps} y log(y/max(wh, eps)) − y`` at its final ``f``.
+    """
     r = f.shape[0]
     nz = cols.size
     zero = eps - eps
@@ -328,7 +297,7 @@ def _ccd_row(cols, vals, f, G, Gl, wh, Gsum, l1, l2, n_newton, newton_tol, eps, 
 @kernel(parallel=False)
 def _ccd_row_pair(indptr, indices, data, F, i, G, Ga, wha, Gb, whb, Gsum, l1, l2, eps,
                   with_loss):
-    """Rows ``i`` and ``i + 1`` of :func:`_ccd_rows` with one Newton step per component,
+    """Rows ``i`` and ``i + 1`` as :func:`_ccd_row` sweeps them, one Newton step per component,
     the two rows' steps interleaved: a row's components form one chain (pass over its
     nonzeros → sums → Newton division → update of its model values → next pass), and
     two independent chains overlap.  The same steps as one row at a time, bit for bit.
@@ -381,7 +350,7 @@ def _ccd_row_pair(indptr, indices, data, F, i, G, Ga, wha, Gb, whb, Gsum, l1, l2
             hess_b += t * gb[q] * inv
         new_a = _projected_newton(fka, grad_a, hess_a, zero)
         new_b = _projected_newton(fkb, grad_b, hess_b, zero)
-        if _may_overshoot(fka, new_a - fka, half):  # the safeguard, as in _ccd_rows
+        if _may_overshoot(fka, new_a - fka, half):  # the safeguard, as in _ccd_row
             new_a = _safeguarded(va, ga[:na], wha[:na], fka, new_a, half)
         if _may_overshoot(fkb, new_b - fkb, half):
             new_b = _safeguarded(vb, gb[:nb], whb[:nb], fkb, new_b, half)
@@ -499,13 +468,17 @@ def _scratch_stride(length, itemsize):
 @kernel(chunks="partials")
 def kl_ccd_sparse(indptr, indices, data, F, G, Gsum, l1, l2, n_newton, newton_tol, eps,
                   with_loss, bounds):
-    """One CCD sweep over the rows of ``F`` for CSR ``Y ≈ F Gᵀ`` (see ``_ccd_rows``).
+    """One CCD sweep over the rows of ``F`` for CSR ``Y ≈ F Gᵀ`` (see :func:`_ccd_row`).
 
     Row ``i`` of ``F`` touches only row ``i`` of ``Y`` and the rows of ``G``
     at its nonzeros, so rows run in parallel with no approximation; ``f·G[j]``
     is recomputed per row (the cost of gathering ``G[cols]`` anyway), so no
-    per-nonzero state lives between sweeps.  Returns per-chunk float64 sums
-    of the loss at the nonzeros after the update.
+    per-nonzero state lives between sweeps.  With one Newton step per component
+    (the solvers' setting) rows go in pairs (:func:`_ccd_row_pair`; ``Gl2``,
+    ``wh2`` the second row's scratch, for a second row of up to
+    :data:`_PAIR_MAX_NNZ` nonzeros), else one at a time.  Returns per-chunk
+    float64 sums of the loss at the nonzeros after the update (per row, then
+    over rows in order).
     """
     r = F.shape[1]
     n_chunks = bounds.shape[0] - 1
@@ -519,17 +492,30 @@ def kl_ccd_sparse(indptr, indices, data, F, G, Gsum, l1, l2, n_newton, newton_to
         second = min(longest, _PAIR_MAX_NNZ)  # the second row of a pair
         Gl2 = np.empty((r, _scratch_stride(second, F.itemsize)), dtype=F.dtype)
         wh2 = np.empty(second, dtype=F.dtype)
-        partial[c] = _ccd_rows(indptr, indices, data, F, bounds[c], bounds[c + 1], G, Gl,
-                               wh, Gl2, wh2, Gsum, l1, l2, n_newton, newton_tol, eps,
-                               with_loss)
+        s64 = 0.0  # per row, then over rows in order
+        i = bounds[c]
+        stop = bounds[c + 1]
+        while i < stop:
+            if n_newton == 1 and i + 1 < stop and indptr[i + 2] - indptr[i + 1] <= second:
+                loss_a, loss_b = _ccd_row_pair(indptr, indices, data, F, i, G, Gl, wh, Gl2,
+                                               wh2, Gsum, l1, l2, eps, with_loss)
+                s64 += loss_a
+                s64 += loss_b
+                i += 2
+            else:
+                s64 += _ccd_row(indices[indptr[i]:indptr[i + 1]],
+                                data[indptr[i]:indptr[i + 1]], F[i], G, Gl, wh, Gsum, l1, l2,
+                                n_newton, newton_tol, eps, with_loss)
+                i += 1
+        partial[c] = s64
     return partial
 
 
 @kernel(parallel=False)
 def _ccd_dense_row(y, f, GT, wh, Gsum, l1, l2, n_newton, newton_tol, eps):
-    """CCD with Newton steps on one row ``f`` against a dense row ``y`` (see ``_ccd_rows``).
+    """CCD with Newton steps on one row ``f`` against a dense row ``y`` (see ``_ccd_row``).
 
-    Same steps as ``_ccd_rows``, arranged so that every loop over the row's
+    Same steps as ``_ccd_row``, arranged so that every loop over the row's
     ``q`` entries is a contiguous, branch-free, vectorized loop (this is
     where all the time goes: one division per entry per component):
 
