@@ -82,7 +82,7 @@ def test_a_fit_compiles_one_signature_per_kernel(tmp_path):
                           timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     seen = {name: sigs for name, sigs in json.loads(proc.stdout).items() if sigs}
-    assert {"hals_update", "extrapolate", "csr_matmul", "kl_ccd_sparse"} <= set(seen)
+    assert {"hals_update", "extrapolate", "csr_matmul", "kl_ccd_sparse_pairs"} <= set(seen)
     assert {name: sigs for name, sigs in seen.items() if len(sigs) > 1} == {}
 
 

@@ -295,13 +295,14 @@ def _ccd_row(cols, vals, f, G, Gl, wh, Gsum, l1, l2, n_newton, newton_tol, eps, 
 
 
 @kernel(parallel=False)
-def _ccd_row_pair(indptr, indices, data, F, i, G, Ga, wha, Gb, whb, Gsum, l1, l2, eps,
-                  with_loss):
-    """Rows ``i`` and ``i + 1`` as :func:`_ccd_row` sweeps them, one Newton step per component,
+def _ccd_row_pair(indptr, indices, data, F, ia, ib, G, Ga, wha, Gb, whb, Gsum, l1, l2, eps,
+                  with_loss, spare):
+    """Rows ``ia`` and ``ib`` as :func:`_ccd_row` sweeps them, one Newton step per component,
     the two rows' steps interleaved: a row's components form one chain (pass over its
     nonzeros → sums → Newton division → update of its model values → next pass), and
     two independent chains overlap.  The same steps as one row at a time, bit for bit.
-    Returns the two rows' losses (with ``with_loss``).
+    ``ib = -1``: row ``ia`` alone (with an empty partner whose factor row is ``spare``,
+    a scratch of r entries).  Returns the two rows' losses (with ``with_loss``).
 
     NEWS (3824 documents × 27642 words), one sweep, one thread, float64, against the
     kernel before (one row at a time, one nonzero at a time in the gather) in the same
@@ -312,14 +313,19 @@ def _ccd_row_pair(indptr, indices, data, F, i, G, Ga, wha, Gb, whb, Gsum, l1, l2
     zero = eps - eps
     one = eps / eps
     half = one / (one + one)
-    ca = indices[indptr[i]:indptr[i + 1]]
-    va = data[indptr[i]:indptr[i + 1]]
-    cb = indices[indptr[i + 1]:indptr[i + 2]]
-    vb = data[indptr[i + 1]:indptr[i + 2]]
+    ca = indices[indptr[ia]:indptr[ia + 1]]
+    va = data[indptr[ia]:indptr[ia + 1]]
+    fa = F[ia]
+    if ib < 0:  # a row alone: its partner is an empty row, its factor row ``spare``
+        cb = ca[:0]
+        vb = va[:0]
+        fb = spare
+    else:
+        cb = indices[indptr[ib]:indptr[ib + 1]]
+        vb = data[indptr[ib]:indptr[ib + 1]]
+        fb = F[ib]
     na = ca.size
     nb = cb.size
-    fa = F[i]
-    fb = F[i + 1]
     _gather_transposed(ca, fa, G, Ga, wha, zero)
     _gather_transposed(cb, fb, G, Gb, whb, zero)
     for k in range(r):
@@ -465,7 +471,6 @@ def _scratch_stride(length, itemsize):
     return (((length + line - 1) // line) | 1) * line
 
 
-@kernel(chunks="partials")
 def kl_ccd_sparse(indptr, indices, data, F, G, Gsum, l1, l2, n_newton, newton_tol, eps,
                   with_loss, bounds):
     """One CCD sweep over the rows of ``F`` for CSR ``Y ≈ F Gᵀ`` (see :func:`_ccd_row`).
@@ -473,40 +478,76 @@ def kl_ccd_sparse(indptr, indices, data, F, G, Gsum, l1, l2, n_newton, newton_to
     Row ``i`` of ``F`` touches only row ``i`` of ``Y`` and the rows of ``G``
     at its nonzeros, so rows run in parallel with no approximation; ``f·G[j]``
     is recomputed per row (the cost of gathering ``G[cols]`` anyway), so no
-    per-nonzero state lives between sweeps.  With one Newton step per component
-    (the solvers' setting) rows go in pairs (:func:`_ccd_row_pair`; ``Gl2``,
-    ``wh2`` the second row's scratch, for a second row of up to
-    :data:`_PAIR_MAX_NNZ` nonzeros), else one at a time.  Returns per-chunk
-    float64 sums of the loss at the nonzeros after the update (per row, then
-    over rows in order).
+    per-nonzero state lives between sweeps.  Returns per-chunk float64 sums
+    of the loss at the nonzeros after the update (per row, then over rows in order).
+
+    One Newton step per component (the solvers' setting) is
+    :func:`kl_ccd_sparse_pairs`, more :func:`kl_ccd_sparse_rows`: two kernels, so that
+    a fit compiles only the one it runs (the second was ~0.5 s of a first KL fit's
+    compile time).
     """
-    r = F.shape[1]
+    if n_newton == 1:
+        return kl_ccd_sparse_pairs(indptr, indices, data, F, G, Gsum, l1, l2, eps, with_loss,
+                                   bounds)
+    return kl_ccd_sparse_rows(indptr, indices, data, F, G, Gsum, l1, l2, n_newton,
+                              newton_tol, eps, with_loss, bounds)
+
+
+@kernel(parallel=False)
+def _ccd_scratch(indptr, first, stop, r, itemsize, dtype, cap):
+    """The gather scratch and model values of a chunk's rows (``r × longest``, rows of
+    :func:`_scratch_stride`), for rows of up to ``cap`` nonzeros of the chunk's."""
+    longest = indptr[0] - indptr[0]  # an int64 0: a literal 0 compiled a second _scratch_stride
+    for i in range(first, stop):
+        longest = max(longest, indptr[i + 1] - indptr[i])
+    longest = min(longest, cap)
+    return (np.empty((r, _scratch_stride(longest, itemsize)), dtype=dtype),
+            np.empty(longest, dtype=dtype))
+
+
+@kernel(chunks="partials")
+def kl_ccd_sparse_pairs(indptr, indices, data, F, G, Gsum, l1, l2, eps, with_loss, bounds):
+    """:func:`kl_ccd_sparse` with one Newton step per component: rows in pairs
+    (:func:`_ccd_row_pair`; the second row of a pair has at most :data:`_PAIR_MAX_NNZ`
+    nonzeros, else the first goes alone)."""
+    n_chunks = bounds.shape[0] - 1
+    partial = np.zeros(n_chunks, dtype=np.float64)
+    spare = np.zeros(F.shape[1], dtype=F.dtype)
+    for c in range(n_chunks):
+        first, stop = bounds[c], bounds[c + 1]
+        Gl, wh = _ccd_scratch(indptr, first, stop, F.shape[1], F.itemsize, F.dtype,
+                              indptr[-1] + 1)
+        Gl2, wh2 = _ccd_scratch(indptr, first, stop, F.shape[1], F.itemsize, F.dtype,
+                                np.int64(_PAIR_MAX_NNZ))  # (a literal: a second signature)
+        s64 = 0.0
+        i = first
+        while i < stop:
+            ib = i + 1 if i + 1 < stop and indptr[i + 2] - indptr[i + 1] <= wh2.size else -1
+            loss_a, loss_b = _ccd_row_pair(indptr, indices, data, F, i, ib, G, Gl, wh, Gl2,
+                                           wh2, Gsum, l1, l2, eps, with_loss, spare)
+            s64 += loss_a
+            s64 += loss_b  # 0 for a lone row's empty partner
+            i = i + 2 if ib >= 0 else i + 1
+        partial[c] = s64
+    return partial
+
+
+@kernel(chunks="partials")
+def kl_ccd_sparse_rows(indptr, indices, data, F, G, Gsum, l1, l2, n_newton, newton_tol, eps,
+                       with_loss, bounds):
+    """:func:`kl_ccd_sparse` with up to ``n_newton`` Newton steps per component, one row
+    at a time (:func:`_ccd_row`)."""
     n_chunks = bounds.shape[0] - 1
     partial = np.zeros(n_chunks, dtype=np.float64)
     for c in range(n_chunks):
-        longest = indptr[0] - indptr[0]  # an int64 0: a literal 0 compiled a second _scratch_stride
-        for i in range(bounds[c], bounds[c + 1]):
-            longest = max(longest, indptr[i + 1] - indptr[i])
-        Gl = np.empty((r, _scratch_stride(longest, F.itemsize)), dtype=F.dtype)
-        wh = np.empty(longest, dtype=F.dtype)
-        second = min(longest, _PAIR_MAX_NNZ)  # the second row of a pair
-        Gl2 = np.empty((r, _scratch_stride(second, F.itemsize)), dtype=F.dtype)
-        wh2 = np.empty(second, dtype=F.dtype)
-        s64 = 0.0  # per row, then over rows in order
-        i = bounds[c]
-        stop = bounds[c + 1]
-        while i < stop:
-            if n_newton == 1 and i + 1 < stop and indptr[i + 2] - indptr[i + 1] <= second:
-                loss_a, loss_b = _ccd_row_pair(indptr, indices, data, F, i, G, Gl, wh, Gl2,
-                                               wh2, Gsum, l1, l2, eps, with_loss)
-                s64 += loss_a
-                s64 += loss_b
-                i += 2
-            else:
-                s64 += _ccd_row(indices[indptr[i]:indptr[i + 1]],
-                                data[indptr[i]:indptr[i + 1]], F[i], G, Gl, wh, Gsum, l1, l2,
-                                n_newton, newton_tol, eps, with_loss)
-                i += 1
+        first, stop = bounds[c], bounds[c + 1]
+        Gl, wh = _ccd_scratch(indptr, first, stop, F.shape[1], F.itemsize, F.dtype,
+                              indptr[-1] + 1)
+        s64 = 0.0
+        for i in range(first, stop):
+            s64 += _ccd_row(indices[indptr[i]:indptr[i + 1]], data[indptr[i]:indptr[i + 1]],
+                            F[i], G, Gl, wh, Gsum, l1, l2, n_newton, newton_tol, eps,
+                            with_loss)
         partial[c] = s64
     return partial
 
