@@ -518,7 +518,7 @@ def kl_ccd_sparse_pairs(indptr, indices, data, F, G, Gsum, l1, l2, eps, with_los
         Gl, wh = _ccd_scratch(indptr, first, stop, F.shape[1], F.itemsize, F.dtype,
                               indptr[-1] + 1)
         Gl2, wh2 = _ccd_scratch(indptr, first, stop, F.shape[1], F.itemsize, F.dtype,
-                                np.int64(_PAIR_MAX_NNZ))  # (a literal: a second signature)
+                                np.int64(_PAIR_MAX_NNZ))  # np.int64: a literal compiled twice
         s64 = 0.0
         i = first
         while i < stop:
