@@ -494,15 +494,20 @@ def kl_ccd_sparse(indptr, indices, data, F, G, Gsum, l1, l2, n_newton, newton_to
 
 
 @kernel(parallel=False)
-def _ccd_scratch(indptr, first, stop, r, itemsize, dtype, cap):
-    """The gather scratch and model values of a chunk's rows (``r × longest``, rows of
-    :func:`_scratch_stride`), for rows of up to ``cap`` nonzeros of the chunk's."""
-    longest = indptr[0] - indptr[0]  # an int64 0: a literal 0 compiled a second _scratch_stride
+def _longest_row(indptr, first, stop):
+    """The most nonzeros in a row of ``first:stop`` (0 for no rows), as an int64."""
+    longest = indptr[first] - indptr[first]  # (a literal 0 compiled a second signature)
     for i in range(first, stop):
         longest = max(longest, indptr[i + 1] - indptr[i])
-    longest = min(longest, cap)
-    return (np.empty((r, _scratch_stride(longest, itemsize)), dtype=dtype),
-            np.empty(longest, dtype=dtype))
+    return longest
+
+
+@kernel(parallel=False)
+def _ccd_scratch(F, length):
+    """The gather scratch (r × ``length``, rows of :func:`_scratch_stride`) and the model
+    values for a row of up to ``length`` nonzeros, in ``F``'s dtype."""
+    return (np.empty((F.shape[1], _scratch_stride(length, F.itemsize)), dtype=F.dtype),
+            np.empty(length, dtype=F.dtype))
 
 
 @kernel(chunks="partials")
@@ -515,10 +520,9 @@ def kl_ccd_sparse_pairs(indptr, indices, data, F, G, Gsum, l1, l2, eps, with_los
     spare = np.zeros(F.shape[1], dtype=F.dtype)
     for c in range(n_chunks):
         first, stop = bounds[c], bounds[c + 1]
-        Gl, wh = _ccd_scratch(indptr, first, stop, F.shape[1], F.itemsize, F.dtype,
-                              indptr[-1] + 1)
-        Gl2, wh2 = _ccd_scratch(indptr, first, stop, F.shape[1], F.itemsize, F.dtype,
-                                np.int64(_PAIR_MAX_NNZ))  # np.int64: a literal compiled twice
+        longest = _longest_row(indptr, first, stop)
+        Gl, wh = _ccd_scratch(F, longest)
+        Gl2, wh2 = _ccd_scratch(F, min(longest, _PAIR_MAX_NNZ))
         s64 = 0.0
         i = first
         while i < stop:
@@ -541,8 +545,7 @@ def kl_ccd_sparse_rows(indptr, indices, data, F, G, Gsum, l1, l2, n_newton, newt
     partial = np.zeros(n_chunks, dtype=np.float64)
     for c in range(n_chunks):
         first, stop = bounds[c], bounds[c + 1]
-        Gl, wh = _ccd_scratch(indptr, first, stop, F.shape[1], F.itemsize, F.dtype,
-                              indptr[-1] + 1)
+        Gl, wh = _ccd_scratch(F, _longest_row(indptr, first, stop))
         s64 = 0.0
         for i in range(first, stop):
             s64 += _ccd_row(indices[indptr[i]:indptr[i + 1]], data[indptr[i]:indptr[i + 1]],
