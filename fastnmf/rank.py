@@ -292,9 +292,7 @@ class RankSelection:
             None: :meth:`default_method`.
         """
         method = self._check_method(method)
-        ranks = np.array(self.ranks)
-        order = np.argsort(ranks)
-        ranks = ranks[order]
+        ranks, order = self._sorted_ranks()
         if method in ("cv", "combined"):
             good = _cv_good(self.column("test_error")[order],
                             self.column("test_error_std")[order], self._n_repeats(),
@@ -323,9 +321,7 @@ class RankSelection:
         :func:`select_rank` warns with it."""
         if "cv" not in self.methods or len(self.ranks) < 2:
             return None
-        ranks = np.array(self.ranks)
-        order = np.argsort(ranks)
-        ranks = ranks[order]
+        ranks, order = self._sorted_ranks()
         err = self.column("test_error")[order]
         lowest = int(np.argmin(err))
         if lowest == 0 and ranks[0] > 1:
@@ -335,6 +331,11 @@ class RankSelection:
             return (f"the held-out error is lowest at the largest rank tried ({ranks[-1]}) "
                     f"and may still fall; try ranks above {ranks[-1]}.")
         return None
+
+    def _sorted_ranks(self):
+        """The ranks in increasing order, and the order that sorts :attr:`table`'s rows."""
+        order = np.argsort(np.array(self.ranks))
+        return np.array(self.ranks)[order], order
 
     def _n_repeats(self) -> int:
         return max(1, len({row["repeat"] for row in self.cv_folds}))
@@ -356,15 +357,14 @@ class RankSelection:
         if fig is None:
             fig = plt.figure(figsize=(4.2 * len(panels), 3.4))
         axes = fig.subplots(1, len(panels), squeeze=False)[0]
-        ranks = np.array(self.ranks)
-        order = np.argsort(ranks)
+        ranks, order = self._sorted_ranks()
         for ax, (title, columns, ylabel) in zip(axes, panels, strict=True):
             for key, label in columns:
-                ax.plot(ranks[order], self.column(key)[order], "o-", label=label)
+                ax.plot(ranks, self.column(key)[order], "o-", label=label)
             if title == "cross-validation":
                 std = self.column("test_error_std")[order]
                 mean = self.column("test_error")[order]
-                ax.fill_between(ranks[order], mean - std, mean + std, alpha=0.2)
+                ax.fill_between(ranks, mean - std, mean + std, alpha=0.2)
             method = {"cross-validation": "cv"}.get(title, title)
             chosen = self.suggested(method)
             ax.axvline(chosen, color="0.3", linestyle="--", linewidth=1,
@@ -372,7 +372,7 @@ class RankSelection:
             ax.set_title(title)
             ax.set_xlabel("rank")
             ax.set_ylabel(ylabel)
-            ax.set_xticks(ranks[order])
+            ax.set_xticks(ranks)
             ax.legend()
         if self.default_method() == "combined":
             fig.suptitle(f"suggested rank (cv and stability combined): "
